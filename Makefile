@@ -1,0 +1,38 @@
+# Lookalike: `make run` sets up and runs the main job, `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOOKALIKE := $(VENV)/bin/lookalike
+CATALOG_DIR ?= ../shared/footwear/catalog
+QUERY ?= ../shared/footwear/queries/search_image_01.jpg
+PYTEST_ARGS ?=
+
+.PHONY: setup run demo test test-fast lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# The main job: the catalogue imported (a no-op when already there), then a search.
+run: setup
+	$(LOOKALIKE) db upgrade
+	$(LOOKALIKE) catalog import $(CATALOG_DIR)
+	$(LOOKALIKE) search $(QUERY) --plot data/last-search.png
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,88 @@
+"""Plain, immutable records that leave the database layer (ORM objects stay inside a session)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from db.models import Product, ProductImage
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    id: int
+    product_id: int
+    file_name: str
+    content_hash: str
+    width: int
+    height: int
+    telegram_file_id: str | None
+
+    @classmethod
+    def from_row(cls, row: ProductImage) -> ImageRecord:
+        return cls(
+            id=row.id,
+            product_id=row.product_id,
+            file_name=row.file_name,
+            content_hash=row.content_hash,
+            width=row.width,
+            height=row.height,
+            telegram_file_id=row.telegram_file_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRecord:
+    id: int
+    sku: str
+    name: str
+    price: Decimal | None
+    currency: str
+    url: str | None
+    category: str | None
+    in_stock: bool
+    removed: bool
+    created_at: datetime
+    updated_at: datetime
+    images: tuple[ImageRecord, ...]
+
+    @property
+    def active(self) -> bool:
+        """Shown in customers' results: not removed and in stock."""
+        return self.in_stock and not self.removed
+
+    @property
+    def status(self) -> str:
+        if self.removed:
+            return "removed"
+        return "in stock" if self.in_stock else "out of stock"
+
+    @classmethod
+    def from_row(cls, row: Product) -> ProductRecord:
+        return cls(
+            id=row.id,
+            sku=row.sku,
+            name=row.name,
+            price=row.price,
+            currency=row.currency,
+            url=row.url,
+            category=row.category,
+            in_stock=row.in_stock,
+            removed=row.removed,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            images=tuple(ImageRecord.from_row(image) for image in row.images),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRecord:
+    id: int
+    created_at: datetime
+    user_ref: str
+    source: str
+    model_name: str
+    filters: dict[str, object]
+    results: list[dict[str, object]]
+    latency_ms: float

@@ -1,0 +1,258 @@
+"""Keyword-only data access functions. Each takes the caller's Session: one session per unit
+of work, opened and committed by the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from db.models import Embedding, Product, ProductImage, SearchLog
+from db.records import ProductRecord, SearchRecord
+
+VECTOR_DTYPE = np.dtype("<f4")  # little-endian float32, 4 bytes per value
+
+
+def vector_to_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=VECTOR_DTYPE).tobytes()
+
+
+def blob_to_vector(blob: bytes, dim: int) -> np.ndarray:
+    vector = np.frombuffer(blob, dtype=VECTOR_DTYPE)
+    if vector.shape != (dim,):
+        raise ValueError(f"stored vector has {vector.size} values, expected {dim}")
+    return vector.astype(np.float32)
+
+
+def get_product(session: Session, *, sku: str) -> Product | None:
+    return session.scalar(
+        select(Product).where(Product.sku == sku).options(selectinload(Product.images))
+    )
+
+
+def get_product_by_id(session: Session, *, product_id: int) -> Product | None:
+    return session.get(Product, product_id, options=[selectinload(Product.images)])
+
+
+def get_product_records(
+    session: Session, *, product_ids: Sequence[int]
+) -> dict[int, ProductRecord]:
+    rows = session.scalars(
+        select(Product).where(Product.id.in_(product_ids)).options(selectinload(Product.images))
+    )
+    return {row.id: ProductRecord.from_row(row) for row in rows}
+
+
+def list_products(
+    session: Session,
+    *,
+    include_removed: bool = False,
+    category: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[ProductRecord]:
+    query = select(Product).options(selectinload(Product.images)).order_by(Product.sku)
+    if not include_removed:
+        query = query.where(Product.removed.is_(False))
+    if category is not None:
+        query = query.where(Product.category == category)
+    query = query.offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return [ProductRecord.from_row(row) for row in session.scalars(query)]
+
+
+def search_products(session: Session, *, text: str, limit: int = 20) -> list[ProductRecord]:
+    """Active products whose SKU or name contains `text` (case-insensitive)."""
+    pattern = f"%{text.lower()}%"
+    query = (
+        select(Product)
+        .where(Product.removed.is_(False))
+        .where(func.lower(Product.sku).like(pattern) | func.lower(Product.name).like(pattern))
+        .options(selectinload(Product.images))
+        .order_by(Product.sku)
+        .limit(limit)
+    )
+    return [ProductRecord.from_row(row) for row in session.scalars(query)]
+
+
+def create_product(
+    session: Session,
+    *,
+    sku: str,
+    name: str,
+    price: Decimal | None,
+    currency: str,
+    url: str | None,
+    category: str | None,
+) -> Product:
+    product = Product(
+        sku=sku,
+        name=name,
+        price=price,
+        currency=currency,
+        url=url,
+        category=category,
+        in_stock=True,
+        removed=False,
+    )
+    session.add(product)
+    session.flush()
+    return product
+
+
+def find_image_by_hash(session: Session, *, content_hash: str) -> ProductImage | None:
+    return session.scalar(select(ProductImage).where(ProductImage.content_hash == content_hash))
+
+
+def add_image(
+    session: Session,
+    *,
+    product: Product,
+    file_name: str,
+    content_hash: str,
+    width: int,
+    height: int,
+    byte_size: int,
+) -> ProductImage:
+    image = ProductImage(
+        product=product,
+        file_name=file_name,
+        content_hash=content_hash,
+        width=width,
+        height=height,
+        byte_size=byte_size,
+    )
+    session.add(image)
+    session.flush()
+    return image
+
+
+def store_embedding(
+    session: Session, *, image_id: int, model_name: str, vector: np.ndarray
+) -> Embedding:
+    """Insert or replace the vector of one image for one model. vector: (dim,) float32."""
+    existing = session.scalar(
+        select(Embedding).where(Embedding.image_id == image_id, Embedding.model_name == model_name)
+    )
+    blob = vector_to_blob(vector)
+    if existing is not None:
+        existing.vector = blob
+        existing.dim = int(vector.shape[0])
+        return existing
+    embedding = Embedding(
+        image_id=image_id, model_name=model_name, dim=int(vector.shape[0]), vector=blob
+    )
+    session.add(embedding)
+    return embedding
+
+
+def load_embeddings(
+    session: Session, *, model_name: str, dim: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All vectors of one model: image ids (n,), product ids (n,), vectors (n, dim) float32."""
+    rows = session.execute(
+        select(Embedding.image_id, ProductImage.product_id, Embedding.vector)
+        .join(ProductImage, ProductImage.id == Embedding.image_id)
+        .where(Embedding.model_name == model_name, Embedding.dim == dim)
+        .order_by(Embedding.image_id)
+    ).all()
+    image_ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    product_ids = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
+    vectors = np.empty((len(rows), dim), dtype=np.float32)
+    for i, row in enumerate(rows):
+        vectors[i] = np.frombuffer(row[2], dtype=VECTOR_DTYPE)
+    return image_ids, product_ids, vectors
+
+
+def image_vectors(session: Session, *, product_id: int, model_name: str) -> list[np.ndarray]:
+    blobs = session.execute(
+        select(Embedding.vector, Embedding.dim)
+        .join(ProductImage, ProductImage.id == Embedding.image_id)
+        .where(ProductImage.product_id == product_id, Embedding.model_name == model_name)
+        .order_by(ProductImage.id)
+    ).all()
+    return [blob_to_vector(blob, dim) for blob, dim in blobs]
+
+
+def images_missing_embedding(session: Session, *, model_name: str) -> list[ProductImage]:
+    has_vector = select(Embedding.image_id).where(Embedding.model_name == model_name)
+    return list(
+        session.scalars(
+            select(ProductImage).where(ProductImage.id.not_in(has_vector)).order_by(ProductImage.id)
+        )
+    )
+
+
+def referenced_files(session: Session) -> set[str]:
+    return set(session.scalars(select(ProductImage.file_name)))
+
+
+def set_telegram_file_id(session: Session, *, image_id: int, file_id: str) -> None:
+    image = session.get(ProductImage, image_id)
+    if image is not None:
+        image.telegram_file_id = file_id
+
+
+def log_search(
+    session: Session,
+    *,
+    user_ref: str,
+    source: str,
+    query_hash: str | None,
+    model_name: str,
+    filters: dict[str, Any],
+    results: list[dict[str, Any]],
+    latency_ms: float,
+) -> SearchLog:
+    entry = SearchLog(
+        user_ref=user_ref,
+        source=source,
+        query_hash=query_hash,
+        model_name=model_name,
+        filters=filters,
+        results=results,
+        best_distance=float(results[0]["distance"]) if results else None,
+        latency_ms=latency_ms,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def get_search(session: Session, *, search_id: int) -> SearchRecord | None:
+    row = session.get(SearchLog, search_id)
+    if row is None:
+        return None
+    return SearchRecord(
+        id=row.id,
+        created_at=row.created_at,
+        user_ref=row.user_ref,
+        source=row.source,
+        model_name=row.model_name,
+        filters=dict(row.filters),
+        results=list(row.results),
+        latency_ms=row.latency_ms,
+    )
+
+
+def count_products(session: Session, *, active_only: bool = False) -> int:
+    query = select(func.count(Product.id))
+    if active_only:
+        query = query.where(Product.removed.is_(False), Product.in_stock.is_(True))
+    return int(session.scalar(query) or 0)
+
+
+def search_stats(session: Session, *, since: datetime) -> tuple[int, list[float], list[float]]:
+    """(number of searches, their latencies in ms, their best distances) since `since`."""
+    rows = session.execute(
+        select(SearchLog.latency_ms, SearchLog.best_distance).where(SearchLog.created_at >= since)
+    ).all()
+    latencies = [float(row[0]) for row in rows]
+    best = [float(row[1]) for row in rows if row[1] is not None]
+    return len(rows), latencies, best

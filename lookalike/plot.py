@@ -1,0 +1,42 @@
+"""The picture of a search: the query photo and its results with their scores."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen: render to a file
+
+import matplotlib.pyplot as plt
+from PIL import Image
+
+from db.media import MediaStore
+from search.preprocess import load_rgb
+from search.service import SearchResult
+
+
+def plot_search(query: bytes, result: SearchResult, media: MediaStore, out: Path) -> None:
+    """Save a grid: the query first, then each result captioned with rank, SKU and scores."""
+    panels = 1 + len(result.items)
+    columns = min(panels, 5)
+    rows = -(-panels // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.4 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    axes.flat[0].imshow(load_rgb(query))
+    axes.flat[0].set_title("query", fontsize=10, fontweight="bold")
+    for axis, item in zip(axes.flat[1:], result.items, strict=False):
+        with Image.open(io.BytesIO(media.read(item.image.file_name))) as image:
+            axis.imshow(image.convert("RGB"))
+        price = f"{item.product.price} {item.product.currency}" if item.product.price else ""
+        axis.set_title(
+            f"#{item.rank} {item.product.sku}\n{price}\n"
+            f"distance {item.distance:.3f} · {item.similarity:.0f}%",
+            fontsize=8,
+        )
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)

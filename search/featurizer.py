@@ -1,0 +1,22 @@
+"""What the service needs of a feature extractor, without importing TensorFlow."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class Featurizer(Protocol):
+    """Anything that turns a batch of preprocessed images into vectors."""
+
+    model_name: str
+    dim: int
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """(n, 224, 224, 3) float32 -> (n, dim) float32."""
+        ...
+
+
+class ModelUnavailableError(RuntimeError):
+    """The model could not be built or loaded; the message says what to do."""

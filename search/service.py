@@ -1,0 +1,620 @@
+"""The search service: ties the extractor, the in-memory index and the catalogue together.
+
+Every catalogue change is atomic across the image file, the database row and the index: the
+file is written first (content-addressed), then one transaction commits the product, image and
+vector, and only then is the index changed. A failure before the commit deletes the new file;
+a crash leaves at most an unreferenced file, swept at the next start (`sweep_orphan_files`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import repository as repo
+from db.engine import create_db_engine, create_session_factory
+from db.media import MediaStore
+from db.migrate import ensure_up_to_date
+from db.models import Product
+from db.records import ImageRecord, ProductRecord
+from search.featurizer import Featurizer
+from search.fields import ProductFields
+from search.index import ProductFacts, VectorIndex
+from search.preprocess import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    InvalidImageError,
+    inspect_image,
+    load_rgb,
+    to_model_input,
+)
+
+log = logging.getLogger(__name__)
+
+
+class CatalogError(ValueError):
+    """A catalogue request that cannot be done (unknown SKU, duplicate image...); one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultItem:
+    rank: int  # 1-based
+    product: ProductRecord
+    image: ImageRecord  # the product's image that matched best
+    distance: float  # cosine distance, smaller is closer
+    similarity: float  # percent
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    items: list[ResultItem]
+    search_id: int | None  # the search log row, for shared result links
+    latency_ms: float
+    filters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_distance(self) -> float | None:
+        return self.items[0].distance if self.items else None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedImage:
+    """An image checked and turned into model input, not yet featurised."""
+
+    data: bytes
+    content_hash: str  # sha256 hex of the bytes
+    image_format: str
+    width: int
+    height: int
+    model_input: np.ndarray  # (224, 224, 3) float32
+
+
+@dataclass(frozen=True, slots=True)
+class AddOutcome:
+    product: ProductRecord
+    image: ImageRecord
+    created_product: bool
+    created_image: bool  # False when these exact bytes were already this product's image
+    near_duplicates: list[ResultItem]  # other products that look (almost) the same
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def facts_of(product: Product | ProductRecord) -> ProductFacts:
+    return ProductFacts(
+        product_id=product.id,
+        category=product.category,
+        # NaN never passes a `price <= max_price` filter: unpriced products are not "under 60".
+        price=float(product.price) if product.price is not None else math.nan,
+        active=product.in_stock and not product.removed,
+    )
+
+
+class SearchService:
+    """Search and catalogue operations. Thread-safe: catalogue writes are serialised."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        media: MediaStore,
+        featurizer_provider: Callable[[], Featurizer],
+        model_name: str,
+        dim: int = 512,
+        top_k: int = 8,
+        near_duplicate_distance: float = 0.05,
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        max_image_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self._session_factory = session_factory
+        self.media = media
+        self._featurizer_provider = featurizer_provider
+        self._featurizer: Featurizer | None = None
+        self._featurizer_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self.model_name = model_name
+        self.dim = dim
+        self.top_k = top_k
+        self.near_duplicate_distance = near_duplicate_distance
+        self.max_image_pixels = max_image_pixels
+        self.max_image_bytes = max_image_bytes
+        self.index = VectorIndex(dim)
+        self._engine: Engine | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        database_url: str,
+        media: MediaStore,
+        featurizer_provider: Callable[[], Featurizer],
+        model_name: str,
+        engine: Engine | None = None,
+        **options: Any,
+    ) -> SearchService:
+        """Bring the database up to date, then load the index from it."""
+        engine = engine or create_db_engine(database_url)
+        ensure_up_to_date(engine)
+        service = cls(
+            session_factory=create_session_factory(engine),
+            media=media,
+            featurizer_provider=featurizer_provider,
+            model_name=model_name,
+            **options,
+        )
+        service._engine = engine
+        service.reload_index()
+        return service
+
+    def close(self) -> None:
+        """Release database connections (SQLite checkpoints its WAL)."""
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def session(self) -> Session:
+        return self._session_factory()
+
+    @property
+    def featurizer(self) -> Featurizer:
+        """The model, loaded on first use (commands that do not featurise never load it)."""
+        with self._featurizer_lock:
+            if self._featurizer is None:
+                self._featurizer = self._featurizer_provider()
+            return self._featurizer
+
+    def reload_index(self) -> None:
+        """Rebuild the in-memory index from the database (at start, or after another process
+        changed the catalogue)."""
+        started = time.perf_counter()
+        with self.session() as session:
+            products = session.query(Product).all()
+            facts = [facts_of(product) for product in products]
+            image_ids, product_ids, vectors = repo.load_embeddings(
+                session, model_name=self.model_name, dim=self.dim
+            )
+        index = VectorIndex.build(
+            facts=facts, image_ids=image_ids, product_ids=product_ids, vectors=vectors
+        )
+        with self._write_lock:
+            self.index = index
+        log.info(
+            "index loaded: %d vectors of %d products in %.0f ms",
+            len(index),
+            index.product_count(active_only=False),
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def sweep_orphan_files(self) -> list[str]:
+        """Delete image files no row references. Call only when no other writer is running."""
+        with self._write_lock, self.session() as session:
+            return self.media.sweep_orphans(repo.referenced_files(session))
+
+    # ---- images -> vectors -----------------------------------------------------------------
+
+    def prepare(self, data: bytes) -> PreparedImage:
+        """Check and preprocess one image. Raises InvalidImageError with a one-line reason."""
+        info = inspect_image(data, max_pixels=self.max_image_pixels, max_bytes=self.max_image_bytes)
+        image = load_rgb(data, max_pixels=self.max_image_pixels, max_bytes=self.max_image_bytes)
+        return PreparedImage(
+            data=data,
+            content_hash=content_hash(data),
+            image_format=info.format,
+            width=image.width,
+            height=image.height,
+            model_input=to_model_input(image),
+        )
+
+    def embed(self, prepared: Sequence[PreparedImage]) -> np.ndarray:
+        """Featurise prepared images in one batch: (n, dim) float32, every value finite."""
+        if not prepared:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch = np.stack([item.model_input for item in prepared])  # (n, 224, 224, 3)
+        vectors = self.featurizer.embed(batch)  # (n, dim)
+        if not np.isfinite(vectors).all():
+            raise InvalidImageError("the image could not be analysed (non-finite features)")
+        return vectors
+
+    # ---- search ----------------------------------------------------------------------------
+
+    def search_image(
+        self,
+        data: bytes,
+        *,
+        k: int | None = None,
+        category: str | None = None,
+        max_price: Decimal | float | None = None,
+        include_inactive: bool = False,
+        user_ref: str = "cli",
+        source: str = "cli",
+    ) -> SearchResult:
+        """Photo bytes -> the k most similar products. Raises InvalidImageError."""
+        started = time.perf_counter()
+        prepared = self.prepare(data)
+        vector = self.embed([prepared])[0]
+        return self.search_vector(
+            vector,
+            k=k,
+            category=category,
+            max_price=max_price,
+            include_inactive=include_inactive,
+            started=started,
+            user_ref=user_ref,
+            source=source,
+            query_hash=prepared.content_hash,
+        )
+
+    def search_vector(
+        self,
+        vector: np.ndarray,
+        *,
+        k: int | None = None,
+        category: str | None = None,
+        max_price: Decimal | float | None = None,
+        include_inactive: bool = False,
+        exclude_product_ids: Iterable[int] = (),
+        started: float | None = None,
+        user_ref: str = "cli",
+        source: str = "cli",
+        query_hash: str | None = None,
+        extra_filters: dict[str, Any] | None = None,
+    ) -> SearchResult:
+        """A (dim,) vector -> ranked products, logged to the search log."""
+        started = time.perf_counter() if started is None else started
+        k = self.top_k if k is None else k
+        hits = self.index.search(
+            vector,
+            k=k,
+            category=category,
+            max_price=float(max_price) if max_price is not None else None,
+            include_inactive=include_inactive,
+            exclude_product_ids=frozenset(exclude_product_ids),
+        )
+        filters: dict[str, Any] = {
+            "k": k,
+            "category": category,
+            "max_price": str(max_price) if max_price is not None else None,
+            **(extra_filters or {}),
+        }
+        with self.session() as session:
+            records = repo.get_product_records(
+                session, product_ids=[hit.product_id for hit in hits]
+            )
+            items: list[ResultItem] = []
+            for hit in hits:
+                product = records.get(hit.product_id)
+                image = _image_of(product, hit.image_id) if product else None
+                if product is None or image is None:
+                    continue  # deleted by another process since the index was loaded
+                items.append(
+                    ResultItem(
+                        rank=len(items) + 1,
+                        product=product,
+                        image=image,
+                        distance=hit.distance,
+                        similarity=hit.similarity,
+                    )
+                )
+            latency_ms = (time.perf_counter() - started) * 1000
+            entry = repo.log_search(
+                session,
+                user_ref=user_ref,
+                source=source,
+                query_hash=query_hash,
+                model_name=self.model_name,
+                filters=filters,
+                results=[
+                    {"product_id": i.product.id, "image_id": i.image.id, "distance": i.distance}
+                    for i in items
+                ],
+                latency_ms=latency_ms,
+            )
+            session.commit()
+            search_id = entry.id
+        return SearchResult(
+            items=items, search_id=search_id, latency_ms=latency_ms, filters=filters
+        )
+
+    def similar_to_product(
+        self, product_id: int, *, k: int | None = None, user_ref: str = "cli", source: str = "cli"
+    ) -> tuple[ProductRecord, SearchResult]:
+        """A product and its lookalikes, from its stored vectors (nothing is featurised)."""
+        product = self.get_product_by_id(product_id)
+        if product is None:
+            raise CatalogError(f"there is no product {product_id}")
+        try:
+            vectors = self.index.product_vectors(product_id)  # (m, dim) normalised
+        except KeyError:
+            vectors = np.zeros((0, self.dim), dtype=np.float32)
+        if vectors.shape[0] == 0:
+            raise CatalogError(f"product {product.sku} has no searchable image yet")
+        query = vectors.mean(axis=0)  # (dim,)
+        result = self.search_vector(
+            query,
+            k=k,
+            exclude_product_ids=[product_id],
+            user_ref=user_ref,
+            source=source,
+            extra_filters={"similar_to": product_id},
+        )
+        return product, result
+
+    def get_search(self, search_id: int) -> SearchResult | None:
+        """A logged search, with today's product data; products no longer shown are left out."""
+        with self.session() as session:
+            record = repo.get_search(session, search_id=search_id)
+            if record is None:
+                return None
+            ids = [int(str(entry["product_id"])) for entry in record.results]
+            products = repo.get_product_records(session, product_ids=ids)
+        items: list[ResultItem] = []
+        for entry in record.results:
+            product = products.get(int(str(entry["product_id"])))
+            if product is None or not product.active:
+                continue
+            image = _image_of(product, int(str(entry["image_id"])))
+            if image is None:
+                continue
+            distance = float(str(entry["distance"]))
+            items.append(
+                ResultItem(
+                    rank=len(items) + 1,
+                    product=product,
+                    image=image,
+                    distance=distance,
+                    similarity=100.0 * min(1.0, max(0.0, 1.0 - distance)),
+                )
+            )
+        return SearchResult(
+            items=items, search_id=record.id, latency_ms=record.latency_ms, filters=record.filters
+        )
+
+    # ---- catalogue reads -------------------------------------------------------------------
+
+    def get_product(self, sku: str) -> ProductRecord | None:
+        with self.session() as session:
+            row = repo.get_product(session, sku=sku)
+            return ProductRecord.from_row(row) if row else None
+
+    def get_product_by_id(self, product_id: int) -> ProductRecord | None:
+        with self.session() as session:
+            row = repo.get_product_by_id(session, product_id=product_id)
+            return ProductRecord.from_row(row) if row else None
+
+    def require_product(self, sku: str) -> ProductRecord:
+        product = self.get_product(sku)
+        if product is None:
+            raise CatalogError(f"there is no product with SKU {sku!r}")
+        return product
+
+    def list_products(
+        self, *, include_removed: bool = False, category: str | None = None
+    ) -> list[ProductRecord]:
+        with self.session() as session:
+            return repo.list_products(session, include_removed=include_removed, category=category)
+
+    def find_products(self, text: str, *, limit: int = 20) -> list[ProductRecord]:
+        with self.session() as session:
+            return repo.search_products(session, text=text, limit=limit)
+
+    def remember_telegram_file_id(self, image_id: int, file_id: str) -> None:
+        with self.session() as session:
+            repo.set_telegram_file_id(session, image_id=image_id, file_id=file_id)
+            session.commit()
+
+    # ---- catalogue writes ------------------------------------------------------------------
+
+    def add_product(self, fields: ProductFields, image: bytes) -> AddOutcome:
+        """Add a product with its photo, or add the photo to the existing product with that SKU.
+
+        Returns only once the product, the image file and its vector are stored and searchable.
+        Raises InvalidImageError, CatalogError or db.media.MediaStoreError; nothing is changed then.
+        """
+        prepared = self.prepare(image)
+        vector = self.embed([prepared])[0]  # (dim,)
+        return self.store_prepared(fields, prepared, vector)
+
+    def store_prepared(
+        self, fields: ProductFields, prepared: PreparedImage, vector: np.ndarray
+    ) -> AddOutcome:
+        """Store a product image whose vector is already computed (see add_product)."""
+        with self._write_lock:
+            with self.session() as session:
+                existing_image = repo.find_image_by_hash(
+                    session, content_hash=prepared.content_hash
+                )
+                product = repo.get_product(session, sku=fields.sku)
+                if existing_image is not None:
+                    if product is None or existing_image.product_id != product.id:
+                        owner = repo.get_product_by_id(
+                            session, product_id=existing_image.product_id
+                        )
+                        raise CatalogError(
+                            "this exact photo already belongs to product "
+                            f"{owner.sku if owner else existing_image.product_id}"
+                        )
+                    return AddOutcome(
+                        product=ProductRecord.from_row(product),
+                        image=ImageRecord.from_row(existing_image),
+                        created_product=False,
+                        created_image=False,
+                        near_duplicates=[],
+                    )
+                exclude = [product.id] if product is not None else []
+            near = self._near_duplicates(vector, exclude)
+            stored = self.media.save(
+                prepared.data,
+                content_hash=prepared.content_hash,
+                image_format=prepared.image_format,
+            )
+            try:
+                with self.session() as session:
+                    product_row = repo.get_product(session, sku=fields.sku)
+                    created_product = product_row is None
+                    if product_row is None:
+                        product_row = repo.create_product(
+                            session,
+                            sku=fields.sku,
+                            name=fields.name,
+                            price=fields.price,
+                            currency=fields.currency,
+                            url=fields.url,
+                            category=fields.category,
+                        )
+                    image_row = repo.add_image(
+                        session,
+                        product=product_row,
+                        file_name=stored.file_name,
+                        content_hash=prepared.content_hash,
+                        width=prepared.width,
+                        height=prepared.height,
+                        byte_size=len(prepared.data),
+                    )
+                    repo.store_embedding(
+                        session, image_id=image_row.id, model_name=self.model_name, vector=vector
+                    )
+                    session.commit()
+                    session.refresh(product_row, ["images"])
+                    product_record = ProductRecord.from_row(product_row)
+                    image_record = ImageRecord.from_row(image_row)
+            except IntegrityError as exc:
+                if stored.created:
+                    self.media.delete(stored.file_name)
+                raise CatalogError(
+                    "the catalogue changed at the same moment; please try again"
+                ) from exc
+            except BaseException:
+                if stored.created:
+                    self.media.delete(stored.file_name)
+                raise
+            self.index.upsert_product(facts_of(product_record))
+            self.index.add_vectors(
+                product_id=product_record.id,
+                image_ids=[image_record.id],
+                vectors=vector[np.newaxis, :],
+            )
+        return AddOutcome(
+            product=product_record,
+            image=image_record,
+            created_product=created_product,
+            created_image=True,
+            near_duplicates=near,
+        )
+
+    def update_product(self, fields: ProductFields) -> tuple[ProductRecord, bool]:
+        """Change an existing product's name, price, URL and category. Returns (product,
+        changed)."""
+        with self._write_lock, self.session() as session:
+            row = repo.get_product(session, sku=fields.sku)
+            if row is None:
+                raise CatalogError(f"there is no product with SKU {fields.sku!r}")
+            new_values = {
+                "name": fields.name,
+                "price": fields.price,
+                "currency": fields.currency,
+                "url": fields.url,
+                "category": fields.category,
+            }
+            changed = any(getattr(row, key) != value for key, value in new_values.items())
+            if changed:
+                for key, value in new_values.items():
+                    setattr(row, key, value)
+                session.commit()
+                session.refresh(row, ["images"])
+            record = ProductRecord.from_row(row)
+            if changed:
+                self.index.upsert_product(facts_of(record))
+            return record, changed
+
+    def remove_product(self, sku: str) -> ProductRecord:
+        """Soft delete: gone from results at once, kept in the database."""
+        return self._set_flags(sku, removed=True)
+
+    def restore_product(self, sku: str) -> ProductRecord:
+        return self._set_flags(sku, removed=False)
+
+    def set_stock(self, sku: str, *, in_stock: bool) -> ProductRecord:
+        return self._set_flags(sku, in_stock=in_stock)
+
+    def _set_flags(
+        self, sku: str, *, removed: bool | None = None, in_stock: bool | None = None
+    ) -> ProductRecord:
+        with self._write_lock, self.session() as session:
+            row = repo.get_product(session, sku=sku)
+            if row is None:
+                raise CatalogError(f"there is no product with SKU {sku!r}")
+            if removed is not None:
+                row.removed = removed
+            if in_stock is not None:
+                row.in_stock = in_stock
+            session.commit()
+            session.refresh(row, ["images"])
+            record = ProductRecord.from_row(row)
+            # After the commit: the index never shows what the database does not hold.
+            self.index.upsert_product(facts_of(record))
+            return record
+
+    def _near_duplicates(self, vector: np.ndarray, exclude: list[int]) -> list[ResultItem]:
+        hits = self.index.search(
+            vector, k=3, include_inactive=True, exclude_product_ids=frozenset(exclude)
+        )
+        close = [hit for hit in hits if hit.distance <= self.near_duplicate_distance]
+        if not close:
+            return []
+        with self.session() as session:
+            records = repo.get_product_records(session, product_ids=[h.product_id for h in close])
+        items: list[ResultItem] = []
+        for hit in close:
+            product = records.get(hit.product_id)
+            image = _image_of(product, hit.image_id) if product else None
+            if product is not None and image is not None:
+                items.append(
+                    ResultItem(
+                        rank=len(items) + 1,
+                        product=product,
+                        image=image,
+                        distance=hit.distance,
+                        similarity=hit.similarity,
+                    )
+                )
+        return items
+
+    # ---- bulk featurisation ----------------------------------------------------------------
+
+    def prepare_many(
+        self, payloads: Iterable[tuple[str, bytes]], *, workers: int = 2
+    ) -> Iterable[tuple[str, PreparedImage | InvalidImageError]]:
+        """Preprocess in worker threads (PIL releases the GIL while decoding), in order."""
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+            yield from pool.map(lambda item: (item[0], self._try_prepare(item[1])), payloads)
+
+    def _try_prepare(self, data: bytes) -> PreparedImage | InvalidImageError:
+        try:
+            return self.prepare(data)
+        except InvalidImageError as exc:
+            return exc
+
+
+def _image_of(product: ProductRecord | None, image_id: int) -> ImageRecord | None:
+    if product is None:
+        return None
+    for image in product.images:
+        if image.id == image_id:
+            return image
+    return product.images[0] if product.images else None

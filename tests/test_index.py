@@ -1,0 +1,594 @@
+"""Tests of search.index.VectorIndex: exactness against scikit-learn, filters, updates, threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.neighbors import NearestNeighbors
+
+from search.index import Hit, ProductFacts, VectorIndex
+
+SHARED_FOOTWEAR = Path(__file__).resolve().parents[1].parent / "shared" / "footwear"
+REFERENCE_VECTORS = SHARED_FOOTWEAR / "vgg16_avgpool_reference.npy"
+
+DIM = 32  # small vectors keep the synthetic tests fast; the reference test uses 512
+
+
+def facts(
+    pid: int, category: str | None = None, price: float = 10.0, active: bool = True
+) -> ProductFacts:
+    return ProductFacts(product_id=pid, category=category, price=price, active=active)
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def ids(hits: Iterable[Hit]) -> list[int]:
+    return [h.product_id for h in hits]
+
+
+def brute_force(
+    index_images: dict[int, tuple[int, np.ndarray]],
+    all_facts: dict[int, ProductFacts],
+    query: np.ndarray,
+    k: int,
+    *,
+    category: str | None = None,
+    max_price: float | None = None,
+    include_inactive: bool = False,
+) -> list[tuple[int, int, float]]:
+    """Reference answer in float64 with Python loops: (product_id, image_id, distance)."""
+    q = query.astype(np.float64)
+    qn = np.linalg.norm(q)
+    best: dict[int, tuple[float, int]] = {}
+    for image_id, (pid, vec) in index_images.items():
+        f = all_facts[pid]
+        if not include_inactive and not f.active:
+            continue
+        if category is not None and f.category != category:
+            continue
+        if max_price is not None and f.price > max_price:
+            continue
+        v = vec.astype(np.float64)
+        vn = np.linalg.norm(v)
+        sim = 0.0 if qn == 0 or vn == 0 else float(q @ v / (qn * vn))
+        dist = max(0.0, 1.0 - sim)
+        if pid not in best or (dist, image_id) < best[pid]:
+            best[pid] = (dist, image_id)
+    ranked = sorted((d, pid, img) for pid, (d, img) in best.items())[:k]
+    return [(pid, img, d) for d, pid, img in ranked]
+
+
+def assert_matches(hits: list[Hit], expected: list[tuple[int, int, float]]) -> None:
+    assert [(h.product_id, h.image_id) for h in hits] == [(p, i) for p, i, _ in expected]
+    for h, (_, _, d) in zip(hits, expected, strict=True):
+        assert h.distance == pytest.approx(d, abs=1e-5)
+
+
+class Catalogue:
+    """A VectorIndex plus the plain-Python truth it should agree with."""
+
+    def __init__(self, dim: int = DIM) -> None:
+        self.index = VectorIndex(dim=dim)
+        self.images: dict[int, tuple[int, np.ndarray]] = {}
+        self.facts: dict[int, ProductFacts] = {}
+
+    def product(self, f: ProductFacts) -> None:
+        self.index.upsert_product(f)
+        self.facts[f.product_id] = f
+
+    def add(self, pid: int, image_ids: list[int], vectors: np.ndarray) -> None:
+        self.index.add_vectors(product_id=pid, image_ids=image_ids, vectors=vectors)
+        for image_id, vec in zip(image_ids, vectors, strict=True):
+            self.images[image_id] = (pid, vec.copy())
+
+    def remove(self, image_id: int) -> None:
+        self.index.remove_image(image_id)
+        del self.images[image_id]
+
+    def check(self, query: np.ndarray, k: int = 8, **filters: object) -> list[Hit]:
+        hits = self.index.search(query, k=k, **filters)  # type: ignore[arg-type]
+        assert_matches(hits, brute_force(self.images, self.facts, query, k, **filters))  # type: ignore[arg-type]
+        return hits
+
+
+def random_catalogue(
+    rng: np.random.Generator, products: int, max_images: int = 3, dim: int = DIM
+) -> Catalogue:
+    cat = Catalogue(dim)
+    image_id = 1000
+    for pid in range(1, products + 1):
+        cat.product(
+            facts(
+                pid,
+                category=["sneaker", "boot", "sandal", None][pid % 4],
+                price=float(rng.integers(5, 200)),
+                active=bool(pid % 7 != 0),
+            )
+        )
+        n = int(rng.integers(1, max_images + 1))
+        cat.add(pid, list(range(image_id, image_id + n)), rng.standard_normal((n, dim)))
+        image_id += n
+    return cat
+
+
+# ---------------------------------------------------------------- real VGG16 features
+
+
+@pytest.fixture(scope="module")
+def reference_vectors() -> np.ndarray:
+    if not REFERENCE_VECTORS.exists():
+        pytest.skip(f"reference vectors not found at {REFERENCE_VECTORS}")
+    x = np.load(REFERENCE_VECTORS)
+    assert x.shape == (300, 512) and x.dtype == np.float32
+    return x
+
+
+def test_ranking_matches_sklearn_for_every_reference_row(reference_vectors: np.ndarray) -> None:
+    x = reference_vectors
+    n = x.shape[0]
+    index = VectorIndex.build(
+        facts=[facts(i) for i in range(n)],
+        image_ids=np.arange(n) + 10_000,
+        product_ids=np.arange(n),
+        vectors=x,
+    )
+    assert len(index) == n and index.product_count() == n
+    nn = NearestNeighbors(n_neighbors=8, metric="cosine").fit(x)
+    for i in range(n):
+        want_d, want_i = nn.kneighbors(x[i : i + 1])
+        hits = index.search(x[i], k=8)
+        got_i = ids(hits)
+        got_d = np.array([h.distance for h in hits])
+        assert hits[0].product_id == i and 0.0 <= hits[0].distance < 1e-6
+        assert hits[0].image_id == i + 10_000
+        np.testing.assert_allclose(got_d, want_d[0], atol=1e-5, rtol=0)
+        for j, (g, w) in enumerate(zip(got_i, want_i[0].tolist(), strict=True)):
+            if g != w:  # only a tie (within 1e-6) may swap neighbours
+                assert w in got_i
+                assert abs(got_d[j] - got_d[got_i.index(w)]) <= 1e-6, (i, j)
+        assert all(0.0 <= h.similarity <= 100.0 for h in hits)
+        assert all(d >= 0.0 for d in got_d) and list(got_d) == sorted(got_d)
+
+
+# ---------------------------------------------------------------- products and filters
+
+
+def test_one_hit_per_product_and_best_image_wins() -> None:
+    rng = np.random.default_rng(1)
+    q = rng.standard_normal(DIM)
+    cat = Catalogue()
+    cat.product(facts(1))
+    cat.product(facts(2))
+    far = -q + 0.1 * rng.standard_normal(DIM)
+    near = q + 0.05 * rng.standard_normal(DIM)
+    mid = q + 0.5 * rng.standard_normal(DIM)
+    cat.add(1, [11, 12, 13], np.stack([far, near, mid]))
+    cat.add(2, [21], (q + 0.3 * rng.standard_normal(DIM))[None, :])
+    hits = cat.check(q)
+    assert ids(hits) == [1, 2]
+    assert hits[0].image_id == 12
+    assert cat.index.product_count() == 2 and len(cat.index) == 4
+
+
+def test_many_images_of_one_product_widen_the_candidate_window() -> None:
+    # Product 1 owns the 100 closest rows: 4k = 32 candidates hold one product only.
+    rng = np.random.default_rng(2)
+    q = rng.standard_normal(DIM)
+    cat = Catalogue()
+    cat.product(facts(1))
+    cat.add(1, list(range(100, 200)), q + 0.01 * rng.standard_normal((100, DIM)))
+    for pid in range(2, 30):
+        cat.product(facts(pid))
+        cat.add(pid, [pid * 1000, pid * 1000 + 1], rng.standard_normal((2, DIM)))
+    hits = cat.check(q, k=8)
+    assert hits[0].product_id == 1 and len(hits) == 8 and len(set(ids(hits))) == 8
+
+
+def test_category_and_max_price_filters() -> None:
+    rng = np.random.default_rng(3)
+    cat = random_catalogue(rng, 60)
+    for _ in range(10):
+        q = rng.standard_normal(DIM)
+        for hit in cat.check(q, category="boot"):
+            assert cat.facts[hit.product_id].category == "boot"
+        for hit in cat.check(q, max_price=50.0):
+            assert cat.facts[hit.product_id].price <= 50.0
+        cat.check(q, category="sandal", max_price=120.0)
+        cat.check(q, category="sandal", max_price=120.0, include_inactive=True)
+    assert cat.index.search(rng.standard_normal(DIM), category="no such category") == []
+    assert cat.index.search(rng.standard_normal(DIM), max_price=-1.0) == []
+    # The price filter is inclusive.
+    cat.product(facts(500, price=33.5))
+    v = rng.standard_normal(DIM)
+    cat.add(500, [50_000], v[None, :])
+    assert 500 in ids(cat.index.search(v, k=1, max_price=33.5))
+    assert 500 not in ids(cat.index.search(v, k=100, max_price=33.49))
+
+
+def test_price_and_category_changes_apply_to_every_image_of_the_product() -> None:
+    rng = np.random.default_rng(4)
+    cat = Catalogue()
+    cat.product(facts(1, category="boot", price=100.0))
+    v = rng.standard_normal((3, DIM))
+    cat.add(1, [1, 2, 3], v)
+    assert cat.index.search(v[0], max_price=50.0) == []
+    cat.product(facts(1, category="sneaker", price=40.0))
+    assert ids(cat.check(v[2], max_price=50.0, category="sneaker")) == [1]
+    assert cat.index.search(v[2], category="boot") == []
+
+
+def test_include_inactive_and_set_active_hides_and_restores() -> None:
+    rng = np.random.default_rng(5)
+    cat = random_catalogue(rng, 40)
+    q = cat.images[1000][1]  # an image of product 1, active
+    assert cat.check(q)[0].product_id == 1
+    cat.index.set_active(1, False)
+    cat.facts[1] = facts(1, cat.facts[1].category, cat.facts[1].price, active=False)
+    assert 1 not in ids(cat.check(q, k=50))
+    assert cat.check(q, include_inactive=True)[0].product_id == 1
+    assert cat.index.product_count() == cat.index.product_count(active_only=False) - 6
+    cat.index.set_active(1, True)
+    cat.facts[1] = facts(1, cat.facts[1].category, cat.facts[1].price, active=True)
+    assert cat.check(q)[0].product_id == 1
+    with pytest.raises(KeyError):
+        cat.index.set_active(12345, False)
+
+
+def test_remove_image() -> None:
+    rng = np.random.default_rng(6)
+    cat = Catalogue()
+    cat.product(facts(1))
+    cat.product(facts(2))
+    v = rng.standard_normal((3, DIM))
+    cat.add(1, [10, 11], v[:2])
+    cat.add(2, [20], v[2:])
+    assert cat.check(v[0])[0].image_id == 10
+    cat.remove(10)
+    hits = cat.check(v[0])
+    assert 10 not in [h.image_id for h in hits] and len(cat.index) == 2
+    cat.remove(11)  # product 1 has no image left: it cannot be found any more
+    assert ids(cat.check(v[0])) == [2]
+    assert cat.index.product_count() == 1
+    assert cat.index.product_vectors(1).shape == (0, DIM)
+    with pytest.raises(KeyError):
+        cat.index.remove_image(10)
+
+
+def test_readding_an_image_id_replaces_its_vector() -> None:
+    rng = np.random.default_rng(7)
+    cat = Catalogue()
+    cat.product(facts(1))
+    cat.product(facts(2))
+    a, b = rng.standard_normal((2, DIM))
+    cat.add(1, [10], a[None, :])
+    cat.add(1, [10], b[None, :])
+    assert len(cat.index) == 1
+    hit = cat.check(b)[0]
+    assert (hit.image_id, hit.distance) == (10, pytest.approx(0.0, abs=1e-6))
+    np.testing.assert_allclose(cat.index.product_vectors(1), unit(b)[None, :], atol=1e-6)
+    cat.add(2, [10], a[None, :])  # the same image id under another product moves there
+    assert ids(cat.check(a)) == [2]
+    assert cat.index.product_vectors(1).shape == (0, DIM)
+
+
+def test_exclude_product_ids() -> None:
+    rng = np.random.default_rng(8)
+    cat = random_catalogue(rng, 30)
+    q = cat.images[1000][1]
+    first = cat.index.search(q)
+    assert first[0].product_id == 1
+    hits = cat.index.search(q, exclude_product_ids={1, first[1].product_id, 999_999})
+    assert ids(hits) == ids(first)[2:] + ids(hits)[6:] and len(hits) == 8
+
+
+def test_fewer_products_than_k_and_k_larger_than_n() -> None:
+    rng = np.random.default_rng(9)
+    cat = Catalogue()
+    for pid in (1, 2, 3):
+        cat.product(facts(pid))
+        cat.add(pid, [pid * 10, pid * 10 + 1], rng.standard_normal((2, DIM)))
+    q = rng.standard_normal(DIM)
+    assert len(cat.check(q, k=8)) == 3
+    assert len(cat.check(q, k=1000)) == 3
+    assert len(cat.check(q, k=2)) == 2
+    assert cat.index.search(q, k=0) == []
+    with pytest.raises(ValueError):
+        cat.index.search(q, k=-1)
+
+
+def test_empty_index() -> None:
+    index = VectorIndex(dim=DIM)
+    assert len(index) == 0 and index.product_count() == 0
+    assert index.search(np.ones(DIM)) == []
+    index.upsert_product(facts(1))
+    assert index.search(np.ones(DIM)) == []
+    empty = VectorIndex.build(
+        facts=[], image_ids=np.array([]), product_ids=np.array([]), vectors=np.zeros((0, 7))
+    )
+    assert empty.dim == 7 and len(empty) == 0 and empty.search(np.ones(7)) == []
+
+
+def test_zero_query_and_zero_rows_never_match() -> None:
+    rng = np.random.default_rng(10)
+    cat = Catalogue()
+    for pid in (3, 1, 2):
+        cat.product(facts(pid))
+    cat.add(3, [30], rng.standard_normal((1, DIM)))
+    cat.add(1, [10], rng.standard_normal((1, DIM)))
+    cat.add(2, [20], np.zeros((1, DIM)))  # a zero row stays zero
+    assert not cat.index.product_vectors(2).any()
+    # A zero query is at distance 1.0 (similarity 0) from everything; ties go by product id.
+    hits = cat.index.search(np.zeros(DIM))
+    assert [(h.product_id, h.distance, h.similarity) for h in hits] == [
+        (1, 1.0, 0.0),
+        (2, 1.0, 0.0),
+        (3, 1.0, 0.0),
+    ]
+    # The zero row is at distance exactly 1.0 from any query, even one "equal" to it.
+    q = rng.standard_normal(DIM)
+    zero_hit = next(h for h in cat.check(q) if h.product_id == 2)
+    assert (zero_hit.distance, zero_hit.similarity) == (1.0, 0.0)
+
+
+def test_identical_direction_is_distance_zero_and_ties_go_by_product_id() -> None:
+    rng = np.random.default_rng(11)
+    v = rng.random(DIM).astype(np.float32)
+    index = VectorIndex(dim=DIM)
+    for pid in (5, 3, 4):
+        index.upsert_product(facts(pid))
+        index.add_vectors(product_id=pid, image_ids=[pid], vectors=v[None, :])
+    hits = index.search(v)
+    assert ids(hits) == [3, 4, 5]  # equal vectors, equal distances: product id decides
+    assert len({h.distance for h in hits}) == 1
+    # More tied rows than the 4k candidate window: the smallest product ids still win.
+    tied = VectorIndex(dim=DIM)
+    for pid in rng.permutation(np.arange(100, 160)).tolist():
+        tied.upsert_product(facts(pid))
+        tied.add_vectors(product_id=pid, image_ids=[pid, pid + 1000], vectors=np.stack([v, v]))
+    assert [(h.product_id, h.image_id) for h in tied.search(v)] == [
+        (pid, pid) for pid in range(100, 108)
+    ]
+    # Same direction at other scales: distance ~0 (float32 rounding), never negative.
+    index.upsert_product(facts(6))
+    index.add_vectors(product_id=6, image_ids=[6], vectors=(v * 6.0)[None, :])
+    for h in index.search(v * 7.0):
+        assert 0.0 <= h.distance < 1e-6 and h.similarity > 99.999
+
+
+def test_opposite_direction_clips_similarity_to_zero() -> None:
+    index = VectorIndex(dim=DIM)
+    index.upsert_product(facts(1))
+    v = np.arange(1.0, DIM + 1.0)
+    index.add_vectors(product_id=1, image_ids=[1], vectors=v[None, :])
+    (hit,) = index.search(-v)
+    assert hit.distance == pytest.approx(2.0, abs=1e-6) and hit.similarity == 0.0
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_rows_are_rejected_and_nothing_changes(bad: float) -> None:
+    rng = np.random.default_rng(12)
+    cat = random_catalogue(rng, 10)
+    q = rng.standard_normal(DIM)
+    before = cat.index.search(q, k=20)
+    size = len(cat.index)
+    rows = rng.standard_normal((3, DIM))
+    rows[2, 5] = bad
+    # Image 1000 already exists: its replacement must not happen either.
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        cat.index.add_vectors(product_id=1, image_ids=[1000, 77_777, 77_778], vectors=rows)
+    assert len(cat.index) == size
+    assert cat.index.search(q, k=20) == before
+    assert cat.check(cat.images[1000][1])[0].image_id == 1000
+    with pytest.raises(ValueError):
+        cat.index.search(np.full(DIM, bad))
+
+
+def test_invalid_arguments_are_rejected() -> None:
+    index = VectorIndex(dim=DIM)
+    v = np.ones((1, DIM))
+    with pytest.raises(ValueError, match="upserted"):
+        index.add_vectors(product_id=1, image_ids=[1], vectors=v)
+    index.upsert_product(facts(1))
+    with pytest.raises(ValueError):
+        index.add_vectors(product_id=1, image_ids=[1, 2], vectors=v)  # 2 ids, 1 vector
+    with pytest.raises(ValueError):
+        index.add_vectors(product_id=1, image_ids=[1], vectors=np.ones((1, DIM + 1)))
+    with pytest.raises(ValueError):
+        index.add_vectors(product_id=1, image_ids=[1, 1], vectors=np.ones((2, DIM)))
+    with pytest.raises(ValueError):
+        index.search(np.ones(DIM + 1))
+    with pytest.raises(ValueError):
+        index.upsert_product(facts(2, price=float("inf")))
+    with pytest.raises(KeyError):
+        index.product_vectors(99)
+    assert len(index) == 0
+    with pytest.raises(ValueError, match="without facts"):
+        VectorIndex.build(
+            facts=[facts(1)], image_ids=np.array([1]), product_ids=np.array([2]), vectors=v
+        )
+    with pytest.raises(ValueError, match="repeat"):
+        VectorIndex.build(
+            facts=[facts(1)],
+            image_ids=np.array([1, 1]),
+            product_ids=np.array([1, 1]),
+            vectors=np.ones((2, DIM)),
+        )
+
+
+# ---------------------------------------------------------------- storage
+
+
+def test_growth_past_the_initial_capacity() -> None:
+    rng = np.random.default_rng(13)
+    cat = Catalogue()
+    capacity = cat.index._vectors.shape[0]  # white-box: how many rows fit before the first growth
+    image_id = 0
+    pid = 0
+    while image_id < 2 * capacity + 100:  # at least two doublings, by batches of 1..5 rows
+        pid += 1
+        cat.product(facts(pid, price=float(pid % 50)))
+        n = int(rng.integers(1, 6))
+        cat.add(pid, list(range(image_id, image_id + n)), rng.standard_normal((n, DIM)))
+        image_id += n
+    assert len(cat.index) == image_id
+    assert cat.index._vectors.shape[0] >= 4 * capacity
+    for _ in range(5):
+        cat.check(rng.standard_normal(DIM))
+        cat.check(rng.standard_normal(DIM), max_price=20.0)
+    some = cat.images[image_id - 1][1]
+    assert cat.index.search(some, k=1)[0].image_id == image_id - 1
+
+
+def test_compaction_keeps_answers_identical() -> None:
+    rng = np.random.default_rng(14)
+    cat = random_catalogue(rng, 150, max_images=4)
+    queries = rng.standard_normal((6, DIM))
+    images = sorted(cat.images)
+    survivors = set(images[::3])  # remove two thirds: compaction happens on the way
+    used_before = cat.index._used  # white-box: rows written, dead ones included
+    for image_id in images:
+        if image_id not in survivors:
+            cat.remove(image_id)
+            if image_id % 37 == 0:
+                for q in queries[:2]:
+                    cat.check(q)
+    assert cat.index._used < used_before  # compacted
+    assert len(cat.index) == len(survivors)
+    fresh = VectorIndex.build(
+        facts=cat.facts.values(),
+        image_ids=np.array(sorted(survivors)),
+        product_ids=np.array([cat.images[i][0] for i in sorted(survivors)]),
+        vectors=np.stack([cat.images[i][1] for i in sorted(survivors)]),
+    )
+    for q in queries:
+        for filters in ({}, {"category": "boot"}, {"max_price": 90.0, "include_inactive": True}):
+            hits = cat.check(q, k=10, **filters)
+            again = fresh.search(q, k=10, **filters)  # type: ignore[arg-type]
+            assert [(h.product_id, h.image_id) for h in hits] == [
+                (h.product_id, h.image_id) for h in again
+            ]
+            np.testing.assert_allclose(
+                [h.distance for h in hits], [h.distance for h in again], atol=1e-6
+            )
+    # Updates keep working on the compacted rows.
+    some_pid = cat.images[images[0]][0]
+    cat.index.set_active(some_pid, False)
+    assert some_pid not in ids(cat.index.search(cat.images[images[0]][1], k=200))
+
+
+def test_build_and_incremental_adds_give_the_same_results() -> None:
+    rng = np.random.default_rng(15)
+    n_products = 120
+    all_facts = [
+        facts(pid, ["a", "b", None][pid % 3], float(rng.integers(1, 100)), pid % 5 != 0)
+        for pid in range(n_products)
+    ]
+    counts = rng.integers(1, 4, n_products)
+    product_ids = np.repeat(np.arange(n_products), counts)
+    image_ids = rng.permutation(len(product_ids)) + 500
+    vectors = rng.random((len(product_ids), DIM)).astype(np.float32)  # non-negative, like VGG
+
+    built = VectorIndex.build(
+        facts=all_facts, image_ids=image_ids, product_ids=product_ids, vectors=vectors
+    )
+    incremental = VectorIndex(dim=DIM)
+    for f in all_facts:
+        incremental.upsert_product(f)
+    for pid in rng.permutation(n_products).tolist():  # another row order than build's
+        rows = np.flatnonzero(product_ids == pid)
+        incremental.add_vectors(
+            product_id=pid, image_ids=image_ids[rows].tolist(), vectors=vectors[rows]
+        )
+    assert len(built) == len(incremental) == len(product_ids)
+    assert built.product_count() == incremental.product_count()
+    for pid in (0, 7, 119):
+        np.testing.assert_array_equal(built.product_vectors(pid), incremental.product_vectors(pid))
+    for i in range(20):
+        q = vectors[i * 7] if i % 2 else rng.random(DIM)
+        for filters in ({}, {"category": "b"}, {"max_price": 40.0}, {"include_inactive": True}):
+            a = built.search(q, k=8, **filters)  # type: ignore[arg-type]
+            b = incremental.search(q, k=8, **filters)  # type: ignore[arg-type]
+            assert [(h.product_id, h.image_id) for h in a] == [
+                (h.product_id, h.image_id) for h in b
+            ]
+            np.testing.assert_allclose([h.distance for h in a], [h.distance for h in b], atol=1e-6)
+
+
+# ---------------------------------------------------------------- threads
+
+
+def test_thread_safety_smoke() -> None:
+    rng = np.random.default_rng(16)
+    stable = rng.random((200, DIM)).astype(np.float32)
+    index = VectorIndex.build(
+        facts=[facts(pid) for pid in range(200)],
+        image_ids=np.arange(200),
+        product_ids=np.arange(200),
+        vectors=stable,
+    )
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader(seed: int) -> None:
+        r = np.random.default_rng(seed)
+        try:
+            while not stop.is_set():
+                pid = int(r.integers(200))
+                hits = index.search(stable[pid], k=8)
+                assert len(hits) == 8
+                assert hits[0].product_id == pid and hits[0].distance < 1e-5
+                assert len(set(ids(hits))) == 8
+                assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    def writer() -> None:
+        w = np.random.default_rng(99)
+        try:
+            for step in range(400):
+                pid = 1000 + step
+                index.upsert_product(facts(pid, active=bool(step % 2)))
+                index.add_vectors(
+                    product_id=pid,
+                    image_ids=[10_000 + 2 * step, 10_001 + 2 * step],
+                    vectors=w.random((2, DIM)),
+                )
+                index.set_active(pid, True)
+                if step >= 3:  # keep the volatile part small: compactions happen
+                    index.remove_image(10_000 + 2 * (step - 3))
+                    index.remove_image(10_001 + 2 * (step - 3))
+        except BaseException as exc:
+            errors.append(exc)
+
+    readers = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
+    for t in readers:
+        t.start()
+    w = threading.Thread(target=writer)
+    w.start()
+    w.join(timeout=30)
+    stop.set()
+    for t in readers:
+        t.join(timeout=30)
+    assert not errors, errors[:3]
+    assert len(index) == 200 + 6
+    assert index.product_count() == 200 + 3
+
+
+def test_unpriced_product_never_passes_a_price_filter() -> None:
+    """NaN price means "not priced yet": found without a filter, never "under 60"."""
+    index = VectorIndex(DIM)
+    index.upsert_product(facts(1, price=float("nan")))
+    index.upsert_product(facts(2, price=10.0))
+    index.add_vectors(product_id=1, image_ids=[1], vectors=np.ones((1, DIM)))
+    index.add_vectors(product_id=2, image_ids=[2], vectors=np.ones((1, DIM)))
+    assert {hit.product_id for hit in index.search(np.ones(DIM))} == {1, 2}
+    assert [hit.product_id for hit in index.search(np.ones(DIM), max_price=1e9)] == [2]
