@@ -123,3 +123,39 @@ class SearchLog(Base):
     results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     best_distance: Mapped[float | None] = mapped_column()
     latency_ms: Mapped[float] = mapped_column()
+    # The query's (dim,) float32 vector, so "cheaper than this" re-runs without the photo.
+    query_vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class Feedback(Base):
+    """A customer's thumbs up (+1) or down (-1) on a search's results; one vote per person."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("search_id", "user_ref", name="uq_feedback_search_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    search_id: Mapped[int] = mapped_column(
+        ForeignKey("search_log.id", ondelete="CASCADE"), index=True
+    )
+    user_ref: Mapped[str] = mapped_column(String(64))
+    vote: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class AuditEntry(Base):
+    """Every admin action, allowed or refused: who, what, when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Staff are identified by their numeric Telegram id (authorisation is by id only).
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))  # "ok", "refused", "failed"
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

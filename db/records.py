@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+import numpy as np
+
 from db.models import Product, ProductImage
 
 
@@ -86,3 +88,4 @@ class SearchRecord:
     filters: dict[str, object]
     results: list[dict[str, object]]
     latency_ms: float
+    query_vector: np.ndarray | None  # (dim,) float32

@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from db.models import Embedding, Product, ProductImage, SearchLog
+from db.models import AuditEntry, Embedding, Feedback, Product, ProductImage, SearchLog
 from db.records import ProductRecord, SearchRecord
 
 VECTOR_DTYPE = np.dtype("<f4")  # little-endian float32, 4 bytes per value
@@ -104,6 +104,16 @@ def create_product(
     session.add(product)
     session.flush()
     return product
+
+
+def active_categories(session: Session) -> list[str]:
+    query = (
+        select(Product.category)
+        .where(Product.category.is_not(None), Product.removed.is_(False))
+        .distinct()
+        .order_by(Product.category)
+    )
+    return [category for category in session.scalars(query) if category]
 
 
 def find_image_by_hash(session: Session, *, content_hash: str) -> ProductImage | None:
@@ -209,8 +219,10 @@ def log_search(
     filters: dict[str, Any],
     results: list[dict[str, Any]],
     latency_ms: float,
+    query_vector: np.ndarray | None = None,
 ) -> SearchLog:
     entry = SearchLog(
+        query_vector=vector_to_blob(query_vector) if query_vector is not None else None,
         user_ref=user_ref,
         source=source,
         query_hash=query_hash,
@@ -238,6 +250,9 @@ def get_search(session: Session, *, search_id: int) -> SearchRecord | None:
         filters=dict(row.filters),
         results=list(row.results),
         latency_ms=row.latency_ms,
+        query_vector=np.frombuffer(row.query_vector, dtype=VECTOR_DTYPE).astype(np.float32)
+        if row.query_vector
+        else None,
     )
 
 
@@ -256,3 +271,52 @@ def search_stats(session: Session, *, since: datetime) -> tuple[int, list[float]
     latencies = [float(row[0]) for row in rows]
     best = [float(row[1]) for row in rows if row[1] is not None]
     return len(rows), latencies, best
+
+
+def record_feedback(session: Session, *, search_id: int, user_ref: str, vote: int) -> bool:
+    """Store a +1/-1 vote, replacing the person's earlier vote. False if the search is unknown."""
+    if session.get(SearchLog, search_id) is None:
+        return False
+    existing = session.scalar(
+        select(Feedback).where(Feedback.search_id == search_id, Feedback.user_ref == user_ref)
+    )
+    if existing is None:
+        session.add(Feedback(search_id=search_id, user_ref=user_ref, vote=vote))
+    else:
+        existing.vote = vote
+    return True
+
+
+def feedback_counts(session: Session, *, since: datetime | None = None) -> dict[int, int]:
+    """{+1: thumbs up, -1: thumbs down}."""
+    query = select(Feedback.vote, func.count(Feedback.id)).group_by(Feedback.vote)
+    if since is not None:
+        query = query.where(Feedback.created_at >= since)
+    counts = {1: 0, -1: 0}
+    for vote, count in session.execute(query):
+        counts[int(vote)] = int(count)
+    return counts
+
+
+def audit(
+    session: Session,
+    *,
+    user_id: int,
+    action: str,
+    outcome: str,
+    target: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        AuditEntry(
+            user_id=user_id,
+            action=action,
+            target=target[:64] if target else None,
+            outcome=outcome,
+            details=details or {},
+        )
+    )
+
+
+def audit_entries(session: Session, *, limit: int = 100) -> list[AuditEntry]:
+    return list(session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)))

@@ -22,6 +22,38 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+class RedactingFilter(logging.Filter):
+    """Replaces secrets (the bot token) in every log line, including tracebacks."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg = message.replace(self.secret, "[REDACTED]")
+            record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            if self.secret in text:
+                record.msg = f"{record.msg}\n{text.replace(self.secret, '[REDACTED]')}"
+                record.exc_info = None
+                record.exc_text = None
+        return True
+
+
+def redact_secret_in_logs(secret: str) -> None:
+    """Install a RedactingFilter for `secret` on every handler of the root logger."""
+    if not secret:
+        return
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format=LOG_FORMAT)
+    for handler in root.handlers:
+        handler.addFilter(RedactingFilter(secret))
+
+
 def featurizer_provider(settings: Settings) -> Callable[[], Featurizer]:
     def load() -> Featurizer:
         # Imported here: TensorFlow takes seconds to import and most commands never need it.

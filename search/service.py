@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -80,6 +82,18 @@ class PreparedImage:
     width: int
     height: int
     model_input: np.ndarray  # (224, 224, 3) float32
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogStats:
+    products_total: int
+    products_active: int
+    searches_today: int
+    searches_week: int
+    median_latency_ms: float | None  # over the last 7 days
+    thumbs_up: int
+    thumbs_down: int
+    weak_share: float | None  # share of 7-day searches whose best match was weak
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +192,10 @@ class SearchService:
             if self._featurizer is None:
                 self._featurizer = self._featurizer_provider()
             return self._featurizer
+
+    def warm_up(self) -> None:
+        """Load the model and run it once, so the first customer does not wait for that."""
+        self.featurizer.embed(np.zeros((1, 224, 224, 3), dtype=np.float32))
 
     def reload_index(self) -> None:
         """Rebuild the in-memory index from the database (at start, or after another process
@@ -324,6 +342,7 @@ class SearchService:
                     for i in items
                 ],
                 latency_ms=latency_ms,
+                query_vector=vector,
             )
             session.commit()
             search_id = entry.id
@@ -385,6 +404,96 @@ class SearchService:
             items=items, search_id=record.id, latency_ms=record.latency_ms, filters=record.filters
         )
 
+    def search_cheaper(
+        self, search_id: int, *, user_ref: str = "cli", source: str = "cli"
+    ) -> SearchResult:
+        """The same query again, limited to products cheaper than that search's first result."""
+        with self.session() as session:
+            record = repo.get_search(session, search_id=search_id)
+        if record is None or record.query_vector is None or not record.results:
+            raise CatalogError("that search is no longer available; please send the photo again")
+        first = self.get_product_by_id(int(str(record.results[0]["product_id"])))
+        if first is None or first.price is None:
+            raise CatalogError("the first result has no price to compare with")
+        limit = first.price - Decimal("0.01")
+        category = record.filters.get("category")
+        return self.search_vector(
+            record.query_vector,
+            k=int(str(record.filters.get("k") or self.top_k)),
+            category=str(category) if category else None,
+            max_price=limit,
+            user_ref=user_ref,
+            source=source,
+            extra_filters={"cheaper_than": search_id},
+        )
+
+    def search_all_categories(
+        self, search_id: int, *, user_ref: str = "cli", source: str = "cli"
+    ) -> SearchResult:
+        """The same query again without its category filter."""
+        with self.session() as session:
+            record = repo.get_search(session, search_id=search_id)
+        if record is None or record.query_vector is None:
+            raise CatalogError("that search is no longer available; please send the photo again")
+        max_price = record.filters.get("max_price")
+        return self.search_vector(
+            record.query_vector,
+            k=int(str(record.filters.get("k") or self.top_k)),
+            max_price=Decimal(str(max_price)) if max_price else None,
+            user_ref=user_ref,
+            source=source,
+            extra_filters={"all_categories_of": search_id},
+        )
+
+    def record_feedback(self, search_id: int, *, user_ref: str, vote: int) -> bool:
+        """Store a thumbs up (+1) or down (-1). False when the search does not exist."""
+        if vote not in (1, -1):
+            raise ValueError("vote must be +1 or -1")
+        with self.session() as session:
+            stored = repo.record_feedback(
+                session, search_id=search_id, user_ref=user_ref, vote=vote
+            )
+            session.commit()
+            return stored
+
+    def audit(
+        self,
+        *,
+        user_id: int,
+        action: str,
+        outcome: str,
+        target: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        with self.session() as session:
+            repo.audit(
+                session,
+                user_id=user_id,
+                action=action,
+                outcome=outcome,
+                target=target,
+                details=details,
+            )
+            session.commit()
+
+    def stats(self, *, weak_distance: float, now: datetime | None = None) -> CatalogStats:
+        now = now or datetime.now(UTC)
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        with self.session() as session:
+            today, _, _ = repo.search_stats(session, since=day_start)
+            week, latencies, best = repo.search_stats(session, since=now - timedelta(days=7))
+            votes = repo.feedback_counts(session)
+            return CatalogStats(
+                products_total=repo.count_products(session),
+                products_active=repo.count_products(session, active_only=True),
+                searches_today=today,
+                searches_week=week,
+                median_latency_ms=statistics.median(latencies) if latencies else None,
+                thumbs_up=votes[1],
+                thumbs_down=votes[-1],
+                weak_share=(sum(d > weak_distance for d in best) / len(best)) if best else None,
+            )
+
     # ---- catalogue reads -------------------------------------------------------------------
 
     def get_product(self, sku: str) -> ProductRecord | None:
@@ -408,6 +517,11 @@ class SearchService:
     ) -> list[ProductRecord]:
         with self.session() as session:
             return repo.list_products(session, include_removed=include_removed, category=category)
+
+    def categories(self) -> list[str]:
+        """Categories of the products customers can currently find."""
+        with self.session() as session:
+            return repo.active_categories(session)
 
     def find_products(self, text: str, *, limit: int = 20) -> list[ProductRecord]:
         with self.session() as session:

@@ -14,7 +14,15 @@ from db.engine import create_db_engine
 from db.models import Base
 from lookalike.cli import main
 
-EXPECTED_TABLES = {"products", "product_images", "embeddings", "search_log", "alembic_version"}
+EXPECTED_TABLES = {
+    "products",
+    "product_images",
+    "embeddings",
+    "search_log",
+    "feedback",
+    "audit_log",
+    "alembic_version",
+}
 
 
 def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:

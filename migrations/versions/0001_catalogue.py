@@ -1,4 +1,4 @@
-"""catalogue: products, images, embeddings, search log
+"""Catalogue: products, images, embeddings, search log.
 
 Revision ID: 0001
 Revises:

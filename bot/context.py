@@ -1,0 +1,62 @@
+"""What handlers reach through `context.bot_data`: typed, never globals."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
+
+from telegram.ext import CallbackContext, ExtBot
+
+from lookalike.settings import Settings
+from search.service import SearchService
+
+if TYPE_CHECKING:
+    from bot.inference import InferenceWorker
+    from bot.ratelimit import RateLimiter
+
+
+@dataclass
+class BotServices:
+    settings: Settings
+    search: SearchService
+    inference: InferenceWorker
+    rate_limiter: RateLimiter
+    user_ref_key: bytes  # HMAC key for opaque user references in the search log
+
+    def user_ref(self, user_id: int) -> str:
+        """An opaque, stable reference for a Telegram user (the search log stores no ids)."""
+        digest = hmac.new(self.user_ref_key, str(user_id).encode(), hashlib.sha256)
+        return digest.hexdigest()[:32]
+
+    def is_admin(self, user_id: int | None) -> bool:
+        return user_id is not None and user_id in self.settings.admin_ids
+
+    def is_staff(self, user_id: int | None) -> bool:
+        """Support staff; admins are staff too."""
+        return user_id is not None and (
+            user_id in self.settings.support_ids or user_id in self.settings.admin_ids
+        )
+
+
+class BotData:
+    """`context.bot_data`: set up once by build_application."""
+
+    def __init__(self) -> None:
+        self._services: BotServices | None = None
+
+    @property
+    def services(self) -> BotServices:
+        if self._services is None:
+            raise RuntimeError("bot services are not set up (build_application does that)")
+        return self._services
+
+    @services.setter
+    def services(self, value: BotServices) -> None:
+        self._services = value
+
+
+Context: TypeAlias = CallbackContext[
+    ExtBot[None], dict[object, object], dict[object, object], BotData
+]
