@@ -558,7 +558,7 @@ class FakeBotAPI:
         method: str,
         *,
         predicate: Callable[[ApiCall], bool] | None = None,
-        timeout: float = 30.0,  # noqa: ASYNC109 - same signature as wait_for_call
+        timeout: float = 30.0,
         after: int = 0,
     ) -> ApiCall:
         """``wait_for_call`` without blocking the event loop (runs it in a worker thread)."""
