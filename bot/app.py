@@ -38,6 +38,7 @@ ADMIN_COMMANDS = [
 ]
 SUPPORT_COMMANDS = [BotCommand("link", "A link that opens a product: /link SKU")]
 
+
 class MissingTokenError(RuntimeError):
     pass
 
