@@ -317,11 +317,13 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import MissingTokenError
+    from bot.run import run_bot
+
     try:
-        from bot.run import run_bot
-    except ImportError as exc:  # pragma: no cover - the bot package is part of the install
-        raise CommandError(f"the bot is not available: {exc}") from exc
-    return run_bot(settings)
+        return run_bot(settings)
+    except MissingTokenError as exc:
+        raise CommandError(str(exc), EXIT_BAD_INPUT) from exc
 
 
 # ---- parser --------------------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""`lookalike bot` as a real subprocess against the fake Bot API: it gets ready, answers a
+photo, stops cleanly on SIGTERM (even mid-search), and never logs its token."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lookalike.settings import Settings
+from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, bot_settings_for
+from tests.conftest import REPO_ROOT, settings_env
+from tests.fakebotapi import FakeBotAPI
+
+
+def start_bot(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    env = settings_env(settings)
+    env.update(
+        {
+            "TELEGRAM_BOT_TOKEN": settings.telegram_bot_token.get_secret_value(),  # type: ignore[union-attr]
+            "TELEGRAM_API_BASE_URL": settings.telegram_api_base_url,
+            "TELEGRAM_FILE_BASE_URL": settings.telegram_file_base_url,
+            "ADMIN_IDS": ",".join(str(i) for i in settings.admin_ids),
+            "LOG_LEVEL": "DEBUG",
+        }
+    )
+    log_file = log_path.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "lookalike", "bot"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for_log(
+    log_path: Path, text: str, process: subprocess.Popen[bytes], timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log_path.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    pytest.fail(f"{text!r} never appeared in the bot's log:\n{log_path.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def process_settings(catalog_settings: Settings, fake_bot_api: FakeBotAPI) -> Settings:
+    return bot_settings_for(catalog_settings, fake_bot_api)
+
+
+def test_bot_process_serves_a_photo_and_stops_on_sigterm(
+    process_settings: Settings, fake_bot_api: FakeBotAPI, footwear: Path, tmp_path: Path
+) -> None:
+    log_path = tmp_path / "bot.log"
+    process = start_bot(process_settings, log_path)
+    try:
+        wait_for_log(log_path, "ready: @", process)
+        started = time.perf_counter()
+        mark = fake_bot_api.mark()
+        fake_bot_api.send_photo(
+            user_id=CUSTOMER_ID, image=(footwear / "queries" / "search_image_02.jpg").read_bytes()
+        )
+        album = fake_bot_api.wait_for_call("sendMediaGroup", after=mark, timeout=60)
+        elapsed = time.perf_counter() - started
+        assert album.ok and len(album.params["media"]) == 8
+        print(f"photo update to album sent: {elapsed * 1000:.0f} ms")
+        fake_bot_api.wait_for_call("sendMessage", after=album.index, timeout=30)
+
+        # SIGTERM while a search is in flight: the process ends cleanly with exit code 0.
+        mark = fake_bot_api.mark()
+        fake_bot_api.send_photo(
+            user_id=ADMIN_ID, image=(footwear / "queries" / "search_image_01.jpg").read_bytes()
+        )
+        fake_bot_api.wait_for_call("sendChatAction", after=mark, timeout=30)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log = log_path.read_text(errors="replace")
+    assert "Traceback" not in log
+    token = fake_bot_api.token
+    assert token not in log
+    assert token.split(":")[1] not in log
+
+
+def test_bot_process_without_token_exits_with_a_clear_message(
+    catalog_settings: Settings, tmp_path: Path
+) -> None:
+    env = settings_env(catalog_settings)
+    env.pop("TELEGRAM_BOT_TOKEN", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "lookalike", "bot"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "TELEGRAM_BOT_TOKEN is not set" in done.stderr
+    assert "Traceback" not in done.stderr
