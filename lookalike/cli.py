@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from db.media import MediaStoreError
 from db.records import ProductRecord
+from lookalike import cli_bench, cli_evaluate
 from lookalike.app import configure_logging, open_service
 from lookalike.settings import Settings
 from search.featurizer import ModelUnavailableError
@@ -403,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bot = commands.add_parser("bot", help="run the Telegram bot")
     bot.set_defaults(handler=cmd_bot)
+
+    cli_evaluate.register(commands)
+    cli_bench.register(commands)
     return parser
 
 
