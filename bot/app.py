@@ -17,7 +17,7 @@ from bot.context import BotData, BotServices, Context
 from bot.handlers import admin, customer, support
 from bot.inference import InferenceWorker
 from bot.ratelimit import RateLimiter
-from lookalike.app import open_service
+from lookalike.app import open_service, redact_secret_in_logs
 from lookalike.settings import Settings
 from search.service import SearchService
 
@@ -51,6 +51,7 @@ def build_application(settings: Settings, *, service: SearchService | None = Non
             "or the environment"
         )
     token = settings.telegram_bot_token.get_secret_value()
+    redact_secret_in_logs(token)
     service = service or open_service(settings)
     services = BotServices(
         settings=settings,

@@ -22,8 +22,7 @@ def run_bot(settings: Settings) -> int:
             "TELEGRAM_BOT_TOKEN is not set: get a token from @BotFather and put it in .env "
             "or the environment"
         )
-    redact_secret_in_logs(settings.telegram_bot_token.get_secret_value())
-    application = build_application(settings)
+    application = build_application(settings)  # also keeps the token out of every log line
     try:
         if settings.webhook_url:
             secret = (

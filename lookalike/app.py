@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
 
 from db.media import MediaStore
 from lookalike.settings import Settings
@@ -22,36 +24,41 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-class RedactingFilter(logging.Filter):
-    """Replaces secrets (the bot token) in every log line, including tracebacks."""
+REDACTED = "[REDACTED]"
+_secrets: set[str] = set()
+_base_record_factory = logging.getLogRecordFactory()
 
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.secret in message:
-            record.msg = message.replace(self.secret, "[REDACTED]")
-            record.args = None
-        if record.exc_info and record.exc_info[1] is not None:
-            text = logging.Formatter().formatException(record.exc_info)
-            if self.secret in text:
-                record.msg = f"{record.msg}\n{text.replace(self.secret, '[REDACTED]')}"
-                record.exc_info = None
-                record.exc_text = None
-        return True
+def _redact(text: str) -> str:
+    for secret in _secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redacting_record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Every log record, whichever handler gets it, with secrets replaced: the message, its
+    arguments and any traceback (e.g. an HTTP error quoting a Bot API URL)."""
+    record = _base_record_factory(*args, **kwargs)
+    if not _secrets:
+        return record
+    message = record.getMessage()
+    redacted = _redact(message)
+    if redacted != message:
+        record.msg, record.args = redacted, None
+    if record.exc_info and record.exc_info[1] is not None:
+        record.exc_text = _redact(logging.Formatter().formatException(record.exc_info))
+    if record.stack_info:
+        record.stack_info = _redact(record.stack_info)
+    return record
 
 
 def redact_secret_in_logs(secret: str) -> None:
-    """Install a RedactingFilter for `secret` on every handler of the root logger."""
-    if not secret:
-        return
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format=LOG_FORMAT)
-    for handler in root.handlers:
-        handler.addFilter(RedactingFilter(secret))
+    """From now on, `secret` (the bot token, the webhook secret) never reaches a log line."""
+    if len(secret) < 8:
+        return  # too short to be a real secret, and replacing it would mangle every line
+    # As written, and as it appears inside URLs (file downloads quote the token's ':').
+    _secrets.update({secret, quote(secret, safe=""), quote(secret)})
+    logging.setLogRecordFactory(_redacting_record_factory)
 
 
 def featurizer_provider(settings: Settings) -> Callable[[], Featurizer]:

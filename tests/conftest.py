@@ -135,3 +135,44 @@ def catalog_service(catalog_settings: Settings, extractor: Featurizer) -> Iterat
 @pytest.fixture
 def media(tmp_path: Path) -> MediaStore:
     return MediaStore(tmp_path / "media")
+
+
+# ---- the bot token never appears in a log line, over the whole test run -----------------------
+
+FAKE_TOKENS = ("123456:TEST-TOKEN",)  # tests.fakebotapi's default token
+_LOG_SCAN: dict[str, Path] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Record every log line of the run (Telegram and HTTP clients at DEBUG) to one file."""
+    import logging
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="lookalike-logscan-")) / "all.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    for name in ("telegram", "httpx", "httpcore", "bot", "lookalike", "search", "db"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    _LOG_SCAN["path"] = path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = _LOG_SCAN.get("path")
+    if path is None or not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8", errors="replace")
+    leaked = [token for token in FAKE_TOKENS if token in text or token.split(":")[1] in text]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if leaked:
+        if reporter is not None:
+            reporter.write_line(
+                f"FAILED token scan: the bot token appears in the log ({path})", red=True
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif reporter is not None:
+        lines = text.count("\n")
+        reporter.write_line(
+            f"token scan: {lines} log lines, no bot token ({text.count('[REDACTED]')} redacted)"
+        )

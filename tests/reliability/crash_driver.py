@@ -1,0 +1,77 @@
+"""A process that changes the catalogue without pause until it is killed (kill -9) by
+tests/reliability/test_crash.py. It prints a line only once a change has returned, so the
+test knows what was promised ("added") before the kill.
+
+It runs the real SearchService, SQLite file and media store; only the model is swapped for a
+cheap deterministic projection, because this test isolates the storage's atomicity and
+TensorFlow's start-up would make dozens of kills take many minutes.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from db.media import MediaStore
+from search.fields import clean_product_fields
+from search.service import SearchService
+
+DIM = 512
+
+
+class ProjectionFeaturizer:
+    """(n, 224, 224, 3) -> (n, 512): 8x8 average pooling, a fixed random projection, ReLU."""
+
+    model_name = "vgg16_avgpool"
+    dim = DIM
+
+    def __init__(self) -> None:
+        self._weights = np.random.default_rng(7).normal(size=(8 * 8 * 3, DIM)).astype(np.float32)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        pooled = batch.reshape(batch.shape[0], 8, 28, 8, 28, 3).mean(axis=(2, 4))  # (n, 8, 8, 3)
+        return np.maximum(pooled.reshape(batch.shape[0], -1) @ self._weights, 0.0)
+
+
+def product_photo(seed: int) -> bytes:
+    """A distinct small JPEG per seed: random blocks of colour."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, size=(6, 4, 3), dtype=np.uint8)
+    image = Image.fromarray(blocks).resize((120, 180), Image.Resampling.NEAREST)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def open_service(root: Path) -> SearchService:
+    return SearchService.open(
+        database_url=f"sqlite:///{root / 'lookalike.db'}",
+        media=MediaStore(root / "media"),
+        featurizer_provider=ProjectionFeaturizer,
+        model_name="vgg16_avgpool",
+    )
+
+
+def main() -> None:
+    root, run = Path(sys.argv[1]), int(sys.argv[2])
+    service = open_service(root)
+    print("READY", flush=True)
+    step = 0
+    while True:
+        step += 1
+        sku = f"C{run}-{step}"
+        fields = clean_product_fields(sku=sku, name=f"Crash {sku}", price="10.00", currency="EUR")
+        service.add_product(fields, product_photo(run * 100_000 + step))
+        print("ADDED", sku, flush=True)
+        if step % 3 == 0:
+            victim = f"C{run}-{step - 1}"
+            service.remove_product(victim)
+            print("REMOVED", victim, flush=True)
+
+
+if __name__ == "__main__":
+    main()
