@@ -32,7 +32,8 @@ def kill_at_random(root: Path, run: int, rng: random.Random) -> list[str]:
         text=True,
     )
     assert process.stdout is not None
-    assert process.stdout.readline().strip() == "READY", process.stderr.read() if process.stderr else ""
+    ready = process.stdout.readline().strip()
+    assert ready == "READY", process.stderr.read() if process.stderr else ""
     time.sleep(rng.uniform(0.0, 0.6))
     process.kill()
     out, err = process.communicate(timeout=30)
