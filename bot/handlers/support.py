@@ -2,16 +2,215 @@
 
 from __future__ import annotations
 
-from telegram import Update
-from telegram.ext import BaseHandler
+import asyncio
+import logging
+import re
+from html import escape
+
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InlineQueryResultArticle,
+    InlineQueryResultCachedPhoto,
+    InputTextMessageContent,
+    Message,
+    MessageEntity,
+    Update,
+)
+from telegram.constants import ChatAction, ParseMode
+from telegram.ext import BaseHandler, CommandHandler, InlineQueryHandler, MessageHandler, filters
 
 from bot.context import Context
+from bot.handlers import customer
+from bot.query import parse_caption
+from bot.render import deep_link, price_text, product_card
+from bot.replies import chat_action, send_results
+from bot.urlfetch import UrlFetchError, fetch_image
+from db.records import ProductRecord
+from search.fields import FieldError, clean_sku
+from search.service import SearchResult
+
+log = logging.getLogger(__name__)
+
+STAFF_ONLY = (
+    "Sorry, that command is for the shop's support team. Send me a photo of an item and "
+    "I'll find similar products."
+)
+LINK_USAGE = "Usage: <code>/link SKU</code>, e.g. <code>/link SNK-001</code>"
+INLINE_MAX_RESULTS = 20  # Telegram allows 50; a short list is easier to pick from
+INLINE_EMPTY_QUERY_RESULTS = 5
+INLINE_QUERY_MAX_CHARS = 64
+INLINE_CACHE_SECONDS = 10  # catalogue changes show up quickly
+
+# Anything that looks like a link, whatever its scheme: fetch_image refuses all but http(s)
+# with a clear message, which helps more than "send a photo".
+_LINK = re.compile(r"\b[a-z][a-z0-9+.-]{1,15}://[^\s<>\"']+", re.IGNORECASE)
+_TRAILING = ".,;:!?)]}'\""
+
+
+async def link(update: Update, context: Context) -> None:
+    """/link SKU: the deep link that opens a product and its lookalikes."""
+    message, user = update.effective_message, update.effective_user
+    if message is None:
+        return
+    services = context.bot_data.services
+    if not services.is_staff(user.id if user else None):
+        await message.reply_text(STAFF_ONLY)
+        return
+    if not context.args:
+        await message.reply_text(LINK_USAGE, parse_mode=ParseMode.HTML)
+        return
+    try:
+        sku = clean_sku(context.args[0])
+    except FieldError as exc:
+        await message.reply_text(f"That is not a valid SKU: {exc}")
+        return
+    product = await asyncio.to_thread(services.search.get_product, sku)
+    if product is None:
+        await message.reply_text(
+            f"There is no product with SKU <code>{escape(sku)}</code>. "
+            "Check the spelling (SKUs are case-sensitive).",
+            parse_mode=ParseMode.HTML,
+        )
+        return
+    url = deep_link(context.bot.username, f"p_{product.id}")
+    text = f"{product_card(product, staff=True)}\n\nLink for customers:\n{escape(url)}"
+    if not product.active:
+        text += f"\n⚠️ This product is {product.status}: the link will say it is unavailable."
+    await message.reply_text(text, parse_mode=ParseMode.HTML, disable_web_page_preview=True)
+
+
+async def inline_query(update: Update, context: Context) -> None:
+    """`@bot SKU or name` in any chat: product cards to share. The same for everyone."""
+    query = update.inline_query
+    if query is None:
+        return
+    services = context.bot_data.services
+    text = query.query.strip()[:INLINE_QUERY_MAX_CHARS]
+    limit = INLINE_MAX_RESULTS if text else INLINE_EMPTY_QUERY_RESULTS
+    found = await asyncio.to_thread(services.search.find_products, text, limit=limit)
+    bot_username = context.bot.username
+    results = [_inline_result(p, bot_username) for p in found if p.active][:INLINE_MAX_RESULTS]
+    await query.answer(results, cache_time=INLINE_CACHE_SECONDS, is_personal=False)
+
+
+def _inline_result(
+    product: ProductRecord, bot_username: str
+) -> InlineQueryResultCachedPhoto | InlineQueryResultArticle:
+    buttons = [
+        InlineKeyboardButton("🔎 Similar products", url=deep_link(bot_username, f"p_{product.id}"))
+    ]
+    if product.url:
+        buttons.insert(0, InlineKeyboardButton("🛍 Product page", url=product.url))
+    keyboard = InlineKeyboardMarkup([buttons])
+    card = product_card(product)
+    cached = next((i.telegram_file_id for i in product.images if i.telegram_file_id), None)
+    if cached is not None:
+        return InlineQueryResultCachedPhoto(
+            id=str(product.id),
+            photo_file_id=cached,
+            title=product.name,
+            description=f"SKU {product.sku} · {price_text(product)}",
+            caption=card,
+            parse_mode=ParseMode.HTML,
+            reply_markup=keyboard,
+        )
+    return InlineQueryResultArticle(
+        id=str(product.id),
+        title=product.name,
+        description=f"SKU {product.sku} · {price_text(product)}",
+        input_message_content=InputTextMessageContent(
+            card, parse_mode=ParseMode.HTML, disable_web_page_preview=True
+        ),
+        reply_markup=keyboard,
+    )
+
+
+def first_link(message: Message) -> str | None:
+    """The first link in a message: a hidden text link, a link entity, or a link in the text."""
+    for entity, text in message.parse_entities(
+        [MessageEntity.TEXT_LINK, MessageEntity.URL]
+    ).items():
+        candidate = entity.url if entity.type == MessageEntity.TEXT_LINK else text
+        if candidate:
+            # Telegram also links "shop.com/a.jpg": such a link is taken as https.
+            return candidate if "://" in candidate else f"https://{candidate}"
+    match = _LINK.search(message.text or "")
+    return match.group(0).rstrip(_TRAILING) if match else None
+
+
+async def search_url(update: Update, context: Context) -> None:
+    """A staff member sends an image URL: search with that image, as with a photo."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return
+    services = context.bot_data.services
+    url = first_link(message)
+    if not services.is_staff(user.id) or url is None:
+        await customer.not_a_photo(update, context)
+        return
+    wait = services.rate_limiter.try_acquire(user.id)
+    if wait is not None:
+        await message.reply_text(
+            f"You're searching very fast 🙂 Please wait {max(1, round(wait))} s and try again."
+        )
+        return
+    categories = await asyncio.to_thread(services.search.categories)
+    # The rest of the message narrows the search like a photo's caption ("boots under 60").
+    wanted = parse_caption(_LINK.sub(" ", (message.text or "").replace(url, " ")), categories)
+    settings = services.settings
+    result: SearchResult | str
+    async with chat_action(context.bot, message.chat_id, ChatAction.UPLOAD_PHOTO):
+        try:
+            data = await fetch_image(
+                url,
+                max_bytes=settings.max_image_bytes,
+                timeout=settings.url_fetch_timeout_seconds,
+                allow_private=settings.url_fetch_allow_private,
+            )
+        except UrlFetchError as exc:
+            result = f"I couldn't get an image from that link: {exc}"
+        else:
+            result = await customer.search_bytes(
+                services,
+                data,
+                user_id=user.id,
+                category=wanted.category,
+                max_price=wanted.max_price,
+                source="url",
+            )
+    if isinstance(result, str):
+        await message.reply_text(result, disable_web_page_preview=True)
+        return
+    heading = "Most similar products to the image at that link"
+    if result.best_distance is not None and result.best_distance > settings.weak_match_distance:
+        heading += " (no close match: these are the nearest we have)"
+    await send_results(context.bot, message.chat_id, result, services, heading=heading)
 
 
 def handlers() -> list[BaseHandler[Update, Context, None]]:
-    return []
+    new = filters.UpdateType.MESSAGE
+    return [
+        CommandHandler("link", link, filters=new),
+        InlineQueryHandler(inline_query),
+    ]
 
 
 def message_handlers() -> list[BaseHandler[Update, Context, None]]:
-    """Registered after the customers' photo handler, before the fallbacks."""
-    return []
+    """Registered after the customers' photo handler, before the fallbacks. A customer's link
+    gets the customers' usual "send a photo" answer (and nothing is fetched)."""
+    has_link = (
+        filters.Regex(_LINK)
+        | filters.Entity(MessageEntity.URL)
+        | filters.Entity(MessageEntity.TEXT_LINK)
+    )
+    return [
+        MessageHandler(
+            filters.UpdateType.MESSAGE
+            & filters.ChatType.PRIVATE
+            & filters.TEXT
+            & ~filters.COMMAND
+            & has_link,
+            search_url,
+        )
+    ]
