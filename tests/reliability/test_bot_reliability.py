@@ -8,8 +8,11 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sqlalchemy import select
 
+from db.models import SearchLog
 from tests import images
 from tests.bot.conftest import CUSTOMER_ID, BotHarness
 from tests.fakebotapi import ApiCall
@@ -118,14 +121,12 @@ async def test_odd_but_valid_images_are_searched_normally(bot: BotHarness, name:
     bot.api.send_document(user_id=CUSTOMER_ID, data=build(), file_name=name, mime_type=mime)
     album = await bot.wait_for("sendMediaGroup", after=mark, predicate=to_chat(CUSTOMER_ID))
     assert album.ok and len(album.params["media"]) == 8
-    search_id = bot.service.get_search  # the logged vector is finite: the search was real
+    # The search was real: its query vector is stored, 512 finite values.
     with bot.service.session() as session:
-        from db.models import SearchLog
-        from sqlalchemy import select
-
         row = session.scalars(select(SearchLog).order_by(SearchLog.id.desc())).first()
-        assert row is not None and row.best_distance is not None
-    assert search_id is not None
+        assert row is not None and row.query_vector is not None
+        vector = np.frombuffer(row.query_vector, dtype="<f4")
+    assert vector.shape == (512,) and np.isfinite(vector).all()
 
 
 async def test_polling_survives_getupdates_errors_and_timeouts(bot: BotHarness) -> None:
