@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from html import escape
+from urllib.parse import urlencode
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -25,13 +26,23 @@ def price_text(product: ProductRecord) -> str:
     return f"{product.price} {product.currency}"
 
 
+def _utf16_len(text: str) -> int:
+    """Telegram counts message lengths in UTF-16 code units (an emoji can count twice)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def result_caption(item: ResultItem) -> str:
     """The caption under one photo of the album: rank, name, price, similarity."""
-    text = (
-        f"<b>{item.rank}.</b> {escape(item.product.name)}\n"
+    # Names are at most 200 characters; shortened before escaping so no entity is ever cut.
+    name = _shorten(item.product.name, CAPTION_LIMIT // 2)
+    return (
+        f"<b>{item.rank}.</b> {escape(name)}\n"
         f"{escape(price_text(item.product))} · {item.similarity:.0f}% similar"
     )
-    return text[:CAPTION_LIMIT]
 
 
 def deep_link(bot_username: str, payload: str) -> str:
@@ -39,22 +50,38 @@ def deep_link(bot_username: str, payload: str) -> str:
 
 
 def results_message(result: SearchResult, *, heading: str) -> str:
-    """The follow-up message: every result with its link, price and similarity."""
+    """The follow-up message: every result with its link, price and similarity.
+
+    Lines are dropped whole (never cut inside a tag) when the message would be too long."""
     lines = [f"<b>{escape(heading)}</b>"]
+    visible = _utf16_len(heading)
     for item in result.items:
         product = item.product
         name = escape(product.name)
         if product.url:
             name = f'<a href="{escape(product.url, quote=True)}">{name}</a>'
-        lines.append(
-            f"{item.rank}. {name} · {escape(price_text(product))} · {item.similarity:.0f}%"
-        )
-    text = "\n".join(lines)
-    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+        line = f"{item.rank}. {name} · {escape(price_text(product))} · {item.similarity:.0f}%"
+        shown = _utf16_len(f"{item.rank}. {product.name} · {price_text(product)} · 100%") + 1
+        if visible + shown > MESSAGE_LIMIT - 2:
+            lines.append("…")
+            break
+        lines.append(line)
+        visible += shown
+    return "\n".join(lines)
 
 
-def results_keyboard(result: SearchResult, *, bot_username: str) -> InlineKeyboardMarkup:
+def share_url(bot_username: str, search_id: int) -> str:
+    """Telegram's share dialog, pre-filled with a link that opens these results in the bot."""
+    link = deep_link(bot_username, f"r_{search_id}")
+    query = urlencode({"url": link, "text": "Look what I found with this photo search"})
+    return f"https://t.me/share/url?{query}"
+
+
+def results_keyboard(result: SearchResult, *, bot_username: str) -> InlineKeyboardMarkup | None:
+    """Feedback, "cheaper", "all categories" and Share; None for a search that was not logged."""
     search_id = result.search_id
+    if search_id is None:
+        return None
     rows: list[list[InlineKeyboardButton]] = [
         [
             InlineKeyboardButton(
@@ -66,7 +93,7 @@ def results_keyboard(result: SearchResult, *, bot_username: str) -> InlineKeyboa
         ]
     ]
     first = result.items[0].product if result.items else None
-    if first is not None and first.price is not None:
+    if first is not None and first.price is not None and first.price > 0:
         rows.append(
             [
                 InlineKeyboardButton(
@@ -84,9 +111,8 @@ def results_keyboard(result: SearchResult, *, bot_username: str) -> InlineKeyboa
                 )
             ]
         )
-    share = deep_link(bot_username, f"r_{search_id}")
     rows.append(
-        [InlineKeyboardButton("📤 Share these results", url=f"https://t.me/share/url?url={share}")]
+        [InlineKeyboardButton("📤 Share these results", url=share_url(bot_username, search_id))]
     )
     return InlineKeyboardMarkup(rows)
 

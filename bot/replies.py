@@ -13,7 +13,7 @@ from typing import Any
 
 from telegram import InputMediaPhoto, Message
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.context import BotServices
 from bot.render import result_caption, results_keyboard, results_message
@@ -33,8 +33,12 @@ async def chat_action(
 
     async def keep_alive() -> None:
         while True:
-            with contextlib.suppress(TelegramError):
+            try:
                 await bot.send_chat_action(chat_id=chat_id, action=action)
+            except Forbidden:
+                return  # blocked: the reply will fail too, no point in repeating this
+            except TelegramError as exc:
+                log.debug("chat action not shown: %s", exc)
             await asyncio.sleep(CHAT_ACTION_REFRESH_SECONDS)
 
     task = asyncio.create_task(keep_alive())
@@ -46,20 +50,71 @@ async def chat_action(
             await task
 
 
-async def _photo_input(services: BotServices, item: ResultItem) -> str | bytes:
-    if item.image.telegram_file_id:
+async def _photo_input(services: BotServices, item: ResultItem, *, upload: bool) -> str | bytes:
+    if item.image.telegram_file_id and not upload:
         return item.image.telegram_file_id
     return await asyncio.to_thread(services.search.media.read, item.image.file_name)
 
 
 async def _remember_file_ids(
-    services: BotServices, items: list[ResultItem], messages: tuple[Message, ...] | list[Message]
+    services: BotServices,
+    items: list[ResultItem],
+    messages: tuple[Message, ...] | list[Message],
+    *,
+    uploaded: bool,
 ) -> None:
+    """Store Telegram's file_id of every photo that was uploaded, to send it by id next time."""
     for item, message in zip(items, messages, strict=False):
-        if item.image.telegram_file_id or not message.photo:
+        if not message.photo or (item.image.telegram_file_id and not uploaded):
             continue
         file_id = message.photo[-1].file_id
-        await asyncio.to_thread(services.search.remember_telegram_file_id, item.image.id, file_id)
+        if file_id != item.image.telegram_file_id:
+            await asyncio.to_thread(
+                services.search.remember_telegram_file_id, item.image.id, file_id
+            )
+
+
+async def _send_photos(
+    bot: Any,
+    chat_id: int,
+    items: list[ResultItem],
+    services: BotServices,
+    *,
+    reply_to: int | None,
+    upload: bool,
+) -> None:
+    """One photo, or an album of 2 to 10 (sendMediaGroup refuses a single item)."""
+    if len(items) == 1:
+        message = await bot.send_photo(
+            chat_id=chat_id,
+            photo=await _photo_input(services, items[0], upload=upload),
+            caption=result_caption(items[0]),
+            parse_mode=ParseMode.HTML,
+            reply_to_message_id=reply_to,
+        )
+        messages: tuple[Message, ...] | list[Message] = [message]
+    else:
+        media = [
+            InputMediaPhoto(
+                media=await _photo_input(services, item, upload=upload),
+                caption=result_caption(item),
+                parse_mode=ParseMode.HTML,
+            )
+            for item in items
+        ]
+        messages = await bot.send_media_group(
+            chat_id=chat_id, media=media, reply_to_message_id=reply_to
+        )
+    await _remember_file_ids(services, items, messages, uploaded=upload)
+
+
+def no_results_text(result: SearchResult) -> str:
+    if result.filters.get("category") or result.filters.get("max_price"):
+        return (
+            "No products match those filters right now. Try the photo again without a "
+            "caption, or with a higher price limit."
+        )
+    return "No matching products right now. Please try again later or with another photo."
 
 
 async def send_results(
@@ -70,39 +125,25 @@ async def send_results(
     *,
     heading: str,
     reply_to: int | None = None,
-) -> None:
-    """The album (or one photo), then the list with links and buttons."""
+) -> bool:
+    """The album (or one photo), then the list with links and buttons. False if the chat
+    could not be reached (the user blocked the bot)."""
     items = result.items[:ALBUM_MAX]
-    if not items:
-        await bot.send_message(
-            chat_id=chat_id,
-            text="No matching products right now. Try another photo, or fewer filters.",
-            reply_to_message_id=reply_to,
-        )
-        return
     try:
-        if len(items) == 1:
-            message = await bot.send_photo(
-                chat_id=chat_id,
-                photo=await _photo_input(services, items[0]),
-                caption=result_caption(items[0]),
-                parse_mode=ParseMode.HTML,
-                reply_to_message_id=reply_to,
+        if not items:
+            await bot.send_message(
+                chat_id=chat_id, text=no_results_text(result), reply_to_message_id=reply_to
             )
-            await _remember_file_ids(services, items, [message])
-        else:
-            media = [
-                InputMediaPhoto(
-                    media=await _photo_input(services, item),
-                    caption=result_caption(item),
-                    parse_mode=ParseMode.HTML,
-                )
-                for item in items
-            ]
-            messages = await bot.send_media_group(
-                chat_id=chat_id, media=media, reply_to_message_id=reply_to
-            )
-            await _remember_file_ids(services, items, messages)
+            return True
+        cached = any(item.image.telegram_file_id for item in items)
+        try:
+            await _send_photos(bot, chat_id, items, services, reply_to=reply_to, upload=False)
+        except BadRequest as exc:
+            if not cached:
+                raise
+            # A stored file_id Telegram no longer accepts (e.g. another bot token): upload.
+            log.warning("sending by file_id failed (%s); uploading the photos instead", exc)
+            await _send_photos(bot, chat_id, items, services, reply_to=reply_to, upload=True)
         await bot.send_message(
             chat_id=chat_id,
             text=results_message(result, heading=heading),
@@ -113,3 +154,5 @@ async def send_results(
     except Forbidden:
         # The user blocked the bot mid-reply: nothing more to send, nothing to retry.
         log.info("chat %s blocked the bot; reply dropped", chat_id)
+        return False
+    return True

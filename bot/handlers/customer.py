@@ -7,14 +7,15 @@ import asyncio
 import logging
 from decimal import Decimal
 
-from telegram import Message, Update
+from telegram import CallbackQuery, Message, Update
 from telegram.constants import ChatAction, ParseMode
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from bot.context import BotServices, Context
-from bot.query import parse_callback, parse_caption, parse_deep_link
+from bot.query import CallbackAction, CaptionFilters, parse_callback, parse_caption, parse_deep_link
 from bot.render import product_card
-from bot.replies import chat_action, send_results
+from bot.replies import chat_action, no_results_text, send_results
 from search.preprocess import InvalidImageError
 from search.service import CatalogError, SearchResult
 
@@ -37,14 +38,36 @@ NOT_A_PHOTO = (
     "I search by photo 📷. Please send a picture of the item you like (as a photo or an "
     "image file). /help shows how."
 )
+NOT_AN_IMAGE_FILE = (
+    "That file isn't an image I can search with. Please send a photo (JPEG, PNG or WebP)."
+)
+STICKER = "Nice sticker 🙂 But I search by photo: please send a picture of the item you like."
+VOICE = "I can't listen to audio 🙉 Please send a photo of the item you like instead."
+VIDEO = "I can't search with videos. Please send a photo (a screenshot works too)."
+TOO_LARGE = "That file is too large (over 20 MB). Please send a smaller photo."
+DOWNLOAD_FAILED = "Sorry, I couldn't fetch your photo from Telegram just now. Please try again."
+TOO_FAST = "You're searching very fast 🙂 Please wait {seconds} s and try again."
 SEARCH_FAILED = "Sorry, something went wrong while searching. Please try again in a moment."
+LINK_INVALID = "That link is not valid (it may be cut short). "
+PRODUCT_GONE = "Sorry, that product is no longer available. "
+RESULTS_GONE = "Sorry, those results are no longer available. "
+BUTTON_INVALID = "Sorry, this button doesn't work any more. Please send the photo again."
+NOTHING_CHEAPER = "Nothing cheaper looks similar right now."
 
 
 def services_of(context: Context) -> BotServices:
     return context.bot_data.services
 
 
+def _wait_text(seconds: float) -> str:
+    return TOO_FAST.format(seconds=max(1, round(seconds)))
+
+
+# ---- commands --------------------------------------------------------------------------
+
+
 async def start(update: Update, context: Context) -> None:
+    """/start, or /start <payload> from a deep link (a product's lookalikes, shared results)."""
     message = update.effective_message
     if message is None:
         return
@@ -54,37 +77,30 @@ async def start(update: Update, context: Context) -> None:
         return
     link = parse_deep_link(payload)
     if link is None:
-        await message.reply_text(
-            "That link is not valid (it may be cut short). " + WELCOME, parse_mode=ParseMode.HTML
-        )
+        await message.reply_text(LINK_INVALID + WELCOME, parse_mode=ParseMode.HTML)
         return
     services = services_of(context)
     user_ref = services.user_ref(update.effective_user.id if update.effective_user else 0)
     if link.kind == "p":
+        product = await asyncio.to_thread(services.search.get_product_by_id, link.id)
+        if product is None or not product.active:
+            await message.reply_text(PRODUCT_GONE + WELCOME, parse_mode=ParseMode.HTML)
+            return
         try:
-            product, result = await asyncio.to_thread(
+            found, result = await asyncio.to_thread(
                 services.search.similar_to_product, link.id, user_ref=user_ref, source="link"
             )
-        except CatalogError:
-            await message.reply_text(
-                "Sorry, that product is no longer available. " + WELCOME, parse_mode=ParseMode.HTML
-            )
+        except CatalogError:  # no searchable image
+            await message.reply_text(PRODUCT_GONE + WELCOME, parse_mode=ParseMode.HTML)
             return
-        if not product.active:
-            await message.reply_text(
-                "Sorry, that product is no longer available. " + WELCOME, parse_mode=ParseMode.HTML
-            )
-            return
-        await message.reply_text(product_card(product), parse_mode=ParseMode.HTML)
+        await message.reply_text(product_card(found), parse_mode=ParseMode.HTML)
         await send_results(
             context.bot, message.chat_id, result, services, heading="Similar products"
         )
         return
     shared = await asyncio.to_thread(services.search.get_search, link.id)
     if shared is None:
-        await message.reply_text(
-            "Sorry, those results are no longer available. " + WELCOME, parse_mode=ParseMode.HTML
-        )
+        await message.reply_text(RESULTS_GONE + WELCOME, parse_mode=ParseMode.HTML)
         return
     await send_results(context.bot, message.chat_id, shared, services, heading="Shared results")
 
@@ -92,6 +108,9 @@ async def start(update: Update, context: Context) -> None:
 async def help_command(update: Update, context: Context) -> None:
     if update.effective_message:
         await update.effective_message.reply_text(HELP, parse_mode=ParseMode.HTML)
+
+
+# ---- searching by photo ----------------------------------------------------------------
 
 
 def _largest_photo_file(message: Message) -> tuple[str, int | None]:
@@ -104,38 +123,64 @@ def _largest_photo_file(message: Message) -> tuple[str, int | None]:
 
 async def photo(update: Update, context: Context) -> None:
     """A photo or an image document: search, reply with the album and the list."""
-    message = update.effective_message
-    user = update.effective_user
+    message, user = update.effective_message, update.effective_user
     if message is None or user is None:
         return
     services = services_of(context)
-    wait = services.rate_limiter.try_acquire(user.id)
-    if wait is not None:
-        await message.reply_text(
-            f"You're searching very fast 🙂 Please wait {max(1, round(wait))} s and try again."
-        )
-        return
     file_id, size = _largest_photo_file(message)
     if size is not None and size > MAX_DOWNLOAD_BYTES:
-        await message.reply_text(
-            "That file is too large (over 20 MB). Please send a smaller photo."
-        )
+        await message.reply_text(TOO_LARGE)  # refused before anything is downloaded
         return
-    categories = await asyncio.to_thread(services.search.categories)
-    wanted = parse_caption(message.caption, categories)
+    wait = services.rate_limiter.try_acquire(user.id)
+    if wait is not None:
+        await message.reply_text(_wait_text(wait))
+        return
+    wanted = await caption_filters(services, message.caption)
+    result: SearchResult | str
+    # "Sending photo…" from the download until the album has been sent.
     async with chat_action(context.bot, message.chat_id, ChatAction.UPLOAD_PHOTO):
-        telegram_file = await context.bot.get_file(file_id)
-        data = bytes(await telegram_file.download_as_bytearray())
-        result = await search_bytes(
-            services, data, user_id=user.id, category=wanted.category, max_price=wanted.max_price
+        data = await download(context, file_id)
+        if isinstance(data, str):
+            result = data
+        else:
+            result = await search_bytes(
+                services,
+                data,
+                user_id=user.id,
+                category=wanted.category,
+                max_price=wanted.max_price,
+            )
+        if isinstance(result, str):
+            await message.reply_text(result)
+            return
+        heading = _heading(
+            result, wanted.category, wanted.max_price, services.settings.weak_match_distance
         )
-    if isinstance(result, str):
-        await message.reply_text(result)
-        return
-    heading = _heading(
-        result, wanted.category, wanted.max_price, services.settings.weak_match_distance
-    )
-    await send_results(context.bot, message.chat_id, result, services, heading=heading)
+        await send_results(context.bot, message.chat_id, result, services, heading=heading)
+
+
+async def caption_filters(services: BotServices, caption: str | None) -> CaptionFilters:
+    if not caption or not caption.strip():
+        return CaptionFilters()
+    categories = await asyncio.to_thread(services.search.categories)
+    return parse_caption(caption, categories)
+
+
+async def download(context: Context, file_id: str) -> bytes | str:
+    """The file's bytes, or the message to show when Telegram would not give them."""
+    try:
+        telegram_file = await context.bot.get_file(file_id)
+        if telegram_file.file_size is not None and telegram_file.file_size > MAX_DOWNLOAD_BYTES:
+            return TOO_LARGE
+        return bytes(await telegram_file.download_as_bytearray())
+    except BadRequest as exc:
+        if "too big" in exc.message.lower():
+            return TOO_LARGE
+        log.warning("could not download a customer's file: %s", exc)
+        return DOWNLOAD_FAILED
+    except TelegramError as exc:  # 5xx, time-outs, network trouble
+        log.warning("could not download a customer's file: %s", exc)
+        return DOWNLOAD_FAILED
 
 
 async def search_bytes(
@@ -150,9 +195,9 @@ async def search_bytes(
     """Search with image bytes; a str is the message to show instead (bad image)."""
     try:
         prepared = await asyncio.to_thread(services.search.prepare, data)
+        vector = await services.inference.embed(prepared)
     except InvalidImageError as exc:
         return f"I couldn't read that image: {exc} Please send a photo (JPEG, PNG or WebP)."
-    vector = await services.inference.embed(prepared)
     return await asyncio.to_thread(
         services.search.search_vector,
         vector,
@@ -178,16 +223,25 @@ def _heading(
     return heading
 
 
+# ---- everything else -------------------------------------------------------------------
+
+
 async def not_a_photo(update: Update, context: Context) -> None:
+    """A short, helpful answer to anything that is not a photo: never silence."""
     message = update.effective_message
     if message is None:
         return
     if message.document is not None:
-        await message.reply_text(
-            "That file isn't an image I can search with. Please send a photo (JPEG, PNG or WebP)."
-        )
-        return
-    await message.reply_text(NOT_A_PHOTO, parse_mode=ParseMode.HTML)
+        text = NOT_AN_IMAGE_FILE
+    elif message.sticker is not None:
+        text = STICKER
+    elif message.voice is not None or message.audio is not None:
+        text = VOICE
+    elif message.video is not None or message.video_note is not None or message.animation:
+        text = VIDEO
+    else:
+        text = NOT_A_PHOTO
+    await message.reply_text(text)
 
 
 async def unknown_command(update: Update, context: Context) -> None:
@@ -197,63 +251,96 @@ async def unknown_command(update: Update, context: Context) -> None:
         )
 
 
+# ---- result buttons --------------------------------------------------------------------
+
+
+def _on_message(query: CallbackQuery, data: str) -> bool:
+    """Whether the pressed message really carries a button with this data. Telegram fills in
+    the message, but a modified client can send any data: what is not on it is refused."""
+    message = query.message
+    if not isinstance(message, Message):
+        return False
+    markup = message.reply_markup
+    if markup is None:
+        return False
+    return any(button.callback_data == data for row in markup.inline_keyboard for button in row)
+
+
 async def button(update: Update, context: Context) -> None:
     """Result buttons. Callback data is checked again on every press: a forged one does nothing."""
     query = update.callback_query
-    if query is None or query.from_user is None:
+    if query is None:
         return
     action = parse_callback(query.data)
-    if action is None:
-        await query.answer("This button is no longer valid.")
+    if action is None or query.data is None or not _on_message(query, query.data):
+        await query.answer(BUTTON_INVALID)
         return
     services = services_of(context)
-    user_ref = services.user_ref(query.from_user.id)
     if action.action == "fb":
-        vote = 1 if action.arg == "up" else -1
-        stored = await asyncio.to_thread(
-            services.search.record_feedback, action.search_id, user_ref=user_ref, vote=vote
-        )
-        await query.answer(
-            "Thanks for your feedback!" if stored else "This search is no longer available."
-        )
+        await _feedback(query, services, action)
         return
-    chat_id = query.message.chat.id if query.message else query.from_user.id
-    if services.rate_limiter.try_acquire(query.from_user.id) is not None:
-        await query.answer("Please wait a moment before searching again.")
+    wait = services.rate_limiter.try_acquire(query.from_user.id)
+    if wait is not None:
+        await query.answer(_wait_text(wait))
         return
+    await _search_again(query, context, services, action)
+
+
+async def _feedback(query: CallbackQuery, services: BotServices, action: CallbackAction) -> None:
+    vote = 1 if action.arg == "up" else -1
+    stored = await asyncio.to_thread(
+        services.search.record_feedback,
+        action.search_id,
+        user_ref=services.user_ref(query.from_user.id),
+        vote=vote,
+    )
+    if not stored:
+        await query.answer(BUTTON_INVALID)
+    elif vote > 0:
+        await query.answer("Thanks! Glad these helped 👍")
+    else:
+        await query.answer("Thanks, noted 👎 That helps us improve the results.")
+
+
+async def _search_again(
+    query: CallbackQuery, context: Context, services: BotServices, action: CallbackAction
+) -> None:
+    """ "Cheaper" and "all categories": the logged search run again with other filters."""
+    user_ref = services.user_ref(query.from_user.id)
+    search = (
+        services.search.search_cheaper
+        if action.action == "cheaper"
+        else services.search.search_all_categories
+    )
     try:
-        if action.action == "cheaper":
-            result = await asyncio.to_thread(
-                services.search.search_cheaper,
-                action.search_id,
-                user_ref=user_ref,
-                source="telegram",
-            )
-            heading = "Cheaper lookalikes"
-        else:
-            result = await asyncio.to_thread(
-                services.search.search_all_categories,
-                action.search_id,
-                user_ref=user_ref,
-                source="telegram",
-            )
-            heading = "Most similar products in all categories"
+        result = await asyncio.to_thread(
+            search, action.search_id, user_ref=user_ref, source="telegram"
+        )
     except CatalogError as exc:
         await query.answer(str(exc)[:200], show_alert=True)
         return
     await query.answer()
-    if not result.items:
-        await context.bot.send_message(
-            chat_id=chat_id, text="Nothing cheaper looks similar right now."
-        )
-        return
+    assert isinstance(query.message, Message)  # checked by _on_message
+    chat_id = query.message.chat.id
+    if action.action == "cheaper":
+        heading = "Cheaper lookalikes"
+        if not result.items:
+            await context.bot.send_message(chat_id=chat_id, text=NOTHING_CHEAPER)
+            return
+    else:
+        heading = "Most similar products in all categories"
+        if not result.items:
+            await context.bot.send_message(chat_id=chat_id, text=no_results_text(result))
+            return
     await send_results(context.bot, chat_id, result, services, heading=heading)
 
 
 def handlers() -> list[BaseHandler[Update, Context, None]]:
     """In order: the first that matches an update handles it. Edited messages never re-run."""
     new = filters.UpdateType.MESSAGE
-    image_document = filters.Document.IMAGE | filters.Document.FileExtension("webp")
+    image_document: filters.BaseFilter = filters.Document.IMAGE
+    for extension in ("jpg", "jpeg", "png", "webp"):  # image files sent as octet-stream
+        image_document |= filters.Document.FileExtension(extension)
     return [
         CommandHandler("start", start, filters=new),
         CommandHandler("help", help_command, filters=new),
