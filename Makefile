@@ -7,7 +7,7 @@ CATALOG_DIR ?= ../shared/footwear/catalog
 QUERY ?= ../shared/footwear/queries/search_image_01.jpg
 PYTEST_ARGS ?=
 
-.PHONY: setup run demo test test-fast lint clean
+.PHONY: setup catalog run demo test test-fast lint clean
 
 setup: $(VENV)/.installed
 
@@ -17,10 +17,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# The main job: the catalogue imported (a no-op when already there), then a search.
-run: setup
+# The catalogue imported (a no-op when it is already there).
+catalog: setup
 	$(LOOKALIKE) db upgrade
 	$(LOOKALIKE) catalog import $(CATALOG_DIR)
+
+# The main job: the Telegram bot over the imported catalogue.
+run: catalog
+	$(LOOKALIKE) bot
+
+# Without Telegram: one search from the command line, saved as a picture too.
+demo: catalog
 	$(LOOKALIKE) search $(QUERY) --plot data/last-search.png
 
 test: setup
