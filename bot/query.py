@@ -22,7 +22,7 @@ _PRICE = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[a-z0-9]+")
-_DEEP_LINK = re.compile(r"(?P<kind>[pr])_(?P<id>[1-9][0-9]{0,11})")
+_DEEP_LINK = re.compile(r"p_(?P<id>[1-9][0-9]{0,11})|r_(?P<token>[A-Za-z0-9_-]{16})")
 _CALLBACK = re.compile(r"(?P<action>fb|cheaper|all):(?P<id>[1-9][0-9]{0,11})(?::(?P<arg>up|down))?")
 
 
@@ -104,17 +104,20 @@ def parse_caption(caption: str | None, categories: Collection[str]) -> CaptionFi
 @dataclass(frozen=True, slots=True)
 class DeepLink:
     kind: str  # "p": a product and its lookalikes; "r": a shared result set
-    id: int
+    id: int  # the product id ("p"); 0 for "r"
+    token: str | None = None  # the shared result set's unguessable token ("r")
 
 
 def parse_deep_link(payload: str) -> DeepLink | None:
-    """`p_<product id>` or `r_<search id>`; anything else (too long, `../x`) is None."""
+    """`p_<product id>` or `r_<share token>`; anything else (too long, `../x`) is None."""
     if len(payload) > 64:
         return None
     match = _DEEP_LINK.fullmatch(payload)
     if not match:
         return None
-    return DeepLink(kind=match["kind"], id=int(match["id"]))
+    if match["token"] is not None:
+        return DeepLink(kind="r", id=0, token=match["token"])
+    return DeepLink(kind="p", id=int(match["id"]))
 
 
 @dataclass(frozen=True, slots=True)

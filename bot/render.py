@@ -70,9 +70,9 @@ def results_message(result: SearchResult, *, heading: str) -> str:
     return "\n".join(lines)
 
 
-def share_url(bot_username: str, search_id: int) -> str:
+def share_url(bot_username: str, share_token: str) -> str:
     """Telegram's share dialog, pre-filled with a link that opens these results in the bot."""
-    link = deep_link(bot_username, f"r_{search_id}")
+    link = deep_link(bot_username, f"r_{share_token}")
     query = urlencode({"url": link, "text": "Look what I found with this photo search"})
     return f"https://t.me/share/url?{query}"
 
@@ -111,9 +111,14 @@ def results_keyboard(result: SearchResult, *, bot_username: str) -> InlineKeyboa
                 )
             ]
         )
-    rows.append(
-        [InlineKeyboardButton("📤 Share these results", url=share_url(bot_username, search_id))]
-    )
+    if result.share_token:
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    "📤 Share these results", url=share_url(bot_username, result.share_token)
+                )
+            ]
+        )
     return InlineKeyboardMarkup(rows)
 
 

@@ -125,6 +125,9 @@ class SearchLog(Base):
     latency_ms: Mapped[float] = mapped_column()
     # The query's (dim,) float32 vector, so "cheaper than this" re-runs without the photo.
     query_vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # What a shared result link (`?start=r_<token>`) carries: unguessable, unlike the id, so
+    # nobody can walk through other people's searches.
+    share_token: Mapped[str | None] = mapped_column(String(32), unique=True)
 
 
 class Feedback(Base):

@@ -88,4 +88,5 @@ class SearchRecord:
     filters: dict[str, object]
     results: list[dict[str, object]]
     latency_ms: float
+    share_token: str | None
     query_vector: np.ndarray | None  # (dim,) float32

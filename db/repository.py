@@ -3,6 +3,7 @@ of work, opened and committed by the caller."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -16,6 +17,7 @@ from db.models import AuditEntry, Embedding, Feedback, Product, ProductImage, Se
 from db.records import ProductRecord, SearchRecord
 
 VECTOR_DTYPE = np.dtype("<f4")  # little-endian float32, 4 bytes per value
+SHARE_TOKEN_BYTES = 12  # 16 URL-safe characters
 
 
 def vector_to_blob(vector: np.ndarray) -> bytes:
@@ -222,6 +224,7 @@ def log_search(
     query_vector: np.ndarray | None = None,
 ) -> SearchLog:
     entry = SearchLog(
+        share_token=secrets.token_urlsafe(SHARE_TOKEN_BYTES),
         query_vector=vector_to_blob(query_vector) if query_vector is not None else None,
         user_ref=user_ref,
         source=source,
@@ -237,11 +240,20 @@ def log_search(
     return entry
 
 
-def get_search(session: Session, *, search_id: int) -> SearchRecord | None:
-    row = session.get(SearchLog, search_id)
+def get_search(
+    session: Session, *, search_id: int | None = None, share_token: str | None = None
+) -> SearchRecord | None:
+    """A logged search by its id, or by the token of its shared link."""
+    if search_id is not None:
+        row = session.get(SearchLog, search_id)
+    elif share_token is not None:
+        row = session.scalar(select(SearchLog).where(SearchLog.share_token == share_token))
+    else:
+        raise ValueError("give search_id or share_token")
     if row is None:
         return None
     return SearchRecord(
+        share_token=row.share_token,
         id=row.id,
         created_at=row.created_at,
         user_ref=row.user_ref,

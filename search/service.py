@@ -66,6 +66,7 @@ class SearchResult:
     search_id: int | None  # the search log row, for shared result links
     latency_ms: float
     filters: dict[str, Any] = field(default_factory=dict)
+    share_token: str | None = None  # what a shared link to these results carries
 
     @property
     def best_distance(self) -> float | None:
@@ -345,9 +346,13 @@ class SearchService:
                 query_vector=vector,
             )
             session.commit()
-            search_id = entry.id
+            search_id, share_token = entry.id, entry.share_token
         return SearchResult(
-            items=items, search_id=search_id, latency_ms=latency_ms, filters=filters
+            items=items,
+            search_id=search_id,
+            latency_ms=latency_ms,
+            filters=filters,
+            share_token=share_token,
         )
 
     def similar_to_product(
@@ -374,10 +379,13 @@ class SearchService:
         )
         return product, result
 
-    def get_search(self, search_id: int) -> SearchResult | None:
-        """A logged search, with today's product data; products no longer shown are left out."""
+    def get_search(
+        self, search_id: int | None = None, *, share_token: str | None = None
+    ) -> SearchResult | None:
+        """A logged search (by id, or by its shared link's token), with today's product
+        data; products no longer shown are left out."""
         with self.session() as session:
-            record = repo.get_search(session, search_id=search_id)
+            record = repo.get_search(session, search_id=search_id, share_token=share_token)
             if record is None:
                 return None
             ids = [int(str(entry["product_id"])) for entry in record.results]
@@ -401,7 +409,11 @@ class SearchService:
                 )
             )
         return SearchResult(
-            items=items, search_id=record.id, latency_ms=record.latency_ms, filters=record.filters
+            items=items,
+            search_id=record.id,
+            latency_ms=record.latency_ms,
+            filters=record.filters,
+            share_token=record.share_token,
         )
 
     def search_cheaper(

@@ -107,7 +107,10 @@ def test_parse_amount(text: str, amount: Decimal | None) -> None:
     ("payload", "expected"),
     [
         ("p_12", DeepLink("p", 12)),
-        ("r_7", DeepLink("r", 7)),
+        ("r_AbCd-_0123456789", DeepLink("r", 0, "AbCd-_0123456789")),
+        ("r_7", None),  # a bare search id: results are shared by unguessable token only
+        ("r_AbCd-_012345678", None),  # 15 characters
+        ("r_AbCd/_0123456789", None),
         ("p_0", None),
         ("p_012", None),
         ("x_1", None),

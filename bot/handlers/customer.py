@@ -98,7 +98,7 @@ async def start(update: Update, context: Context) -> None:
             context.bot, message.chat_id, result, services, heading="Similar products"
         )
         return
-    shared = await asyncio.to_thread(services.search.get_search, link.id)
+    shared = await asyncio.to_thread(services.search.get_search, share_token=link.token)
     if shared is None:
         await message.reply_text(RESULTS_GONE + WELCOME, parse_mode=ParseMode.HTML)
         return

@@ -131,7 +131,7 @@ async def test_shared_results_link_shows_the_same_results(bot: BotHarness, footw
     listing = await bot.reply_to(CUSTOMER_ID, after=original.index)
     keyboard = listing.params["reply_markup"]["inline_keyboard"]
     share = next(b["url"] for row in keyboard for b in row if "url" in b)
-    match = re.search(r"start=(r_\d+)", urllib.parse.unquote(share))
+    match = re.search(r"start=(r_[A-Za-z0-9_-]{16})", urllib.parse.unquote(share))
     assert match is not None, share
 
     embedded = images_embedded(bot)
@@ -149,7 +149,8 @@ async def test_shared_results_link_shows_the_same_results(bot: BotHarness, footw
     [
         ("x" * 65, "not valid"),
         ("p_999999", "no longer available"),
-        ("r_999999", "no longer available"),
+        ("r_" + "A" * 16, "no longer available"),
+        ("r_1", "not valid"),  # search ids are not in links: nobody can enumerate them
         ("../x", "not valid"),
         ("r_0", "not valid"),
     ],
