@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
+from db.media import MediaStore, MediaStoreError, StoredFile
 from db.models import SearchLog
 from tests import images
-from tests.bot.conftest import CUSTOMER_ID, BotHarness
+from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, BotHarness
 from tests.fakebotapi import ApiCall
 
 FAILURE_TEXT = "something went wrong"
@@ -144,3 +146,34 @@ async def test_polling_survives_getupdates_errors_and_timeouts(bot: BotHarness) 
     bot.api.send_text(user_id=CUSTOMER_ID, text="/help")
     reply = await bot.reply_to(CUSTOMER_ID, after=mark, timeout=120)
     assert "search" in reply.params["text"].lower()
+
+
+class FullDiskMediaStore(MediaStore):
+    """The edge this test fakes: a disk that fills while the image file is written."""
+
+    def save(self, data: bytes, *, content_hash: str, image_format: str) -> StoredFile:
+        raise MediaStoreError("the disk is full: the image could not be saved")
+
+
+async def test_disk_full_during_add_rolls_back_and_tells_the_admin(
+    bot: BotHarness, catalog_photos: list[Path]
+) -> None:
+    real_media = bot.service.media
+    files_before = sorted(p for p in real_media.root.rglob("*") if p.is_file())
+    vectors_before = len(bot.service.index)
+    bot.service.media = FullDiskMediaStore(real_media.root)
+    photo = images.encode(Image.open(catalog_photos[3]).rotate(5), "JPEG")
+    mark = bot.api.mark()
+    bot.api.send_photo(user_id=ADMIN_ID, image=photo, caption="/add DISK-1 | Disk test | 10")
+    reply = await bot.reply_to(ADMIN_ID, after=mark)
+    assert "disk is full" in reply.params["text"].lower()
+    assert "added" not in reply.params["text"].lower().replace("not added", "")
+    assert bot.service.get_product("DISK-1") is None
+    assert len(bot.service.index) == vectors_before
+    assert sorted(p for p in real_media.root.rglob("*") if p.is_file()) == files_before
+    # Space is back: the same /add now works.
+    bot.service.media = real_media
+    mark = bot.api.mark()
+    bot.api.send_photo(user_id=ADMIN_ID, image=photo, caption="/add DISK-1 | Disk test | 10")
+    reply = await bot.reply_to(ADMIN_ID, after=mark)
+    assert bot.service.get_product("DISK-1") is not None
