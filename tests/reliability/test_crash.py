@@ -4,6 +4,7 @@ files and index agree, nothing promised is lost, and a restart gives the same an
 from __future__ import annotations
 
 import random
+import re
 import sqlite3
 import subprocess
 import sys
@@ -12,11 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 from db import repository as repo
 from db.models import Embedding, Product, ProductImage
-from tests.conftest import REPO_ROOT
+from lookalike.settings import Settings
+from search.featurizer import Featurizer
+from tests import images
+from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, bot_settings_for
+from tests.bot.process import start_bot, wait_for_log
+from tests.conftest import REPO_ROOT, open_test_service
+from tests.fakebotapi import FakeBotAPI
 from tests.reliability.crash_driver import open_service, product_photo
 
 KILLS = 30
@@ -109,3 +117,90 @@ def test_projection_featurizer_is_deterministic() -> None:
     batch = np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype(np.float32)
     first, second = ProjectionFeaturizer().embed(batch), ProjectionFeaturizer().embed(batch)
     assert first.shape == (2, 512) and np.array_equal(first, second)
+
+
+def admin_promises(api: FakeBotAPI, after: int) -> tuple[set[str], set[str]]:
+    """(SKUs the bot said were added, SKUs it said were removed) in messages sent so far."""
+    added: set[str] = set()
+    removed: set[str] = set()
+    for call in api.calls[after:]:
+        if call.method != "sendMessage" or not call.ok:
+            continue
+        text = str(call.params.get("text", ""))
+        if match := re.search(r"Added <b>([^<]+)</b>", text):
+            added.add(match.group(1))
+        if match := re.search(r"<b>([^<]+)</b> is removed", text):
+            removed.add(match.group(1))
+    return added, removed
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_bot_during_add_and_remove(
+    catalog_settings: Settings,
+    fake_bot_api: FakeBotAPI,
+    extractor: Featurizer,
+    catalog_photos: list[Path],
+    tmp_path: Path,
+) -> None:
+    """The real `lookalike bot` process, killed while admins add and remove."""
+    settings = bot_settings_for(catalog_settings, fake_bot_api)
+    rng = random.Random(11)
+    added: set[str] = set()
+    removed: set[str] = set()
+    for round_ in range(3):
+        log_path = tmp_path / f"bot-{round_}.log"
+        process = start_bot(settings, log_path)
+        try:
+            wait_for_log(log_path, "ready: @", process)
+            mark = fake_bot_api.mark()
+            photo = Image.open(catalog_photos[100 + round_]).rotate(3 + round_)
+            fake_bot_api.send_photo(
+                user_id=ADMIN_ID,
+                image=images.encode(photo, "JPEG"),
+                caption=f"/add KILL-{round_} | Killed mid-add {round_} | 10",
+            )
+            fake_bot_api.send_text(user_id=ADMIN_ID, text=f"/remove {catalog_photos[round_].stem}")
+            time.sleep(rng.uniform(0.0, 0.6))  # often mid-add: download, model, store
+        finally:
+            process.kill()
+            process.wait(timeout=30)
+        said_added, said_removed = admin_promises(fake_bot_api, mark)
+        added |= said_added
+        removed |= said_removed
+        with sqlite3.connect(settings.sqlite_path) as connection:  # type: ignore[arg-type]
+            assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        service = open_test_service(settings, extractor)
+        service.sweep_orphan_files()
+        with service.session() as session:
+            images_rows = list(session.scalars(select(ProductImage)))
+            referenced = repo.referenced_files(session)
+        on_disk = {
+            p.relative_to(service.media.root).as_posix()
+            for p in service.media.root.rglob("*")
+            if p.is_file()
+        }
+        assert on_disk == referenced and len(service.index) == len(images_rows)
+        for sku in added:
+            assert service.get_product(sku) is not None, f"{sku} was said added but is missing"
+        for sku in removed:
+            product = service.get_product(sku)
+            assert product is not None and product.removed
+        service.close()
+
+    # The restarted bot answers exactly as the stored catalogue says.
+    log_path = tmp_path / "bot-final.log"
+    process = start_bot(settings, log_path)
+    try:
+        wait_for_log(log_path, "ready: @", process)
+        query = catalog_photos[150].read_bytes()
+        mark = fake_bot_api.mark()
+        fake_bot_api.send_photo(user_id=CUSTOMER_ID, image=query)
+        album = fake_bot_api.wait_for_call("sendMediaGroup", after=mark, timeout=60)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    service = open_test_service(settings, extractor)
+    expected = [item.product.name for item in service.search_image(query).items]
+    shown = [m["caption"].split("</b> ", 1)[1].split("\n")[0] for m in album.params["media"]]
+    assert shown == expected
+    print(f"3 kills of the bot: {len(added)} adds and {len(removed)} removes promised and kept")

@@ -1,0 +1,47 @@
+"""`lookalike bot` as a real subprocess, for the tests that need a separate process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lookalike.settings import Settings
+from tests.conftest import REPO_ROOT, settings_env
+
+
+def start_bot(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    env = settings_env(settings)
+    env.update(
+        {
+            "TELEGRAM_BOT_TOKEN": settings.telegram_bot_token.get_secret_value(),  # type: ignore[union-attr]
+            "TELEGRAM_API_BASE_URL": settings.telegram_api_base_url,
+            "TELEGRAM_FILE_BASE_URL": settings.telegram_file_base_url,
+            "ADMIN_IDS": ",".join(str(i) for i in settings.admin_ids),
+            "LOG_LEVEL": "DEBUG",
+        }
+    )
+    log_file = log_path.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "lookalike", "bot"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for_log(
+    log_path: Path, text: str, process: subprocess.Popen[bytes], timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log_path.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    pytest.fail(f"{text!r} never appeared in the bot's log:\n{log_path.read_text()[-3000:]}")
