@@ -1,9 +1,84 @@
-"""`lookalike bench` (to be filled in)."""
+"""`lookalike bench [--quick] [--json OUT]`: the performance comparisons of issue #5 in one run.
+
+The work is in search.bench (each section in its own process); this module only parses the
+options, prints the table and writes the JSON. docs/benchmarks.md holds the latest full run.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from lookalike.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `bench` subcommand to the `lookalike` parser."""
+    bench = commands.add_parser(
+        "bench",
+        help="measure featurisation, search, the index and the bot (table + JSON)",
+        description=(
+            "Runs every performance comparison in one go: the machine's GEMM peak, the seed's "
+            "featurisation loop against each runtime, the production pipeline, catalogue "
+            "import, customer searches, 50 customers at once, the bot's start, and the index "
+            "against the seed's NearestNeighbors at 300 to 1M products. Full mode takes about "
+            "10 minutes on 2 cores; --quick under 3."
+        ),
+    )
+    size = bench.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="fewer images and sizes (< 3 min)")
+    size.add_argument("--smoke", action="store_true", help="tiny sizes, to check it works")
+    bench.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
+    bench.add_argument(
+        "--data",
+        type=Path,
+        default=REPO_ROOT.parent / "shared" / "footwear",
+        help="folder with catalog/, queries/ and vgg16_avgpool_reference.npy "
+        "(default: ../shared/footwear beside the repository)",
+    )
+    bench.add_argument(
+        "--weights", help="MODEL_WEIGHTS for this run (default: the setting; 'none' works offline)"
+    )
+    bench.add_argument("--workdir", type=Path, help="keep the scratch databases here")
+    bench.set_defaults(handler=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from search.bench import Options, format_table, run_benchmarks
+
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    data = Path(args.data)
+    if not (data / "catalog").is_dir():
+        print(f"error: no catalog/ folder in {data} (use --data)", file=sys.stderr)
+        return 2
+
+    def progress(message: str) -> None:
+        print(f"bench: {message}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="lookalike-bench-") as scratch:
+        options = Options(
+            mode=mode,
+            data=data.resolve(),
+            models_dir=settings.models_dir.resolve(),
+            weights=args.weights or settings.model_weights,
+            seed=settings.model_seed,
+            workdir=(args.workdir or Path(scratch)).resolve(),
+        )
+        results = run_benchmarks(options, progress)
+    print(format_table(results["table"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(f"results written to {args.json}", file=sys.stderr)
+    failed = [
+        name for name, value in results.items() if isinstance(value, dict) and "error" in value
+    ]
+    failed += [str(r.get("variant")) for r in results.get("runtimes", []) if "error" in r]
+    if failed:
+        print(f"error: these sections failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,20 +1,23 @@
 """`lookalike catalog import DIR [--csv FILE]`: a folder of photos becomes catalogue products.
 
 Running it again changes nothing: an image already stored for its SKU is recognised by its hash
-and skipped before any featurisation. Decoding runs in threads while the model works on the
-previous batch.
+and skipped before any featurisation. Files are read lazily, decoding runs in threads while the
+model works on the current batch, and a writer thread stores the previous batch meanwhile.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import select
 
 from db.models import Product, ProductImage
@@ -129,6 +132,38 @@ def _csv_entries(
             yield ImportEntry(label=label, path=path, fields=fields, from_csv=True)
 
 
+def featurise_files(
+    service: SearchService, paths: Iterable[Path], *, batch_size: int = 32
+) -> Iterator[tuple[Path, np.ndarray | InvalidImageError]]:
+    """(path, (dim,) vector) for each image file, in order; (path, error) for unusable ones.
+
+    The featurisation half of the import pipeline, without storing anything: files read one at
+    a time, decoded in threads ahead of the model, featurised in batches of `batch_size`.
+    """
+
+    def payloads() -> Iterator[tuple[str, bytes]]:
+        for path in paths:
+            yield str(path), path.read_bytes()
+
+    batch: list[tuple[Path, PreparedImage]] = []
+
+    def flush() -> Iterator[tuple[Path, np.ndarray | InvalidImageError]]:
+        vectors = service.embed([prepared for _, prepared in batch])  # (n, dim)
+        for (path, _), vector in zip(batch, vectors, strict=True):
+            yield path, vector
+        batch.clear()
+
+    for key, result in service.prepare_many(payloads(), lookahead=2 * batch_size):
+        if isinstance(result, InvalidImageError):
+            yield Path(key), result
+            continue
+        batch.append((Path(key), result))
+        if len(batch) >= batch_size:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
 def import_catalog(
     service: SearchService,
     directory: Path,
@@ -140,7 +175,13 @@ def import_catalog(
     on_total: Callable[[int], None] | None = None,
 ) -> ImportSummary:
     """Import every image (or CSV row) of `directory`. `progress(n)` is called as n more
-    entries are done; `on_total(total)` once the work is known."""
+    entries are done; `on_total(total)` once the work is known.
+
+    A pipeline with bounded memory, however large the folder: files are read lazily; worker
+    threads decode the next images while the model works on the current batch; a writer
+    thread stores each featurised batch (file, database row, index) while the model works on
+    the next one. Results are stored in the order of the entries.
+    """
     started = time.perf_counter()
     summary = ImportSummary()
     entries = plan_entries(directory, csv_path, currency=currency, summary=summary)
@@ -148,63 +189,49 @@ def import_catalog(
         on_total(len(entries))
     advance = progress or (lambda _n: None)
 
-    # Cheap pass first: what is already stored needs no decoding and no model.
+    # Cheap check first: what is already stored needs no decoding and no model.
     with service.session() as session:
         rows = session.execute(select(ProductImage.content_hash, ProductImage.product_id))
         known = {image_hash: product_id for image_hash, product_id in rows}
         sku_ids = {
             sku: product_id for sku, product_id in session.execute(select(Product.sku, Product.id))
         }
-    to_featurise: list[tuple[ImportEntry, bytes]] = []
-    for entry in entries:
-        try:
-            data = entry.path.read_bytes()
-        except OSError as exc:
-            summary.skipped.append((entry.label, f"cannot read the file: {exc.strerror}"))
-            advance(1)
-            continue
-        owner = known.get(content_hash(data))
-        if owner is not None and owner == sku_ids.get(entry.fields.sku):
-            if entry.from_csv:
-                _, changed = service.update_product(entry.fields)
-                (summary.updated if changed else summary.unchanged).append(entry.fields.sku)
-            else:
-                summary.unchanged.append(entry.fields.sku)
-            advance(1)
-            continue
-        to_featurise.append((entry, data))
+    in_flight: dict[str, ImportEntry] = {}
 
-    pending = iter(to_featurise)
-    while batch := list(islice(pending, batch_size)):
-        prepared_batch: list[tuple[ImportEntry, PreparedImage]] = []
-        by_label = {entry.label: entry for entry, _ in batch}
-        for label, result in service.prepare_many((e.label, data) for e, data in batch):
-            if isinstance(result, InvalidImageError):
-                summary.skipped.append((label, str(result)))
-                advance(1)
-            else:
-                prepared_batch.append((by_label[label], result))
-        if not prepared_batch:
-            continue
-        vectors = service.embed([prepared for _, prepared in prepared_batch])  # (n, dim)
-        summary.featurised += len(prepared_batch)
-        for (entry, prepared), vector in zip(prepared_batch, vectors, strict=True):
+    def to_featurise() -> Iterator[tuple[str, bytes]]:
+        """(label, bytes) of the entries that need the model, read one file at a time."""
+        for entry in entries:
             try:
-                outcome = service.store_prepared(entry.fields, prepared, vector)
-            except CatalogError as exc:
-                summary.skipped.append((entry.label, str(exc)))
+                data = entry.path.read_bytes()
+            except OSError as exc:
+                writer.put(_Skip(entry.label, f"cannot read the file: {exc.strerror}"))
+                continue
+            owner = known.get(content_hash(data))
+            if owner is not None and owner == sku_ids.get(entry.fields.sku):
+                writer.put(_Unchanged(entry))
+                continue
+            in_flight[entry.label] = entry
+            yield entry.label, data
+
+    writer = _Writer(service, summary, advance)
+    try:
+        batch: list[tuple[ImportEntry, PreparedImage]] = []
+        decoded = service.prepare_many(to_featurise(), lookahead=2 * batch_size)
+        for label, result in decoded:
+            entry = in_flight.pop(label)
+            if isinstance(result, InvalidImageError):
+                writer.put(_Skip(label, str(result)))
             else:
-                if outcome.created_product:
-                    summary.added.append(entry.fields.sku)
-                elif outcome.created_image:
-                    summary.images_added.append(entry.fields.sku)
-                else:
-                    summary.unchanged.append(entry.fields.sku)
-                if entry.from_csv and not outcome.created_product:
-                    _, changed = service.update_product(entry.fields)
-                    if changed:
-                        summary.updated.append(entry.fields.sku)
-            advance(1)
+                batch.append((entry, result))
+            if len(batch) >= batch_size:
+                _featurise(service, batch, writer, summary)
+                batch = []
+        if batch:
+            _featurise(service, batch, writer, summary)
+    except BaseException:
+        writer.close(raise_error=False)  # the first error is the one to report
+        raise
+    writer.close()
     summary.seconds = time.perf_counter() - started
     log.info(
         "import of %s: %d added, %d updated, %d unchanged, %d skipped in %.1f s",
@@ -216,3 +243,117 @@ def import_catalog(
         summary.seconds,
     )
     return summary
+
+
+def _featurise(
+    service: SearchService,
+    batch: list[tuple[ImportEntry, PreparedImage]],
+    writer: _Writer,
+    summary: ImportSummary,
+) -> None:
+    vectors = service.embed([prepared for _, prepared in batch])  # (n, dim)
+    summary.featurised += len(batch)
+    # The writer needs the file bytes, not the (224, 224, 3) model input: free that now.
+    stored = [
+        (entry, dataclasses.replace(prepared, model_input=_NO_PIXELS), vector)
+        for (entry, prepared), vector in zip(batch, vectors, strict=True)
+    ]
+    writer.put(_Store(stored))
+
+
+_NO_PIXELS = np.zeros((0,), dtype=np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class _Skip:
+    label: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Unchanged:
+    entry: ImportEntry
+
+
+@dataclass(frozen=True, slots=True)
+class _Store:
+    items: list[tuple[ImportEntry, PreparedImage, np.ndarray]]
+
+
+_Job = _Skip | _Unchanged | _Store
+
+
+class _Writer:
+    """Applies import results in order in one thread, so storing overlaps the model's work.
+
+    The queue is short (backpressure: the model never runs far ahead of the disk), and an
+    error in the writer stops the import at the next `put`.
+    """
+
+    def __init__(
+        self, service: SearchService, summary: ImportSummary, advance: Callable[[int], None]
+    ) -> None:
+        self._service = service
+        self._summary = summary
+        self._advance = advance
+        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="import-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, job: _Job) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(job)
+
+    def close(self, *, raise_error: bool = True) -> None:
+        """Wait for every queued job; re-raise the writer's error, if any."""
+        self._queue.put(None)
+        self._thread.join()
+        if raise_error and self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain: the import is failing
+            try:
+                self._apply(job)
+            except BaseException as exc:
+                self._error = exc
+
+    def _apply(self, job: _Job) -> None:
+        summary, service = self._summary, self._service
+        if isinstance(job, _Skip):
+            summary.skipped.append((job.label, job.reason))
+            self._advance(1)
+        elif isinstance(job, _Unchanged):
+            entry = job.entry
+            if entry.from_csv:
+                _, changed = service.update_product(entry.fields)
+                (summary.updated if changed else summary.unchanged).append(entry.fields.sku)
+            else:
+                summary.unchanged.append(entry.fields.sku)
+            self._advance(1)
+        else:
+            for entry, prepared, vector in job.items:
+                self._store(entry, prepared, vector)
+                self._advance(1)
+
+    def _store(self, entry: ImportEntry, prepared: PreparedImage, vector: np.ndarray) -> None:
+        summary, service = self._summary, self._service
+        try:
+            outcome = service.store_prepared(entry.fields, prepared, vector)
+        except CatalogError as exc:
+            summary.skipped.append((entry.label, str(exc)))
+            return
+        if outcome.created_product:
+            summary.added.append(entry.fields.sku)
+        elif outcome.created_image:
+            summary.images_added.append(entry.fields.sku)
+        else:
+            summary.unchanged.append(entry.fields.sku)
+        if entry.from_csv and not outcome.created_product:
+            _, changed = service.update_product(entry.fields)
+            if changed:
+                summary.updated.append(entry.fields.sku)

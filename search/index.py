@@ -6,6 +6,14 @@ L2-normalised in one preallocated float32 matrix, so a query is a single matrix-
 distinct products. It is loaded once at start (`VectorIndex.build`) and then changed in place
 when the catalogue changes; nothing is re-fitted per query.
 
+Large catalogues (`ann_min_rows` rows and more, 8192 by default) also get an approximate index
+(`search.ann.IvfAnn`, faiss IVF with 8-bit codes), built in a background thread from a snapshot
+and then kept up to date with every change. A query then takes the ANN's few hundred candidate
+rows, applies the same filters and re-ranks them exactly with the float32 rows; when they hold
+fewer than k products that pass the filters (a narrow filter), it scans every row exactly, as
+it does while the ANN is being built. Recall@8 against the exact scan is measured in
+docs/benchmarks.md.
+
 Distances follow scikit-learn's ``metric="cosine"``: distance = 1 - cosine similarity, smaller
 is closer. A zero vector (row or query) has no direction: its similarity to anything is 0, its
 distance 1.0, as in scikit-learn.
@@ -17,13 +25,17 @@ can share one instance.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from search.ann import AnnBuild, IvfAnn
 
 __all__ = ["Hit", "ProductFacts", "VectorIndex"]
 
@@ -33,6 +45,11 @@ _MIN_CAPACITY = 1024  # rows preallocated by an empty index; grows by doubling
 _NO_CATEGORY = np.int32(-1)  # category code of a product without a category
 _CANDIDATE_FACTOR = 4  # first top-k pass looks at 4k rows, enough unless products have many images
 _CHUNK_ROWS = 8192  # rows normalised at a time, bounds the float64 scratch memory of a bulk load
+ANN_MIN_ROWS = 8192  # live rows from which the approximate index is built and used
+_ANN_CANDIDATES = 64  # candidate rows asked of the ANN per query (at least 8k)
+_ANN_MAX_CANDIDATES = 4096  # beyond this a filtered query scans exactly instead
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +102,18 @@ def _normalised(vectors: npt.ArrayLike, dim: int, what: str) -> FloatRows:
     return out
 
 
+def _normalised_query(query: npt.NDArray[Any], dim: int) -> FloatRows:
+    """`_normalised` of one (dim,) row, the same numbers, without the bulk path's overhead."""
+    if query.dtype.kind in "fiu":
+        q64 = query.astype(np.float64)  # (dim,)
+        norm = np.sqrt(np.sum(q64 * q64))
+        if np.isfinite(norm):
+            out: FloatRows = (q64 / norm if norm != 0.0 else q64).astype(np.float32)
+            return out
+    checked: FloatRows = _normalised(query[None, :], dim, "query")[0]  # the precise error
+    return checked
+
+
 class VectorIndex:
     """Normalised image vectors with per-row product facts; top-k distinct products by cosine.
 
@@ -100,10 +129,18 @@ class VectorIndex:
     filter mask with a few vectorised comparisons instead of a Python loop over products.
     """
 
-    def __init__(self, dim: int = 512) -> None:
+    def __init__(self, dim: int = 512, *, ann_min_rows: int | None = ANN_MIN_ROWS) -> None:
+        """`ann_min_rows`: live rows from which an approximate index serves queries (None:
+        always exact)."""
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
         self._dim = dim
+        self._ann_min_rows = ann_min_rows
+        self._ann: IvfAnn | None = None
+        self._ann_build: AnnBuild | None = None
+        self._ann_generation = 0  # bumped when rows are renumbered (compaction)
+        self._ann_dirty: set[int] = set()  # rows written while a build is running
+        self._ann_failed = False
         self._lock = threading.RLock()
         self._facts: dict[int, ProductFacts] = {}
         self._category_codes: dict[str, np.int32] = {}
@@ -172,6 +209,9 @@ class VectorIndex:
         self._vectors, self._image_id, self._product_id = vectors, image_id, product_id
         self._live, self._active, self._price, self._category = live, active, price, category
         self._used, self._dead = n, 0
+        # Rows were renumbered: the approximate index is rebuilt from scratch.
+        self._ann = None
+        self._ann_generation += 1
         self._row_of_image = {int(image): row for row, image in enumerate(image_id[:n].tolist())}
         self._rows_of_product = {pid: set() for pid in self._rows_of_product}
         for row, pid in enumerate(product_id[:n].tolist()):
@@ -250,35 +290,60 @@ class VectorIndex:
         q = np.asarray(query)
         if q.ndim != 1 or q.shape[0] != self._dim:
             raise ValueError(f"query: expected shape ({self._dim},), got {q.shape}")
-        q_unit = _normalised(q[None, :], self._dim, "query")[0]  # (dim,) float32
+        q_unit = _normalised_query(q, self._dim)  # (dim,) float32
         if k == 0:
             return []
 
         with self._lock:
             n = self._used
-            # The filter mask over used rows, (n,) bool: dead rows never pass.
-            mask = self._live[:n].copy()
-            if not include_inactive:
-                mask &= self._active[:n]
+            code: np.int32 | None = None
             if category is not None:
                 code = self._category_codes.get(category)
                 if code is None:
                     return []  # no product ever had that category
-                mask &= self._category[:n] == code
-            if max_price is not None:
-                mask &= self._price[:n] <= max_price
-            for pid in exclude_product_ids:
-                rows = self._rows_of_product.get(pid)
-                if rows:
-                    mask[list(rows)] = False
-            cand = np.flatnonzero(mask)  # (c,) rows that pass the filters
-            if cand.size == 0:
-                return []
-            # One matrix-vector product: cosine similarity of every used row, (n,) float32.
-            scores = self._vectors[:n] @ q_unit
-            cand_scores = scores[cand]  # (c,)
-            cand_products = self._product_id[cand]  # (c,) int64, copied out of the lock's arrays
-            cand_images = self._image_id[cand]  # (c,) int64
+            excluded = [pid for pid in exclude_product_ids if self._rows_of_product.get(pid)]
+
+            def passes(rows: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+                """(m,) bool: which of these rows pass the filters (dead rows never do)."""
+                ok = self._live[rows]
+                if not include_inactive:
+                    ok &= self._active[rows]
+                if code is not None:
+                    ok &= self._category[rows] == code
+                if max_price is not None:
+                    ok &= self._price[rows] <= max_price
+                if excluded:
+                    ok &= ~np.isin(self._product_id[rows], excluded)
+                return ok
+
+            ann = self._ann_ready() if self._ann_min_rows is not None else None
+            found = self._search_ann(ann, q_unit, k, passes) if ann is not None else None
+            if found is not None:
+                cand_scores, cand_products, cand_images = found
+            else:
+                # The filter mask over used rows, (n,) bool: dead rows never pass.
+                mask = self._live[:n].copy()
+                if not include_inactive:
+                    mask &= self._active[:n]
+                if code is not None:
+                    mask &= self._category[:n] == code
+                if max_price is not None:
+                    mask &= self._price[:n] <= max_price
+                for pid in excluded:
+                    mask[list(self._rows_of_product[pid])] = False
+                # One matrix-vector product: cosine similarity of every used row, (n,) float32.
+                scores = self._vectors[:n] @ q_unit
+                if mask.all():  # the usual case: no row filtered out, no fancy indexing
+                    cand_scores = scores
+                    cand_products = self._product_id[:n].copy()  # copied out of the lock
+                    cand_images = self._image_id[:n].copy()
+                else:
+                    cand = np.flatnonzero(mask)  # (c,) rows that pass the filters
+                    if cand.size == 0:
+                        return []
+                    cand_scores = scores[cand]  # (c,)
+                    cand_products = self._product_id[cand]  # (c,) int64
+                    cand_images = self._image_id[cand]
 
         # From here on only local arrays are used, so the lock is no longer needed.
         # distance = 1 - score, in float32; max(0, .) so rounding never gives a negative distance.
@@ -343,6 +408,13 @@ class VectorIndex:
                 rows[i] = row
             self._vectors[rows] = unit
             self._write_row_facts(rows, facts)
+            if self._ann is not None:
+                fresh = set(new)
+                replaced = rows[[i for i in range(len(ids)) if i not in fresh]]
+                self._ann.remove(replaced)
+                self._ann.add(rows, unit)
+            elif self._ann_build is not None:
+                self._ann_dirty.update(rows.tolist())
 
     def remove_image(self, image_id: int) -> None:
         """Remove one image's vector; KeyError if it is not in the index."""
@@ -364,6 +436,7 @@ class VectorIndex:
         image_ids: npt.ArrayLike,
         product_ids: npt.ArrayLike,
         vectors: npt.ArrayLike,
+        ann_min_rows: int | None = ANN_MIN_ROWS,
     ) -> VectorIndex:
         """Bulk load at start: (n,) image ids, (n,) product ids, (n, dim) vectors; dim from them.
 
@@ -373,7 +446,7 @@ class VectorIndex:
         array = np.asarray(vectors)
         if array.ndim != 2:
             raise ValueError(f"vectors: expected shape (n, dim), got {array.shape}")
-        index = cls(dim=int(array.shape[1]))
+        index = cls(dim=int(array.shape[1]), ann_min_rows=ann_min_rows)
         for fact in facts:
             index.upsert_product(fact)
         images = np.asarray(image_ids).astype(np.int64, copy=False).reshape(-1)  # (n,)
@@ -403,7 +476,97 @@ class VectorIndex:
         index._price[:n] = np.array([f.price for f in ordered], dtype=np.float64)[inverse]
         codes = [index._category_code(f.category) for f in ordered]
         index._category[:n] = np.array(codes, dtype=np.int32)[inverse]
+        with index._lock:
+            index._ann_ready()  # a large catalogue starts building its ANN in the background
         return index
+
+    # ------------------------------------------------------------------ approximate index
+
+    def _ann_ready(self) -> IvfAnn | None:
+        """The ANN if it can serve queries; installs a finished build, starts one when due.
+        Call with the lock held."""
+        build = self._ann_build
+        if build is not None and build.done.is_set():
+            self._ann_build = None
+            dirty, self._ann_dirty = self._ann_dirty, set()
+            if build.error is not None:
+                self._ann_failed = True
+                log.warning("approximate index unavailable, searching exactly: %s", build.error)
+            elif build.result is not None and build.generation == self._ann_generation:
+                ann = build.result
+                if dirty:  # rows changed since the snapshot: their current vectors go in
+                    rows = np.array(sorted(dirty), dtype=np.int64)
+                    ann.remove(rows[rows < build.rows.size])
+                    ann.add(rows, self._vectors[rows])
+                self._ann = ann
+                log.info("approximate index ready: %d rows, %d lists", len(ann), ann.nlist)
+        live = self._used - self._dead
+        if (
+            self._ann is None
+            and self._ann_build is None
+            and not self._ann_failed
+            and self._ann_min_rows is not None
+            and live >= self._ann_min_rows
+        ):
+            n = self._used
+            self._ann_dirty = set()
+            self._ann_build = AnnBuild(
+                self._vectors[:n], np.arange(n, dtype=np.int64), self._ann_generation
+            )
+        return self._ann
+
+    def wait_for_ann(self, timeout: float | None = None) -> bool:
+        """Start the approximate index if due, wait for it; True once it serves queries."""
+        with self._lock:
+            self._ann_ready()
+            build = self._ann_build
+        if build is not None:
+            build.done.wait(timeout)
+        with self._lock:
+            return self._ann_ready() is not None
+
+    def ann_info(self) -> dict[str, int | bool]:
+        """State of the approximate index, for logs and benchmarks."""
+        with self._lock:
+            ann = self._ann
+            return {
+                "ready": ann is not None,
+                "building": self._ann_build is not None,
+                "rows": len(ann) if ann is not None else 0,
+                "nlist": ann.nlist if ann is not None else 0,
+                "nprobe": ann.nprobe if ann is not None else 0,
+                "bytes": ann.nbytes if ann is not None else 0,
+            }
+
+    def _search_ann(
+        self,
+        ann: IvfAnn,
+        q_unit: FloatRows,
+        k: int,
+        passes: Callable[[npt.NDArray[np.intp]], npt.NDArray[np.bool_]],
+    ) -> tuple[FloatRows, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+        """(scores, products, images) of the ANN's candidate rows that pass the filters; None
+        when they hold fewer than k products and the exact scan must answer instead.
+
+        Asks for `want` = max(64, 8k) candidates; when a filter lets only a fraction through,
+        asks again for proportionally more (up to 4096), so the re-ranking still sees about
+        `want` rows that pass.
+        """
+        want = max(_ANN_CANDIDATES, 8 * k)
+        count = want
+        while True:
+            rows = ann.search(q_unit, count)  # (m,) candidate rows, best first
+            rows = rows[rows < self._used].astype(np.intp)
+            sel = rows[passes(rows)]  # (c,)
+            exhausted = rows.size < count  # the probed lists hold no more rows
+            if sel.size >= want or exhausted or count >= _ANN_MAX_CANDIDATES:
+                break
+            share = max(sel.size / max(rows.size, 1), 1 / 64)
+            count = min(_ANN_MAX_CANDIDATES, max(2 * count, int(want / share)))
+        products = self._product_id[sel]
+        if np.unique(products).size < k:
+            return None
+        return self._vectors[sel] @ q_unit, products, self._image_id[sel]
 
 
 def _top_k_products(
@@ -424,24 +587,32 @@ def _top_k_products(
     m = min(c, _CANDIDATE_FACTOR * k)
     while True:
         if m < c:
-            part = np.argpartition(dist, m - 1)[:m]  # (m,) the m smallest, unordered
-            sel = np.flatnonzero(dist <= dist[part].max())  # (>= m,) plus ties at the boundary
+            # After argpartition, position m - 1 holds the m-th smallest distance.
+            threshold = dist[np.argpartition(dist, m - 1)[m - 1]]
+            sel = np.flatnonzero(dist <= threshold)  # (>= m,) the m smallest, plus ties
         else:
             sel = np.arange(c)
         # Sort by distance, then product id, then image id (lexsort: last key is primary).
         order = sel[np.lexsort((images[sel], products[sel], dist[sel]))]
-        # np.unique gives each product's first index in `order`, i.e. its best image.
-        _, first = np.unique(products[order], return_index=True)
-        if first.size >= k or sel.size >= c:
+        # Each product's first row in `order` is its best image; keep the first k products.
+        # (A Python loop over these few dozen rows is cheaper than np.unique's machinery.)
+        seen: set[int] = set()
+        best: list[int] = []
+        for row, product in zip(order.tolist(), products[order].tolist(), strict=True):
+            if product not in seen:
+                seen.add(product)
+                best.append(row)
+                if len(best) == k:
+                    break
+        if len(best) >= k or sel.size >= c:
             break
         m = min(c, 2 * m)
-    best = order[np.sort(first)[:k]]  # (<= k,) rows, ascending distance
     return [
         Hit(
-            product_id=int(products[row]),
-            image_id=int(images[row]),
-            distance=float(dist[row]),
-            similarity=100.0 * min(1.0, max(0.0, float(scores[row]))),
+            product_id=products.item(row),
+            image_id=images.item(row),
+            distance=dist.item(row),
+            similarity=100.0 * min(1.0, max(0.0, scores.item(row))),
         )
-        for row in best.tolist()
+        for row in best
     ]

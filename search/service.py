@@ -14,8 +14,9 @@ import math
 import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -724,11 +725,37 @@ class SearchService:
     # ---- bulk featurisation ----------------------------------------------------------------
 
     def prepare_many(
-        self, payloads: Iterable[tuple[str, bytes]], *, workers: int = 2
+        self,
+        payloads: Iterable[tuple[str, bytes]],
+        *,
+        workers: int = 2,
+        lookahead: int = 64,
     ) -> Iterable[tuple[str, PreparedImage | InvalidImageError]]:
-        """Preprocess in worker threads (PIL releases the GIL while decoding), in order."""
+        """Preprocess in worker threads (PIL releases the GIL while decoding), in order.
+
+        `payloads` is read lazily and at most `lookahead` images are submitted ahead of the one
+        being handed out, so a stream of any length needs bounded memory, and the images after
+        the current batch are decoded while the caller runs the model on it.
+        """
+        source = iter(payloads)
+        pending: deque[tuple[str, Future[PreparedImage | InvalidImageError]]] = deque()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-            yield from pool.map(lambda item: (item[0], self._try_prepare(item[1])), payloads)
+
+            def submit_next() -> None:
+                item = next(source, None)
+                if item is not None:
+                    pending.append((item[0], pool.submit(self._try_prepare, item[1])))
+
+            try:
+                for _ in range(max(1, lookahead)):
+                    submit_next()
+                while pending:
+                    key, future = pending.popleft()
+                    submit_next()
+                    yield key, future.result()
+            finally:  # the caller stopped early: do not decode the rest
+                for _, future in pending:
+                    future.cancel()
 
     def _try_prepare(self, data: bytes) -> PreparedImage | InvalidImageError:
         try:
