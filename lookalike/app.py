@@ -67,7 +67,10 @@ def featurizer_provider(settings: Settings) -> Callable[[], Featurizer]:
         from search.extractor import VGG16Extractor
 
         return VGG16Extractor.load(
-            models_dir=settings.models_dir, weights=settings.model_weights, seed=settings.model_seed
+            models_dir=settings.models_dir,
+            weights=settings.model_weights,
+            seed=settings.model_seed,
+            runtime=settings.model_runtime,
         )
 
     return load

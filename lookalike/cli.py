@@ -309,7 +309,10 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     from search.extractor import VGG16Extractor, cached_model_path
 
     extractor = VGG16Extractor.load(
-        models_dir=settings.models_dir, weights=settings.model_weights, seed=settings.model_seed
+        models_dir=settings.models_dir,
+        weights=settings.model_weights,
+        seed=settings.model_seed,
+        runtime=settings.model_runtime,
     )
     extractor.warm_up()
     path = cached_model_path(settings.models_dir, settings.model_weights, settings.model_seed)

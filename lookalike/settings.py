@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     models_dir: Path = Path("models")
     model_weights: WeightsSpec = "imagenet"
     model_seed: int = 1234
+    model_runtime: Literal[
+        "auto", "keras", "keras-xla", "openvino", "openvino-bf16", "onnxruntime"
+    ] = "auto"
     top_k: Annotated[int, Field(ge=1, le=50)] = 8
     currency: Annotated[str, Field(min_length=3, max_length=3)] = "EUR"
     weak_match_distance: Annotated[float, Field(gt=0.0, le=2.0)] = 0.35

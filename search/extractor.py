@@ -104,6 +104,8 @@ def _build_vgg16(weights: str, seed: int) -> Any:
 def _resolve_runtime(runtime: str | None) -> str:
     """Runtime "auto" (or unset) -> "openvino-bf16" on a CPU with native bfloat16 when
     OpenVINO is installed, else "keras"."""
+    # Settings.model_runtime passes MODEL_RUNTIME in; the environment is read here too so the
+    # benchmark's child processes (which build extractors directly) follow it.
     choice = (runtime or os.environ.get(RUNTIME_ENV) or "auto").strip().lower()
     if choice not in RUNTIMES:
         raise ModelUnavailableError(
