@@ -7,7 +7,7 @@ CATALOG_DIR ?= ../shared/footwear/catalog
 QUERY ?= ../shared/footwear/queries/search_image_01.jpg
 PYTEST_ARGS ?=
 
-.PHONY: setup catalog run demo test test-fast lint clean
+.PHONY: setup catalog run demo test test-fast lint bench bench-quick clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,13 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Benchmarks (docs/benchmarks.md): the full run takes about 10 minutes, the quick one 2.
+bench: setup
+	$(LOOKALIKE) bench --json bench-results/bench.json
+
+bench-quick: setup
+	$(LOOKALIKE) bench --quick --json bench-results/quick.json
 
 lint: setup
 	$(VENV)/bin/ruff check .

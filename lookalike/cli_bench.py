@@ -72,7 +72,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         results = run_benchmarks(options, progress)
     print(format_table(results["table"]))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         print(f"results written to {args.json}", file=sys.stderr)
     failed = [
         name for name, value in results.items() if isinstance(value, dict) and "error" in value
