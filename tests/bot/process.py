@@ -13,7 +13,9 @@ from lookalike.settings import Settings
 from tests.conftest import REPO_ROOT, settings_env
 
 
-def start_bot(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+def start_bot(
+    settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = settings_env(settings)
     env.update(
         {
@@ -22,6 +24,7 @@ def start_bot(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
             "TELEGRAM_FILE_BASE_URL": settings.telegram_file_base_url,
             "ADMIN_IDS": ",".join(str(i) for i in settings.admin_ids),
             "LOG_LEVEL": "DEBUG",
+            **(extra_env or {}),
         }
     )
     log_file = log_path.open("wb")
