@@ -35,7 +35,7 @@ from db.models import Product
 from db.records import ImageRecord, ProductRecord
 from search.featurizer import Featurizer
 from search.fields import ProductFields
-from search.index import ProductFacts, VectorIndex
+from search.index import Hit, ProductFacts, VectorIndex
 from search.preprocess import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -313,24 +313,7 @@ class SearchService:
             **(extra_filters or {}),
         }
         with self.session() as session:
-            records = repo.get_product_records(
-                session, product_ids=[hit.product_id for hit in hits]
-            )
-            items: list[ResultItem] = []
-            for hit in hits:
-                product = records.get(hit.product_id)
-                image = _image_of(product, hit.image_id) if product else None
-                if product is None or image is None:
-                    continue  # deleted by another process since the index was loaded
-                items.append(
-                    ResultItem(
-                        rank=len(items) + 1,
-                        product=product,
-                        image=image,
-                        distance=hit.distance,
-                        similarity=hit.similarity,
-                    )
-                )
+            items = _result_items(session, hits)
             latency_ms = (time.perf_counter() - started) * 1000
             entry = repo.log_search(
                 session,
@@ -705,22 +688,7 @@ class SearchService:
         if not close:
             return []
         with self.session() as session:
-            records = repo.get_product_records(session, product_ids=[h.product_id for h in close])
-        items: list[ResultItem] = []
-        for hit in close:
-            product = records.get(hit.product_id)
-            image = _image_of(product, hit.image_id) if product else None
-            if product is not None and image is not None:
-                items.append(
-                    ResultItem(
-                        rank=len(items) + 1,
-                        product=product,
-                        image=image,
-                        distance=hit.distance,
-                        similarity=hit.similarity,
-                    )
-                )
-        return items
+            return _result_items(session, close)
 
     # ---- bulk featurisation ----------------------------------------------------------------
 
@@ -762,6 +730,28 @@ class SearchService:
             return self.prepare(data)
         except InvalidImageError as exc:
             return exc
+
+
+def _result_items(session: Session, hits: Sequence[Hit]) -> list[ResultItem]:
+    """Index hits -> ranked items with today's product records. A hit whose product or image
+    was deleted by another process since the index was loaded is left out."""
+    records = repo.get_product_records(session, product_ids=[hit.product_id for hit in hits])
+    items: list[ResultItem] = []
+    for hit in hits:
+        product = records.get(hit.product_id)
+        image = _image_of(product, hit.image_id) if product else None
+        if product is None or image is None:
+            continue
+        items.append(
+            ResultItem(
+                rank=len(items) + 1,
+                product=product,
+                image=image,
+                distance=hit.distance,
+                similarity=hit.similarity,
+            )
+        )
+    return items
 
 
 def _image_of(product: ProductRecord | None, image_id: int) -> ImageRecord | None:
