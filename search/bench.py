@@ -387,9 +387,16 @@ def _open_bench_service(
     root: Path, args: dict[str, Any], featurizer: Any = None
 ) -> tuple[Any, Any]:
     from lookalike.app import open_service
+
+    settings = _bench_settings(root, args)
+    return open_service(settings, featurizer=featurizer), settings
+
+
+def _bench_settings(root: Path, args: dict[str, Any]) -> Any:
+    """Settings for a scratch catalogue under `root` (no .env read)."""
     from lookalike.settings import Settings
 
-    settings = Settings(
+    return Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=f"sqlite:///{root / 'lookalike.db'}",
         media_dir=root / "media",
@@ -397,7 +404,6 @@ def _open_bench_service(
         model_weights=str(args["weights"]),
         model_seed=int(args["seed"]),
     )
-    return open_service(settings, featurizer=featurizer), settings
 
 
 class _StubFeaturizer:
@@ -558,17 +564,9 @@ def section_startup(args: dict[str, Any]) -> dict[str, Any]:
     imported = time.time()
     from bot.inference import InferenceWorker
     from lookalike.app import open_service
-    from lookalike.settings import Settings
 
     root = Path(args["catalogue"])
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=f"sqlite:///{root / 'lookalike.db'}",
-        media_dir=root / "media",
-        models_dir=Path(args["models_dir"]),
-        model_weights=str(args["weights"]),
-        model_seed=int(args["seed"]),
-    )
+    settings = _bench_settings(root, args)
     modules_s = time.time() - imported
 
     async def start() -> dict[str, Any]:
