@@ -14,7 +14,8 @@ class Featurizer(Protocol):
     dim: int
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        """(n, 224, 224, 3) float32 -> (n, dim) float32."""
+        """(n, h, w, 3) float32 in the backbone's input size and preprocessing -> (n, dim)
+        float32."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""Image bytes -> VGG16 input array, exactly as Keras prepares an ordinary RGB file.
+"""Image bytes -> a backbone's input array, exactly as Keras prepares an ordinary RGB file.
 
 For a plain RGB file, ``preprocess_image(data)`` is bit-for-bit equal to::
 
@@ -7,6 +7,11 @@ For a plain RGB file, ``preprocess_image(data)`` is bit-for-bit equal to::
 
 i.e. convert to RGB, resize to 224x224 with PIL NEAREST (Keras' default interpolation), float32
 HWC, RGB->BGR and subtract the ImageNet BGR mean ("caffe" mode, no scaling).
+
+Other backbones (search.backbones) pass their own ``target_size`` and ``preprocessing``; the
+result is then bit-for-bit the same pipeline ending in that model's ``preprocess_input``:
+"tf" (inception_v3) scales to [-1, 1], "torch" (densenet121) divides by 255 and normalises
+with the ImageNet RGB mean and std, "none" (efficientnet_b0) leaves the 0..255 pixels alone.
 
 Unlike Keras it also copes with what phones and shops send (EXIF rotation, transparency,
 16-bit greys, animations, CMYK) and refuses unusable input with `InvalidImageError`, checking
@@ -17,7 +22,7 @@ This module must not import TensorFlow or Keras: it is imported by code that has
 
 import io
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Final
@@ -26,9 +31,13 @@ import numpy as np
 import numpy.typing as npt
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from search.backbones import Preprocessing
+
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "IMAGENET_MEAN_RGB",
+    "IMAGENET_STD_RGB",
     "TARGET_SIZE",
     "VGG16_MEAN_BGR",
     "ImageInfo",
@@ -37,12 +46,16 @@ __all__ = [
     "inspect_image",
     "load_rgb",
     "preprocess_image",
+    "preprocess_pixels",
     "resize_to_array",
     "to_model_input",
 ]
 
 TARGET_SIZE: tuple[int, int] = (224, 224)  # (height, width)
 VGG16_MEAN_BGR: tuple[float, float, float] = (103.939, 116.779, 123.68)
+# "torch" mode (Keras imagenet_utils): applied to 0..1 RGB values.
+IMAGENET_MEAN_RGB: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB: tuple[float, float, float] = (0.229, 0.224, 0.225)
 DEFAULT_MAX_PIXELS = 64_000_000  # a 48 MP phone photo passes, 12000x12000 does not
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # what a Telegram bot can download
 
@@ -68,6 +81,12 @@ _SIXTEEN_TO_EIGHT_BIT: Final = ((np.arange(65536, dtype=np.uint32) + 128) // 257
 _WHITE: Final = (255, 255, 255)
 _MEAN_BGR: Final = np.array(VGG16_MEAN_BGR, dtype=np.float32)
 _MEAN_BGR.flags.writeable = False
+# Keras does `float32 x -= 0.485` per channel: the Python float is rounded to float32 first,
+# so float32 constants give the same bits.
+_TORCH_MEAN: Final = np.array(IMAGENET_MEAN_RGB, dtype=np.float32)
+_TORCH_MEAN.flags.writeable = False
+_TORCH_STD: Final = np.array(IMAGENET_STD_RGB, dtype=np.float32)
+_TORCH_STD.flags.writeable = False
 
 
 class InvalidImageError(ValueError):
@@ -170,24 +189,56 @@ def caffe_preprocess(pixels: npt.ArrayLike) -> npt.NDArray[np.float32]:
     Equal to keras.applications.vgg16.preprocess_input on a float32 array (which, unlike this,
     modifies its argument in place).
     """
-    rgb = np.asarray(pixels, dtype=np.float32)
-    if rgb.ndim < 1 or rgb.shape[-1] != 3:
-        msg = f"expected an array of shape (..., 3), got {rgb.shape}"
-        raise ValueError(msg)
+    rgb = _rgb_float32(pixels)
     # One float32 subtraction per value, as Keras does (float32 x -= Python float).
     return np.ascontiguousarray(rgb[..., ::-1] - _MEAN_BGR)
 
 
-def to_model_input(
-    image: Image.Image, *, target_size: tuple[int, int] = TARGET_SIZE
+def preprocess_pixels(
+    pixels: npt.ArrayLike, preprocessing: Preprocessing = "caffe"
 ) -> npt.NDArray[np.float32]:
-    """RGB PIL image -> (H, W, 3) float32 caffe-preprocessed array.
+    """(..., 3) RGB 0..255 array -> (..., 3) float32 model input for a preprocessing mode.
 
-    Resize NEAREST to target_size = (H, W), RGB->BGR, minus the ImageNet BGR mean.
-    np.stack several results to make an (N, H, W, 3) batch. Raises ValueError if the image
-    is not in RGB mode (use `load_rgb` to get one).
+    Works on one (H, W, 3) image or an (N, H, W, 3) batch and returns a new C-contiguous
+    array (the input is not modified). Bit-for-bit equal, on a float32 array, to the
+    `preprocess_input` of the Keras module using that mode:
+
+    - "caffe" (vgg16, resnet50): `caffe_preprocess`.
+    - "tf" (inception_v3): x / 127.5 - 1.
+    - "torch" (densenet121): (x / 255 - ImageNet RGB mean) / ImageNet RGB std.
+    - "none" (efficientnet_b0): unchanged, the model rescales inside.
     """
-    return caffe_preprocess(resize_to_array(image, target_size=target_size))
+    # A lookup rather than an if-chain: callers outside mypy's reach may pass any string.
+    apply = _PREPROCESSORS.get(preprocessing)
+    if apply is None:
+        known = ", ".join(_PREPROCESSORS)
+        msg = f"unknown preprocessing {preprocessing!r}; use one of {known}"
+        raise ValueError(msg)
+    return apply(_rgb_float32(pixels))
+
+
+def to_model_input(
+    image: Image.Image,
+    *,
+    size: tuple[int, int] = TARGET_SIZE,
+    preprocessing: Preprocessing = "caffe",
+    target_size: tuple[int, int] | None = None,
+) -> npt.NDArray[np.float32]:
+    """RGB PIL image -> (H, W, 3) float32 model input.
+
+    Resize NEAREST to size = (H, W), then `preprocess_pixels` in the given mode; the defaults
+    are VGG16's (224x224, caffe: RGB->BGR, minus the ImageNet BGR mean). For another backbone
+    pass `size=spec.input_size, preprocessing=spec.preprocessing`. `target_size` is the older
+    name of `size`, still accepted. np.stack several results to make an (N, H, W, 3) batch.
+    Raises ValueError if the image is not in RGB mode (use `load_rgb` to get one) or the mode
+    is unknown.
+    """
+    if target_size is not None:
+        if size not in (TARGET_SIZE, target_size):
+            msg = f"size={size} and target_size={target_size} disagree; pass only size"
+            raise ValueError(msg)
+        size = target_size
+    return preprocess_pixels(resize_to_array(image, target_size=size), preprocessing)
 
 
 def preprocess_image(
@@ -195,12 +246,20 @@ def preprocess_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    size: tuple[int, int] = TARGET_SIZE,
+    preprocessing: Preprocessing = "caffe",
 ) -> npt.NDArray[np.float32]:
-    """bytes -> (224, 224, 3) float32, the VGG16 input for one image.
+    """bytes -> (H, W, 3) float32, the model input for one image: (224, 224, 3) caffe-mode
+    VGG16 input by default, `size=spec.input_size, preprocessing=spec.preprocessing` for
+    another backbone.
 
     Raises `InvalidImageError` for anything `load_rgb` refuses.
     """
-    return to_model_input(load_rgb(data, max_pixels=max_pixels, max_bytes=max_bytes))
+    return to_model_input(
+        load_rgb(data, max_pixels=max_pixels, max_bytes=max_bytes),
+        size=size,
+        preprocessing=preprocessing,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,6 +403,26 @@ def _flatten_on_white(image: Image.Image) -> Image.Image:
     flattened = Image.new("RGB", rgba.size, _WHITE)
     flattened.paste(rgba, mask=rgba.getchannel("A"))
     return flattened
+
+
+# Preprocessing mode -> (..., 3) float32 RGB 0..255 -> (..., 3) float32, a new C-contiguous
+# array; one entry per value of search.backbones.Preprocessing. The same float32 operations,
+# in the same order, as Keras' in-place ones: "tf" is x /= 127.5; x -= 1.0, "torch" is
+# x /= 255.0; x[..., c] -= mean[c]; x[..., c] /= std[c].
+_PREPROCESSORS: Final[dict[str, Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]]] = {
+    "caffe": caffe_preprocess,
+    "tf": lambda rgb: np.ascontiguousarray(rgb / np.float32(127.5) - np.float32(1.0)),
+    "torch": lambda rgb: np.ascontiguousarray((rgb / np.float32(255.0) - _TORCH_MEAN) / _TORCH_STD),
+    "none": lambda rgb: np.array(rgb, dtype=np.float32, order="C"),  # a copy, never the caller's
+}
+
+
+def _rgb_float32(pixels: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    rgb = np.asarray(pixels, dtype=np.float32)
+    if rgb.ndim < 1 or rgb.shape[-1] != 3:
+        msg = f"expected an array of shape (..., 3), got {rgb.shape}"
+        raise ValueError(msg)
+    return rgb
 
 
 def _require_rgb(image: Image.Image) -> None:
