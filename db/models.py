@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -18,9 +19,12 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from db.vector_type import VectorType
 
 # Stable constraint names so batch-mode migrations on SQLite can find them again.
 NAMING_CONVENTION = {
@@ -99,8 +103,13 @@ class Embedding(Base):
     )
     model_name: Mapped[str] = mapped_column(String(64), index=True)
     dim: Mapped[int] = mapped_column(Integer)
-    # The raw float32 vector, little-endian, dim * 4 bytes (as rclip stores its vectors).
+    # The raw float32 vector, little-endian, dim * 4 bytes (as rclip stores its vectors): what
+    # the model gave, kept so the post-processing can be fitted again.
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    # The same vector after the model's post-processing (search_models.postprocess), (dim,)
+    # float32, not normalised: what searches compare. A pgvector `vector` on PostgreSQL (HNSW
+    # index per model, see migrations 0003), a float32 BLOB on SQLite. None until computed.
+    index_vector: Mapped[np.ndarray | None] = mapped_column(VectorType(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     image: Mapped[ProductImage] = relationship(back_populates="embeddings")
@@ -122,6 +131,8 @@ class SearchLog(Base):
     # Ranked results: [{"product_id": 3, "image_id": 7, "distance": 0.12}, ...].
     results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     best_distance: Mapped[float | None] = mapped_column()
+    # The distance the search ranked by: "cosine", "euclidean" or "inner_product".
+    metric: Mapped[str] = mapped_column(String(16), default="cosine", server_default="cosine")
     latency_ms: Mapped[float] = mapped_column()
     # The query's (dim,) float32 vector, so "cheaper than this" re-runs without the photo.
     query_vector: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -162,3 +173,80 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))  # "ok", "refused", "failed"
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SearchModel(Base):
+    """A backbone whose vectors the catalogue holds. Exactly one is active: searches use it.
+
+    `lookalike reindex --model NAME` adds a row in state "indexing", computes every image's
+    vector, then in one transaction marks it "ready" and active (the old model stays stored).
+    """
+
+    __tablename__ = "search_models"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # e.g. "vgg16_avgpool"
+    backbone: Mapped[str] = mapped_column(String(32))  # e.g. "vgg16"
+    dim: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))  # "indexing" | "ready"
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    # search.postprocess.PostProcessor.to_json(), fitted on the catalogue; None: not fitted yet.
+    postprocess: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class CatalogChange(Base):
+    """One row per committed catalogue change, written in the same transaction, so every
+    process (several bot instances, the CLI) can bring its in-memory index up to date by
+    reading the rows after the last one it has seen. product_id None: reload everything
+    (another model became active, the post-processing was fitted again)."""
+
+    __tablename__ = "catalog_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    product_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RateLimitEvent(Base):
+    """One search of one user, for the per-user limit shared by every bot instance."""
+
+    __tablename__ = "rate_limit_events"
+    __table_args__ = (Index("ix_rate_limit_events_user_time", "user_ref", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_ref: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AdminDraft(Base):
+    """An admin's guided /add in progress (which step, what was typed so far), in the database
+    so that the next message may reach any bot instance."""
+
+    __tablename__ = "admin_drafts"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    step: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class ResultOpen(Base):
+    """A customer opened a product from a result list (or a shared result link)."""
+
+    __tablename__ = "result_opens"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    search_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("search_log.id", ondelete="CASCADE"),
+        index=True,
+    )
+    product_id: Mapped[int | None] = mapped_column(Integer)
+    rank: Mapped[int | None] = mapped_column(Integer)
+    user_ref: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -10,10 +10,19 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from db.models import AuditEntry, Embedding, Feedback, Product, ProductImage, SearchLog
+from db.models import (
+    AuditEntry,
+    CatalogChange,
+    Embedding,
+    Feedback,
+    Product,
+    ProductImage,
+    SearchLog,
+    SearchModel,
+)
 from db.records import ProductRecord, SearchRecord
 
 VECTOR_DTYPE = np.dtype("<f4")  # little-endian float32, 4 bytes per value
@@ -146,9 +155,15 @@ def add_image(
 
 
 def store_embedding(
-    session: Session, *, image_id: int, model_name: str, vector: np.ndarray
+    session: Session,
+    *,
+    image_id: int,
+    model_name: str,
+    vector: np.ndarray,
+    index_vector: np.ndarray | None = None,
 ) -> Embedding:
-    """Insert or replace the vector of one image for one model. vector: (dim,) float32."""
+    """Insert or replace the vector of one image for one model. vector: (dim,) float32 as the
+    model gave it; index_vector: (dim,) float32 after the model's post-processing."""
     existing = session.scalar(
         select(Embedding).where(Embedding.image_id == image_id, Embedding.model_name == model_name)
     )
@@ -156,12 +171,112 @@ def store_embedding(
     if existing is not None:
         existing.vector = blob
         existing.dim = int(vector.shape[0])
+        existing.index_vector = index_vector
         return existing
     embedding = Embedding(
-        image_id=image_id, model_name=model_name, dim=int(vector.shape[0]), vector=blob
+        image_id=image_id,
+        model_name=model_name,
+        dim=int(vector.shape[0]),
+        vector=blob,
+        index_vector=index_vector,
     )
     session.add(embedding)
     return embedding
+
+
+def active_model(session: Session) -> SearchModel | None:
+    """The model searches use (migration 0003 makes VGG16 active)."""
+    return session.scalar(select(SearchModel).where(SearchModel.active.is_(True)).limit(1))
+
+
+def get_model(session: Session, *, name: str) -> SearchModel | None:
+    return session.get(SearchModel, name)
+
+
+def list_models(session: Session) -> list[SearchModel]:
+    return list(session.scalars(select(SearchModel).order_by(SearchModel.name)))
+
+
+def count_embeddings(session: Session, *, model_name: str) -> int:
+    return int(
+        session.scalar(select(func.count(Embedding.id)).where(Embedding.model_name == model_name))
+        or 0
+    )
+
+
+def count_images(session: Session) -> int:
+    return int(session.scalar(select(func.count(ProductImage.id))) or 0)
+
+
+def raw_vectors(
+    session: Session, *, model_name: str, dim: int, missing_index_only: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embedding ids (n,) and raw vectors (n, dim) float32 of one model, by embedding id."""
+    query = select(Embedding.id, Embedding.vector).where(
+        Embedding.model_name == model_name, Embedding.dim == dim
+    )
+    if missing_index_only:
+        query = query.where(Embedding.index_vector.is_(None))
+    rows = session.execute(query.order_by(Embedding.id)).all()
+    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    vectors = np.empty((len(rows), dim), dtype=np.float32)
+    for i, row in enumerate(rows):
+        vectors[i] = np.frombuffer(row[1], dtype=VECTOR_DTYPE)
+    return ids, vectors
+
+
+def set_index_vectors(
+    session: Session, *, embedding_ids: Sequence[int], vectors: np.ndarray
+) -> None:
+    """Write (n, dim) post-processed vectors to the given embeddings (an ORM bulk UPDATE by
+    primary key: one statement executed for many rows)."""
+    if len(embedding_ids) == 0:
+        return
+    session.execute(
+        update(Embedding),
+        [
+            {"id": int(eid), "index_vector": vector}
+            for eid, vector in zip(embedding_ids, vectors, strict=True)
+        ],
+    )
+
+
+def load_index_vectors(
+    session: Session, *, model_name: str, product_id: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Image ids (n,), product ids (n,) and post-processed vectors ((dim,) each) of one model,
+    all products or one; rows without an index vector yet are left out."""
+    query = (
+        select(Embedding.image_id, ProductImage.product_id, Embedding.index_vector)
+        .join(ProductImage, ProductImage.id == Embedding.image_id)
+        .where(Embedding.model_name == model_name, Embedding.index_vector.is_not(None))
+        .order_by(Embedding.image_id)
+    )
+    if product_id is not None:
+        query = query.where(ProductImage.product_id == product_id)
+    rows = session.execute(query).all()
+    image_ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    product_ids = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
+    return image_ids, product_ids, [row[2] for row in rows]
+
+
+def log_change(session: Session, *, product_id: int | None) -> None:
+    """Record a catalogue change in the caller's transaction (None: reload everything)."""
+    session.add(CatalogChange(product_id=product_id))
+
+
+def last_change_id(session: Session) -> int:
+    return int(session.scalar(select(func.max(CatalogChange.id))) or 0)
+
+
+def changes_since(session: Session, *, after_id: int) -> list[tuple[int, int | None]]:
+    """(change id, product id or None) of the changes committed after `after_id`, in order."""
+    rows = session.execute(
+        select(CatalogChange.id, CatalogChange.product_id)
+        .where(CatalogChange.id > after_id)
+        .order_by(CatalogChange.id)
+    ).all()
+    return [(int(row[0]), row[1]) for row in rows]
 
 
 def load_embeddings(
@@ -222,8 +337,10 @@ def log_search(
     results: list[dict[str, Any]],
     latency_ms: float,
     query_vector: np.ndarray | None = None,
+    metric: str = "cosine",
 ) -> SearchLog:
     entry = SearchLog(
+        metric=metric,
         share_token=secrets.token_urlsafe(SHARE_TOKEN_BYTES),
         query_vector=vector_to_blob(query_vector) if query_vector is not None else None,
         user_ref=user_ref,
@@ -232,7 +349,10 @@ def log_search(
         model_name=model_name,
         filters=filters,
         results=results,
-        best_distance=float(results[0]["distance"]) if results else None,
+        # Cosine distance of the best match whatever the metric (weak-match statistics).
+        best_distance=(1.0 - float(results[0]["similarity"]) / 100.0)
+        if results and "similarity" in results[0]
+        else (float(results[0]["distance"]) if results else None),
         latency_ms=latency_ms,
     )
     session.add(entry)
