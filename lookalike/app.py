@@ -61,13 +61,16 @@ def redact_secret_in_logs(secret: str) -> None:
     logging.setLogRecordFactory(_redacting_record_factory)
 
 
-def featurizer_provider(settings: Settings) -> Callable[[], Featurizer]:
-    def load() -> Featurizer:
-        # Imported here: TensorFlow takes seconds to import and most commands never need it.
-        from search.extractor import VGG16Extractor
+def featurizer_provider(settings: Settings) -> Callable[..., Featurizer]:
+    """backbone name -> its Keras model with the settings' weights and runtime."""
 
-        return VGG16Extractor.load(
+    def load(backbone: str = "vgg16") -> Featurizer:
+        # Imported here: TensorFlow takes seconds to import and most commands never need it.
+        from search.extractor import KerasExtractor
+
+        return KerasExtractor.load(
             models_dir=settings.models_dir,
+            backbone=backbone,
             weights=settings.model_weights,
             seed=settings.model_seed,
             runtime=settings.model_runtime,
@@ -76,18 +79,32 @@ def featurizer_provider(settings: Settings) -> Callable[[], Featurizer]:
     return load
 
 
+def uses_pgvector(settings: Settings) -> bool:
+    """Whether the k-nearest query runs in PostgreSQL (pgvector) rather than in memory."""
+    if settings.vector_search == "auto":
+        return settings.database_url.startswith("postgresql")
+    return settings.vector_search == "pgvector"
+
+
 def open_service(
-    settings: Settings, *, featurizer: Callable[[], Featurizer] | None = None
+    settings: Settings, *, featurizer: Callable[..., Featurizer] | None = None
 ) -> SearchService:
     """The database brought up to date, the index loaded; the model loads on first use
-    (from `featurizer`, by default the VGG16 the settings describe)."""
+    (from `featurizer(backbone)`, by default the Keras model the settings describe)."""
+    if uses_pgvector(settings) and not settings.database_url.startswith("postgresql"):
+        raise ValueError("VECTOR_SEARCH=pgvector needs a PostgreSQL DATABASE_URL")
     return SearchService.open(
         database_url=settings.database_url,
         media=MediaStore(settings.media_dir),
         featurizer_provider=featurizer or featurizer_provider(settings),
-        model_name=settings.model_name,
         top_k=settings.top_k,
         near_duplicate_distance=settings.near_duplicate_distance,
         max_image_pixels=settings.max_image_pixels,
         max_image_bytes=settings.max_image_bytes,
+        metric=settings.search_metric,
+        postprocess=settings.postprocess,
+        vector_search="pgvector" if uses_pgvector(settings) else "memory",
+        hnsw_ef_search=settings.hnsw_ef_search,
+        infer_category=settings.infer_category,
+        query_expansion=settings.query_expansion,
     )

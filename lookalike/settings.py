@@ -38,11 +38,21 @@ class Settings(BaseSettings):
     ] = "auto"
     top_k: Annotated[int, Field(ge=1, le=50)] = 8
     currency: Annotated[str, Field(min_length=3, max_length=3)] = "EUR"
-    weak_match_distance: Annotated[float, Field(gt=0.0, le=2.0)] = 0.35
-    near_duplicate_distance: Annotated[float, Field(ge=0.0, le=2.0)] = 0.05
+    # Cosine distances in the post-processed space (sqrt + centring spreads distances out:
+    # raw 0.35 is about 0.65 after it; see docs/evaluation.md).
+    weak_match_distance: Annotated[float, Field(gt=0.0, le=2.0)] = 0.65
+    near_duplicate_distance: Annotated[float, Field(ge=0.0, le=2.0)] = 0.12
     max_image_bytes: Annotated[int, Field(gt=0)] = 20 * 1024 * 1024
     max_image_pixels: Annotated[int, Field(gt=0)] = 64_000_000
     inference_batch_size: Annotated[int, Field(ge=1, le=256)] = 32
+    # Search (issue 6/7): distance, post-processing, where the k-nearest query runs.
+    search_metric: Literal["cosine", "euclidean", "inner_product"] = "cosine"
+    postprocess: Literal["sqrt-centre", "none"] = "sqrt-centre"
+    infer_category: bool = True
+    query_expansion: Annotated[int, Field(ge=0, le=20)] = 3
+    vector_search: Literal["auto", "memory", "pgvector"] = "auto"
+    hnsw_ef_search: Annotated[int, Field(ge=1, le=1000)] = 100
+    index_sync_seconds: Annotated[float, Field(gt=0)] = 2.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Telegram (used by `lookalike bot` only)

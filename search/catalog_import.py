@@ -232,6 +232,9 @@ def import_catalog(
         writer.close(raise_error=False)  # the first error is the one to report
         raise
     writer.close()
+    if summary.added:
+        # A catalogue that has doubled gets its post-processing fitted again (the mean moves).
+        service.refit_postprocess_if_due()
     summary.seconds = time.perf_counter() - started
     log.info(
         "import of %s: %d added, %d updated, %d unchanged, %d skipped in %.1f s",

@@ -16,7 +16,9 @@ docs/benchmarks.md.
 
 Distances follow scikit-learn's ``metric="cosine"``: distance = 1 - cosine similarity, smaller
 is closer. A zero vector (row or query) has no direction: its similarity to anything is 0, its
-distance 1.0, as in scikit-learn.
+distance 1.0, as in scikit-learn. The index also keeps each row's original length, so a search
+may rank by ``euclidean`` (|q - x|) or ``inner_product`` (-(q . x)) on the vectors as given
+instead; `Hit.similarity` is always the cosine similarity in percent (what customers see).
 
 All public methods take one re-entrant lock, so the bot's reader threads and an admin writer
 can share one instance.
@@ -30,14 +32,15 @@ import math
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from search.ann import AnnBuild, IvfAnn
+from search.postprocess import Metric
 
-__all__ = ["Hit", "ProductFacts", "VectorIndex"]
+__all__ = ["Hit", "ProductFacts", "SearchIndex", "VectorIndex"]
 
 FloatRows = npt.NDArray[np.float32]
 
@@ -58,8 +61,8 @@ class Hit:
 
     product_id: int
     image_id: int
-    distance: float  # cosine distance, 0 = identical direction
-    similarity: float  # percent, 100 * (1 - distance) clipped to [0, 100]
+    distance: float  # in the search's metric, smaller is closer (cosine: 0 = same direction)
+    similarity: float  # cosine similarity in percent, clipped to [0, 100], whatever the metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +76,59 @@ class ProductFacts:
     active: bool  # in stock and not removed
 
 
+class SearchIndex(Protocol):
+    """What the search service needs of an index: the in-memory `VectorIndex`, or
+    `search.pgindex.PgVectorIndex` (the k-nearest query inside PostgreSQL).
+
+    Vectors are in the model's index space (post-processed, not necessarily unit length).
+    The write methods are called after the database commit; an index that reads the database
+    itself (pgvector) treats them as no-ops.
+    """
+
+    @property
+    def dim(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def product_count(self, *, active_only: bool = True) -> int: ...
+
+    def product_vectors(self, product_id: int) -> FloatRows: ...
+
+    def search(
+        self,
+        query: npt.ArrayLike,
+        *,
+        k: int = 8,
+        category: str | None = None,
+        max_price: float | None = None,
+        include_inactive: bool = False,
+        exclude_product_ids: Collection[int] = (),
+        metric: Metric = "cosine",
+    ) -> list[Hit]: ...
+
+    def upsert_product(self, facts: ProductFacts) -> None: ...
+
+    def add_vectors(
+        self, *, product_id: int, image_ids: Sequence[int], vectors: npt.ArrayLike
+    ) -> None: ...
+
+    def remove_image(self, image_id: int) -> None: ...
+
+
 def _check_facts(facts: ProductFacts) -> None:
     if math.isinf(facts.price):
         raise ValueError(f"product {facts.product_id}: price must be finite, got {facts.price!r}")
 
 
 def _normalised(vectors: npt.ArrayLike, dim: int, what: str) -> FloatRows:
-    """(n, dim) real numbers -> (n, dim) float32 rows of unit length (zero rows stay zero).
+    """(n, dim) real numbers -> (n, dim) float32 rows of unit length (zero rows stay zero)."""
+    return _normalised_with_norms(vectors, dim, what)[0]
+
+
+def _normalised_with_norms(
+    vectors: npt.ArrayLike, dim: int, what: str
+) -> tuple[FloatRows, FloatRows]:
+    """(n, dim) real numbers -> ((n, dim) float32 unit rows, (n,) float32 original lengths).
 
     Raises ValueError on a wrong shape or dtype, or on any NaN/inf, before anything is changed.
     The norm is taken in float64 (no overflow for large activations, no precision loss), then
@@ -91,27 +140,30 @@ def _normalised(vectors: npt.ArrayLike, dim: int, what: str) -> FloatRows:
     if array.ndim != 2 or array.shape[1] != dim:
         raise ValueError(f"{what}: expected shape (n, {dim}), got {array.shape}")
     out = np.empty(array.shape, dtype=np.float32)  # (n, dim)
+    lengths = np.empty(array.shape[0], dtype=np.float32)  # (n,)
     for start in range(0, array.shape[0], _CHUNK_ROWS):
         chunk = array[start : start + _CHUNK_ROWS].astype(np.float64)  # (c, dim)
         if not np.isfinite(chunk).all():
             bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
             raise ValueError(f"{what}: row {bad} contains NaN or infinity")
         norms = np.sqrt(np.sum(chunk * chunk, axis=1))  # (c,)
+        lengths[start : start + chunk.shape[0]] = norms
         norms[norms == 0.0] = 1.0  # a zero row divided by 1 stays zero: it never matches
         out[start : start + chunk.shape[0]] = chunk / norms[:, None]
-    return out
+    return out, lengths
 
 
-def _normalised_query(query: npt.NDArray[Any], dim: int) -> FloatRows:
-    """`_normalised` of one (dim,) row, the same numbers, without the bulk path's overhead."""
+def _normalised_query(query: npt.NDArray[Any], dim: int) -> tuple[FloatRows, float]:
+    """`_normalised` of one (dim,) row, the same numbers, without the bulk path's overhead;
+    also its original length."""
     if query.dtype.kind in "fiu":
         q64 = query.astype(np.float64)  # (dim,)
         norm = np.sqrt(np.sum(q64 * q64))
         if np.isfinite(norm):
             out: FloatRows = (q64 / norm if norm != 0.0 else q64).astype(np.float32)
-            return out
-    checked: FloatRows = _normalised(query[None, :], dim, "query")[0]  # the precise error
-    return checked
+            return out, float(norm)
+    unit, lengths = _normalised_with_norms(query[None, :], dim, "query")  # the precise error
+    return unit[0], float(lengths[0])
 
 
 class VectorIndex:
@@ -119,6 +171,7 @@ class VectorIndex:
 
     Storage, all of length ``capacity`` and valid in ``[:used]``:
       vectors     (capacity, dim) float32, unit rows (zero rows allowed)
+      norms       (capacity,) float32  each row's length before normalising (other metrics)
       image_id    (capacity,) int64
       product_id  (capacity,) int64
       live        (capacity,) bool     False once the image is removed (row awaiting compaction)
@@ -157,6 +210,7 @@ class VectorIndex:
         n = self._used
         old = getattr(self, "_vectors", None)
         vectors = np.zeros((capacity, self._dim), dtype=np.float32)
+        norms = np.zeros(capacity, dtype=np.float32)
         image_id = np.zeros(capacity, dtype=np.int64)
         product_id = np.zeros(capacity, dtype=np.int64)
         live = np.zeros(capacity, dtype=bool)
@@ -165,6 +219,7 @@ class VectorIndex:
         category = np.full(capacity, _NO_CATEGORY, dtype=np.int32)
         if old is not None and n:
             vectors[:n] = self._vectors[:n]
+            norms[:n] = self._norms[:n]
             image_id[:n] = self._image_id[:n]
             product_id[:n] = self._product_id[:n]
             live[:n] = self._live[:n]
@@ -172,6 +227,7 @@ class VectorIndex:
             price[:n] = self._price[:n]
             category[:n] = self._category[:n]
         self._vectors: FloatRows = vectors
+        self._norms: FloatRows = norms
         self._image_id: npt.NDArray[np.int64] = image_id
         self._product_id: npt.NDArray[np.int64] = product_id
         self._live: npt.NDArray[np.bool_] = live
@@ -194,6 +250,8 @@ class VectorIndex:
         capacity = max(_MIN_CAPACITY, 2 * n)  # room to grow again before the next doubling
         vectors = np.zeros((capacity, self._dim), dtype=np.float32)
         vectors[:n] = self._vectors[keep]
+        norms = np.zeros(capacity, dtype=np.float32)
+        norms[:n] = self._norms[keep]
         image_id = np.zeros(capacity, dtype=np.int64)
         image_id[:n] = self._image_id[keep]
         product_id = np.zeros(capacity, dtype=np.int64)
@@ -207,6 +265,7 @@ class VectorIndex:
         category = np.full(capacity, _NO_CATEGORY, dtype=np.int32)
         category[:n] = self._category[keep]
         self._vectors, self._image_id, self._product_id = vectors, image_id, product_id
+        self._norms = norms
         self._live, self._active, self._price, self._category = live, active, price, category
         self._used, self._dead = n, 0
         # Rows were renumbered: the approximate index is rebuilt from scratch.
@@ -256,8 +315,15 @@ class VectorIndex:
                 if rows and (not active_only or self._facts[pid].active)
             )
 
+    def image_ids_of(self, product_id: int) -> list[int]:
+        """The image ids the index holds for a product (empty if none or unknown)."""
+        with self._lock:
+            return sorted(
+                int(self._image_id[row]) for row in self._rows_of_product.get(product_id, ())
+            )
+
     def product_vectors(self, product_id: int) -> FloatRows:
-        """(m, dim) copy of the normalised vectors of a product's images, by image id.
+        """(m, dim) copy of the vectors of a product's images as given, by image id.
 
         m is 0 for a known product without images; an unknown product raises KeyError.
         """
@@ -265,8 +331,9 @@ class VectorIndex:
             if product_id not in self._facts:
                 raise KeyError(f"unknown product {product_id}")
             rows = self._product_rows(product_id)  # (m,)
-            order = np.argsort(self._image_id[rows], kind="stable")
-            return self._vectors[rows[order]].copy()
+            rows = rows[np.argsort(self._image_id[rows], kind="stable")]
+            given: FloatRows = self._vectors[rows] * self._norms[rows, None]  # (m, dim)
+            return given
 
     def search(
         self,
@@ -277,11 +344,13 @@ class VectorIndex:
         max_price: float | None = None,
         include_inactive: bool = False,
         exclude_product_ids: Collection[int] = (),
+        metric: Metric = "cosine",
     ) -> list[Hit]:
         """The k products closest to `query` ((dim,) floats), one hit each (its best image).
 
-        Ascending cosine distance, ties broken by product id (then image id). Returns fewer than
-        k hits when fewer products pass the filters; a zero query is at distance 1.0 from all.
+        Ascending distance in `metric`, ties broken by product id (then image id). Returns
+        fewer than k hits when fewer products pass the filters; a zero query is at cosine
+        distance 1.0 from all.
         """
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
@@ -290,7 +359,7 @@ class VectorIndex:
         q = np.asarray(query)
         if q.ndim != 1 or q.shape[0] != self._dim:
             raise ValueError(f"query: expected shape ({self._dim},), got {q.shape}")
-        q_unit = _normalised_query(q, self._dim)  # (dim,) float32
+        q_unit, q_norm = _normalised_query(q, self._dim)  # (dim,) float32, its length
         if k == 0:
             return []
 
@@ -316,10 +385,13 @@ class VectorIndex:
                     ok &= ~np.isin(self._product_id[rows], excluded)
                 return ok
 
-            ann = self._ann_ready() if self._ann_min_rows is not None else None
+            # The ANN ranks by cosine; other metrics scan exactly.
+            ann = (
+                self._ann_ready() if self._ann_min_rows is not None and metric == "cosine" else None
+            )
             found = self._search_ann(ann, q_unit, k, passes) if ann is not None else None
             if found is not None:
-                cand_scores, cand_products, cand_images = found
+                cand_scores, cand_products, cand_images, cand_norms = found
             else:
                 # The filter mask over used rows, (n,) bool: dead rows never pass.
                 mask = self._live[:n].copy()
@@ -337,6 +409,7 @@ class VectorIndex:
                     cand_scores = scores
                     cand_products = self._product_id[:n].copy()  # copied out of the lock
                     cand_images = self._image_id[:n].copy()
+                    cand_norms = self._norms[:n].copy()
                 else:
                     cand = np.flatnonzero(mask)  # (c,) rows that pass the filters
                     if cand.size == 0:
@@ -344,10 +417,11 @@ class VectorIndex:
                     cand_scores = scores[cand]  # (c,)
                     cand_products = self._product_id[cand]  # (c,) int64
                     cand_images = self._image_id[cand]
+                    cand_norms = self._norms[cand]
 
         # From here on only local arrays are used, so the lock is no longer needed.
         # distance = 1 - score, in float32; max(0, .) so rounding never gives a negative distance.
-        cand_dist = np.maximum(np.float32(0.0), np.float32(1.0) - cand_scores)  # (c,) float32
+        cand_dist = _distances(cand_scores, cand_norms, q_norm, metric)  # (c,) float32
         return _top_k_products(cand_dist, cand_scores, cand_products, cand_images, k)
 
     # ------------------------------------------------------------------ writing
@@ -380,7 +454,8 @@ class VectorIndex:
         image id is repeated within the call.
         """
         ids = [int(image) for image in image_ids]
-        unit = _normalised(vectors, self._dim, "vectors")  # (n, dim) float32, validated
+        # (n, dim) float32 unit rows, validated; (n,) their lengths
+        unit, lengths = _normalised_with_norms(vectors, self._dim, "vectors")
         if unit.shape[0] != len(ids):
             raise ValueError(f"{len(ids)} image ids but {unit.shape[0]} vectors")
         if len(set(ids)) != len(ids):
@@ -407,6 +482,7 @@ class VectorIndex:
                 self._rows_of_product[product_id].add(row)
                 rows[i] = row
             self._vectors[rows] = unit
+            self._norms[rows] = lengths
             self._write_row_facts(rows, facts)
             if self._ann is not None:
                 fresh = set(new)
@@ -459,9 +535,10 @@ class VectorIndex:
         unknown = set(np.unique(products).tolist()) - index._facts.keys()
         if unknown:
             raise ValueError(f"vectors of products without facts: {sorted(unknown)[:10]}")
-        unit = _normalised(array, index._dim, "vectors")  # (n, dim) float32
+        unit, lengths = _normalised_with_norms(array, index._dim, "vectors")  # (n, dim), (n,)
         index._ensure_capacity(n)
         index._vectors[:n] = unit
+        index._norms[:n] = lengths
         index._image_id[:n] = images
         index._product_id[:n] = products
         index._live[:n] = True
@@ -544,8 +621,8 @@ class VectorIndex:
         q_unit: FloatRows,
         k: int,
         passes: Callable[[npt.NDArray[np.intp]], npt.NDArray[np.bool_]],
-    ) -> tuple[FloatRows, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
-        """(scores, products, images) of the ANN's candidate rows that pass the filters; None
+    ) -> tuple[FloatRows, npt.NDArray[np.int64], npt.NDArray[np.int64], FloatRows] | None:
+        """(scores, products, images, norms) of the ANN's candidate rows that pass the filters; None
         when they hold fewer than k products and the exact scan must answer instead.
 
         Asks for `want` = max(64, 8k) candidates; when a filter lets only a fraction through,
@@ -566,7 +643,27 @@ class VectorIndex:
         products = self._product_id[sel]
         if np.unique(products).size < k:
             return None
-        return self._vectors[sel] @ q_unit, products, self._image_id[sel]
+        return self._vectors[sel] @ q_unit, products, self._image_id[sel], self._norms[sel]
+
+
+def _distances(
+    scores: FloatRows, norms: FloatRows, q_norm: float, metric: Metric
+) -> npt.NDArray[np.float32]:
+    """(c,) cosine similarities of unit rows, (c,) the rows' lengths -> (c,) float32 distances.
+
+    cosine: 1 - s (never negative after rounding); euclidean: |q - x| from the law of cosines,
+    |q|^2 + |x|^2 - 2|q||x|s; inner_product: -(q . x) = -|q||x|s (may be negative).
+    """
+    if metric == "cosine":
+        cosine: npt.NDArray[np.float32] = np.maximum(np.float32(0.0), np.float32(1.0) - scores)
+        return cosine
+    qn = np.float32(q_norm)
+    if metric == "euclidean":
+        squared = qn * qn + norms * norms - np.float32(2.0) * qn * norms * scores
+        return np.sqrt(np.maximum(np.float32(0.0), squared)).astype(np.float32)
+    if metric == "inner_product":
+        return (-(qn * norms * scores)).astype(np.float32)
+    raise ValueError(f"unknown metric {metric!r}")
 
 
 def _top_k_products(

@@ -271,7 +271,8 @@ def test_readding_an_image_id_replaces_its_vector() -> None:
     assert len(cat.index) == 1
     hit = cat.check(b)[0]
     assert (hit.image_id, hit.distance) == (10, pytest.approx(0.0, abs=1e-6))
-    np.testing.assert_allclose(cat.index.product_vectors(1), unit(b)[None, :], atol=1e-6)
+    # product_vectors gives the vectors back as they were given (length kept for other metrics)
+    np.testing.assert_allclose(cat.index.product_vectors(1), b[None, :], rtol=1e-5, atol=1e-5)
     cat.add(2, [10], a[None, :])  # the same image id under another product moves there
     assert ids(cat.check(a)) == [2]
     assert cat.index.product_vectors(1).shape == (0, DIM)
@@ -592,3 +593,39 @@ def test_unpriced_product_never_passes_a_price_filter() -> None:
     index.add_vectors(product_id=2, image_ids=[2], vectors=np.ones((1, DIM)))
     assert {hit.product_id for hit in index.search(np.ones(DIM))} == {1, 2}
     assert [hit.product_id for hit in index.search(np.ones(DIM), max_price=1e9)] == [2]
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "inner_product", "cosine"])
+def test_other_metrics_rank_like_a_brute_force_on_the_vectors_as_given(metric: str) -> None:
+    """Rows of very different lengths: euclidean and inner product must rank by the vectors as
+    given (not their unit versions), cosine must ignore the lengths."""
+    from search.postprocess import pairwise_distances
+
+    rng = np.random.default_rng(11)
+    n = 60
+    vectors = rng.standard_normal((n, DIM)) * rng.uniform(0.1, 10.0, size=(n, 1))  # (n, DIM)
+    index = VectorIndex.build(
+        facts=[facts(pid) for pid in range(n)],
+        image_ids=np.arange(100, 100 + n),
+        product_ids=np.arange(n),
+        vectors=vectors,
+    )
+    for query in rng.standard_normal((5, DIM)) * 3.0:
+        hits = index.search(query, k=8, metric=metric)  # type: ignore[arg-type]
+        expected = pairwise_distances(query[None, :], vectors, metric)[0]  # type: ignore[arg-type]
+        order = np.argsort(expected, kind="stable")[:8]
+        assert ids(hits) == order.tolist()
+        np.testing.assert_allclose(
+            [h.distance for h in hits], expected[order], rtol=1e-4, atol=1e-4
+        )
+        cosine = 1.0 - pairwise_distances(query[None, :], vectors, "cosine")[0]
+        for hit in hits:
+            assert hit.similarity == pytest.approx(
+                100.0 * min(1.0, max(0.0, cosine[hit.product_id])), abs=1e-3
+            )
+    if metric != "cosine":
+        # The metrics really differ here: the lengths change the ranking.
+        q = rng.standard_normal(DIM)
+        assert ids(index.search(q, k=8, metric=metric)) != ids(  # type: ignore[arg-type]
+            index.search(q, k=8, metric="cosine")
+        )
