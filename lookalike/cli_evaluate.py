@@ -40,6 +40,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ev.add_argument("-k", type=int, default=8, help="results per query (default: 8)")
     ev.add_argument("--metric", choices=METRICS, default="cosine", help="default: cosine")
     ev.add_argument(
+        "--backbone",
+        default="vgg16",
+        help="FOLDER only: the backbone that featurises the images (vgg16, resnet50, "
+        "inception_v3, densenet121, efficientnet_b0; default vgg16)",
+    )
+    ev.add_argument(
+        "--save-vectors",
+        metavar="FILE.npy",
+        help="FOLDER only: also save the vectors (and FILE.txt with the names) for later runs",
+    )
+    ev.add_argument(
         "--postprocess",
         default="none",
         metavar="STEPS",
@@ -138,9 +149,14 @@ def _featurise(
     from tqdm import tqdm
 
     from lookalike import app
-    from search.evaluate import featurise_folder
+    from search.backbones import get_backbone
+    from search.evaluate import EvaluationError, featurise_folder
 
-    featurizer = app.featurizer_provider(settings)()
+    try:
+        spec = get_backbone(args.backbone)
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from exc
+    featurizer = app.featurizer_provider(settings)(spec.name)
     bar = tqdm(total=0, unit="img", desc="featurising", disable=args.quiet or None, file=sys.stderr)
 
     def on_total(total: int) -> None:
@@ -156,10 +172,17 @@ def _featurise(
             max_bytes=settings.max_image_bytes,
             on_total=on_total,
             progress=bar.update,
+            backbone=spec,
         )
     finally:
         bar.close()
-    source = {"folder": str(folder), "model": settings.model_name}
+    if args.save_vectors:
+        import numpy as np
+
+        target = Path(args.save_vectors)
+        np.save(target, data.vectors)
+        target.with_suffix(".txt").write_text("\n".join(data.names) + "\n", encoding="utf-8")
+    source = {"folder": str(folder), "model": spec.model_name}
     return data.vectors, data.labels, source, data.skipped
 
 

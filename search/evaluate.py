@@ -37,6 +37,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from search.backbones import BackboneSpec, get_backbone
 from search.featurizer import Featurizer
 from search.postprocess import METRICS, Metric, PostProcessor, l2_normalise, pairwise_distances
 from search.preprocess import (
@@ -570,8 +571,10 @@ def featurise_folder(
     max_bytes: int = DEFAULT_MAX_BYTES,
     on_total: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    backbone: BackboneSpec | None = None,
 ) -> FolderData:
-    """Vectors of every image in folder/<category>/ (one sub-folder per category).
+    """Vectors of every image in folder/<category>/ (one sub-folder per category), made with
+    `featurizer` from images in `backbone`'s input size and preprocessing (default VGG16's).
 
     Hidden files and files directly in `folder` are ignored; files that are not usable
     images are skipped with the reason. Images are featurised `batch_size` at a time.
@@ -591,6 +594,7 @@ def featurise_folder(
         raise EvaluationError(f"{folder} has no images in category sub-folders")
     if on_total is not None:
         on_total(len(files))
+    spec = backbone or get_backbone("vgg16")
     vectors: list[npt.NDArray[np.float32]] = []
     names: list[str] = []
     labels: list[str] = []
@@ -601,7 +605,13 @@ def featurise_folder(
             name = f"{category}/{path.name}"
             try:
                 batch.append(
-                    preprocess_image(path.read_bytes(), max_pixels=max_pixels, max_bytes=max_bytes)
+                    preprocess_image(
+                        path.read_bytes(),
+                        max_pixels=max_pixels,
+                        max_bytes=max_bytes,
+                        size=spec.input_size,
+                        preprocessing=spec.preprocessing,
+                    )
                 )
             except InvalidImageError as exc:
                 skipped.append((name, str(exc)))

@@ -280,11 +280,11 @@ def test_cli_folder_with_real_vgg16(
     (folder / "loose.jpg").write_bytes(encode(photo_like(seed=9), "JPEG"))  # not in a category
     (folder / "plain" / ".hidden.jpg").write_bytes(b"")
 
-    built: list[bool] = []
+    built: list[str] = []
 
     def provider(settings: object) -> object:
-        def load() -> Featurizer:
-            built.append(True)
+        def load(backbone: str = "vgg16") -> Featurizer:
+            built.append(backbone)
             return extractor
 
         return load
@@ -292,9 +292,25 @@ def test_cli_folder_with_real_vgg16(
     monkeypatch.setattr(app, "featurizer_provider", provider)
     chart = no_env / "folder.png"
     args = ["evaluate", str(folder), "-k", "2", "--batch-size", "4", "-q", "--json"]
-    assert main([*args, "--postprocess", "centre,qe", "--chart", str(chart)]) == 0
+    saved = no_env / "vectors.npy"
+    assert (
+        main(
+            [
+                *args,
+                "--postprocess",
+                "centre,qe",
+                "--chart",
+                str(chart),
+                "--save-vectors",
+                str(saved),
+            ]
+        )
+        == 0
+    )
     payload = json.loads(capsys.readouterr().out)
-    assert built == [True]
+    assert built == ["vgg16"]
+    assert np.load(saved).shape == (6, 512)
+    assert len(saved.with_suffix(".txt").read_text().split()) == 6
     assert payload["vectors"] == 6
     assert payload["categories"] == {"plain": 3, "striped": 3}
     assert [s["file"] for s in payload["skipped"]] == ["plain/notes.txt"]
@@ -303,3 +319,5 @@ def test_cli_folder_with_real_vgg16(
         for key in ("precision_at_k", "recall_at_k", "map_at_k"):
             assert 0.0 <= method[key] <= 1.0 and not math.isnan(method[key])
     assert chart.read_bytes()[:4] == b"\x89PNG"
+    assert main([*args, "--backbone", "alexnet"]) == 2
+    assert "unknown backbone 'alexnet'" in capsys.readouterr().err
