@@ -19,7 +19,10 @@ true category, the share of its queries' top-k neighbours that come from each ca
 
 Methods are named by "+"-joined steps: plain, sqrt (power 0.5), centre (subtract the mean),
 whiten (PCA whitening with shrinkage), then optionally one re-ranking: qe (average query
-expansion) or krr (k-reciprocal re-ranking, Zhong et al. 2017). The fitted steps (centre,
+expansion) or krr (k-reciprocal re-ranking, Zhong et al. 2017), and last optionally cat:
+category inference as the live search does it (when more than half of the top k share a
+catalogue category, the results are restricted to it; the catalogue's categories are the
+labels, as a shop's product categories would be). The fitted steps (centre,
 whiten) are fitted on the whole catalogue by default, query included, as the live system would
 fit them on its known catalogue; `fit="loo"` refits them without each query instead.
 
@@ -84,6 +87,8 @@ ALL_METHODS: Final[tuple[str, ...]] = (
     "krr",
     "sqrt+centre+qe",
     "sqrt+centre+krr",
+    "sqrt+centre+cat",
+    "sqrt+centre+qe+cat",
 )
 _STEP_ALIASES: Final = {"center": "centre", "power": "sqrt", "rerank": "krr", "kreciprocal": "krr"}
 _ROW_CHUNK: Final = 1024  # query rows ranked at a time: bounds the (rows, n) distance matrix
@@ -105,6 +110,7 @@ class Method:
     centre: bool = False
     whiten: bool = False
     rerank: Rerank = "none"
+    category: bool = False  # restrict to the majority category of the top k (live: INFER_CATEGORY)
 
     @property
     def fits(self) -> bool:
@@ -116,7 +122,7 @@ class Method:
         steps = [_STEP_ALIASES.get(s, s) for s in name.strip().lower().split("+") if s]
         if not steps:
             raise EvaluationError("empty method name")
-        power, centre, whiten = 1.0, False, False
+        power, centre, whiten, category = 1.0, False, False, False
         rerank: Rerank = "none"
         for step in steps:
             if step == "plain" and len(steps) == 1:
@@ -131,10 +137,12 @@ class Method:
                 rerank = "qe"
             elif step == "krr" and rerank == "none":
                 rerank = "krr"
+            elif step == "cat" and not category:
+                category = True
             else:
                 raise EvaluationError(
-                    f"bad method {name!r}: steps are plain, or sqrt, centre, whiten and at most "
-                    "one of qe, krr, joined with '+', each once"
+                    f"bad method {name!r}: steps are plain, or sqrt, centre, whiten, at most "
+                    "one of qe, krr, and cat, joined with '+', each once"
                 )
         canonical = "+".join(
             s
@@ -143,11 +151,17 @@ class Method:
                 ("centre", centre),
                 ("whiten", whiten),
                 (rerank, rerank != "none"),
+                ("cat", category),
             )
             if on
         )
         return cls(
-            name=canonical or "plain", power=power, centre=centre, whiten=whiten, rerank=rerank
+            name=canonical or "plain",
+            power=power,
+            centre=centre,
+            whiten=whiten,
+            rerank=rerank,
+            category=category,
         )
 
 
@@ -270,8 +284,31 @@ def k_reciprocal_distances(
     return np.asarray((1.0 - lambda_value) * jaccard + lambda_value * original, dtype=np.float64)
 
 
-def _ranked(z: FloatArray, rows: IntArray, method: Method, options: EvaluationOptions) -> IntArray:
-    """Top-k neighbours of z[rows] among all rows of z but themselves: (len(rows), k)."""
+def _restrict_to_majority(distances: FloatArray, codes: IntArray, k: int) -> None:
+    """In place, per row of (c, n) distances: when more than half of the row's top k share a
+    category, every item of another category moves behind all of that category's items
+    (order kept), as the live search's category filter does."""
+    top = _top(distances, k)  # (c, k)
+    for row in range(distances.shape[0]):
+        counts = np.bincount(codes[top[row]], minlength=int(codes.max()) + 1)
+        majority = int(np.argmax(counts))
+        if counts[majority] * 2 > k:
+            finite = distances[row][np.isfinite(distances[row])]
+            shift = float(np.abs(finite).max()) * 2.0 + 1.0 if finite.size else 1.0
+            distances[row, codes != majority] += shift
+
+
+def _ranked(
+    z: FloatArray,
+    rows: IntArray,
+    method: Method,
+    options: EvaluationOptions,
+    codes: IntArray | None = None,
+) -> IntArray:
+    """Top-k neighbours of z[rows] among all rows of z but themselves: (len(rows), k).
+    `codes` ((n,) category codes) are needed by the cat step."""
+    if method.category and codes is None:
+        raise EvaluationError("category inference needs the labels")
     if method.rerank == "krr":
         distances = k_reciprocal_distances(
             z,
@@ -281,6 +318,8 @@ def _ranked(z: FloatArray, rows: IntArray, method: Method, options: EvaluationOp
             lambda_value=options.krr_lambda,
         )[rows]
         _exclude_self(distances, rows)
+        if method.category and codes is not None:
+            _restrict_to_majority(distances, codes, options.k)
         return _top(distances, options.k)
     out = np.empty((rows.size, options.k), dtype=np.intp)
     for start in range(0, rows.size, _ROW_CHUNK):
@@ -294,26 +333,36 @@ def _ranked(z: FloatArray, rows: IntArray, method: Method, options: EvaluationOp
                 stack = l2_normalise(stack)
             distances = pairwise_distances(stack.mean(axis=1), z, options.metric)
             _exclude_self(distances, chunk)
+        if method.category and codes is not None:
+            _restrict_to_majority(distances, codes, options.k)
         out[start : start + chunk.size] = _top(distances, options.k)
     return out
 
 
 def leave_one_out_neighbours(
-    vectors: npt.ArrayLike, method: Method, options: EvaluationOptions
+    vectors: npt.ArrayLike,
+    method: Method,
+    options: EvaluationOptions,
+    labels: Sequence[str] | None = None,
 ) -> IntArray:
-    """(n, d) -> (n, k): each vector's k nearest others after the method's steps."""
+    """(n, d) -> (n, k): each vector's k nearest others after the method's steps (the cat
+    step needs the n labels)."""
     x = np.asarray(vectors, dtype=np.float64)
     n = x.shape[0]
     options.check(n)
     every = np.arange(n, dtype=np.intp)
+    codes: IntArray | None = None
+    if labels is not None:
+        categories = sorted(set(labels))
+        codes = np.array([categories.index(c) for c in labels], dtype=np.intp)
     if options.fit == "catalogue" or not method.fits:
         z = options.fit_processor(method, x).transform(x).astype(np.float64)
-        return _ranked(z, every, method, options)
+        return _ranked(z, every, method, options, codes)
     out = np.empty((n, options.k), dtype=np.intp)
     for i in range(n):  # honest: the mean / whitening never sees the query
         processor = options.fit_processor(method, np.delete(x, i, axis=0))
         z = processor.transform(x).astype(np.float64)
-        out[i] = _ranked(z, every[i : i + 1], method, options)[0]
+        out[i] = _ranked(z, every[i : i + 1], method, options, codes)[0]
     return out
 
 
@@ -471,7 +520,7 @@ def evaluate(
     reports = []
     for method in methods:
         started = time.perf_counter()
-        neighbours = leave_one_out_neighbours(x, method, options)
+        neighbours = leave_one_out_neighbours(x, method, options, labels)
         report = score_neighbours(neighbours, labels, name=method.name)
         reports.append(
             MethodReport(**{**report.__dict__, "seconds": time.perf_counter() - started})

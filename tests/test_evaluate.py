@@ -111,7 +111,9 @@ def test_leave_one_out_excludes_the_query_but_not_its_duplicate() -> None:
     base = rng.random((5, 8))
     vectors = np.concatenate([base, base[:1]])  # row 5 is an exact copy of row 0
     for method in parse_methods("all"):
-        neighbours = leave_one_out_neighbours(vectors, method, EvaluationOptions(k=3))
+        neighbours = leave_one_out_neighbours(
+            vectors, method, EvaluationOptions(k=3), ["a", "b"] * (len(vectors) // 2)
+        )
         assert all(i not in row for i, row in enumerate(neighbours.tolist())), method.name
     plain = leave_one_out_neighbours(vectors, Method("plain"), EvaluationOptions(k=3))
     assert plain[0, 0] == 5 and plain[5, 0] == 0  # each finds its copy first, never itself
@@ -218,6 +220,8 @@ def test_cli_on_the_real_reference_vectors(
         "krr",
         "sqrt+centre+qe",
         "sqrt+centre+krr",
+        "sqrt+centre+cat",
+        "sqrt+centre+qe+cat",
     }
     # Measured: plain cosine P@8 = 1983 / 2400 = 0.82625; mAP@8 0.7885.
     plain = methods["plain"]
@@ -230,7 +234,9 @@ def test_cli_on_the_real_reference_vectors(
     assert methods["sqrt+centre"]["precision_at_k"] > plain["precision_at_k"] + 0.02
     assert methods["sqrt+centre+qe"]["precision_at_k"] == pytest.approx(0.8717, abs=0.005)
     assert methods["whiten"]["precision_at_k"] < plain["precision_at_k"]
-    assert payload["best"] == "sqrt+centre+qe"
+    # Category inference, as the live search does it, on top: 0.8979 measured.
+    assert methods["sqrt+centre+qe+cat"]["precision_at_k"] == pytest.approx(0.8979, abs=0.005)
+    assert payload["best"] == "sqrt+centre+qe+cat"
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(chart) as image:
         assert image.width > 400 and image.height > 300
@@ -321,3 +327,26 @@ def test_cli_folder_with_real_vgg16(
     assert chart.read_bytes()[:4] == b"\x89PNG"
     assert main([*args, "--backbone", "alexnet"]) == 2
     assert "unknown backbone 'alexnet'" in capsys.readouterr().err
+
+
+def test_category_inference_step_restricts_to_the_majority_category() -> None:
+    """Hand-computed: unit vectors at angles (degrees) a0=0, a1=10, a2=20 (category A),
+    b0=15, b1=100 (B); k=3, cosine ranks by angle. a0's top 3 are a1, b0, a2 (two As): the cat
+    step moves b0 behind the As -> a1, a2, b0. b1's top 3 are a2 (80), b0 (85), a1 (90): two
+    As, so it is (wrongly) restricted to A -> a2, a1, a0, and its precision drops to 0."""
+    angles = np.radians([0.0, 10.0, 20.0, 15.0, 100.0])
+    vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1)  # (5, 2)
+    labels = ["A", "A", "A", "B", "B"]
+    options = EvaluationOptions(k=3)
+    plain = leave_one_out_neighbours(vectors, Method.parse("plain"), options, labels)
+    cat = leave_one_out_neighbours(vectors, Method.parse("cat"), options, labels)
+    assert plain[0].tolist() == [1, 3, 2] and cat[0].tolist() == [1, 2, 3]
+    assert plain[4].tolist() == [2, 3, 1] and cat[4].tolist() == [2, 1, 0]
+    assert Method.parse("cat+sqrt+centre").name == "sqrt+centre+cat"
+    with pytest.raises(EvaluationError):
+        leave_one_out_neighbours(vectors, Method.parse("cat"), options)  # no labels
+    report = evaluate(vectors, labels, [Method.parse("plain"), Method.parse("cat")], options)
+    # precision@3 per query, plain / cat: a0, a1, a2 2/3 / 2/3 (same sets, reordered);
+    # b0 0 / 0 (its neighbours are all As); b1 1/3 / 0.
+    assert report.methods[0].precision == pytest.approx((3 * 2 / 3 + 0 + 1 / 3) / 5)
+    assert report.methods[1].precision == pytest.approx((3 * 2 / 3 + 0 + 0) / 5)
