@@ -13,10 +13,13 @@ from telegram.constants import ChatType
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
 
+from bot import jobs
 from bot.context import BotData, BotServices, Context
-from bot.handlers import admin, customer, support
+from bot.drafts import DraftStore
+from bot.handlers import admin, admin_add, customer, support
 from bot.inference import InferenceWorker
 from bot.ratelimit import RateLimiter
+from bot.tracking import ResultTracking
 from lookalike.app import open_service, redact_secret_in_logs
 from lookalike.settings import Settings
 from search.service import SearchService
@@ -57,7 +60,11 @@ def build_application(settings: Settings, *, service: SearchService | None = Non
         settings=settings,
         search=service,
         inference=InferenceWorker(service, max_batch=settings.inference_batch_size),
-        rate_limiter=RateLimiter(limit=settings.searches_per_minute),
+        # Everything a second instance must see lives in the database, not in this process:
+        # the rate limit, /add drafts, result links (search_log), opened results.
+        rate_limiter=RateLimiter(service.session, limit=settings.searches_per_minute),
+        drafts=DraftStore(service.session, timeout_seconds=admin_add.CONVERSATION_TIMEOUT_SECONDS),
+        tracking=ResultTracking(service.session),
         # Derived from the token, so user references cannot be reversed by trying user ids.
         user_ref_key=hashlib.sha256(b"lookalike-user-ref\0" + token.encode()).digest(),
     )
@@ -81,6 +88,7 @@ def build_application(settings: Settings, *, service: SearchService | None = Non
         .build()
     )
     application.bot_data.services = services
+    application.add_handlers(admin_add.draft_handlers(), group=-1)
     for handler in (
         admin.handlers()
         + support.handlers()
@@ -90,6 +98,7 @@ def build_application(settings: Settings, *, service: SearchService | None = Non
     ):
         application.add_handler(handler)
     application.add_error_handler(_on_error)
+    jobs.schedule(application)
     return application
 
 

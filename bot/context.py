@@ -13,8 +13,10 @@ from lookalike.settings import Settings
 from search.service import SearchService
 
 if TYPE_CHECKING:
+    from bot.drafts import DraftStore
     from bot.inference import InferenceWorker
     from bot.ratelimit import RateLimiter
+    from bot.tracking import ResultTracking
 
 
 @dataclass
@@ -22,7 +24,9 @@ class BotServices:
     settings: Settings
     search: SearchService
     inference: InferenceWorker
-    rate_limiter: RateLimiter
+    rate_limiter: RateLimiter  # shared by every instance (in the database)
+    drafts: DraftStore  # admins' guided /add, in the database
+    tracking: ResultTracking  # opened results and the quality figures
     user_ref_key: bytes  # HMAC key for opaque user references in the search log
 
     def user_ref(self, user_id: int) -> str:

@@ -22,7 +22,12 @@ _PRICE = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[a-z0-9]+")
-_DEEP_LINK = re.compile(r"p_(?P<id>[1-9][0-9]{0,11})|r_(?P<token>[A-Za-z0-9_-]{16})")
+_DEEP_LINK = re.compile(
+    r"p_(?P<id>[1-9][0-9]{0,11})"
+    r"|r_(?P<token>[A-Za-z0-9_-]{16})"
+    r"|o_(?P<open_token>[A-Za-z0-9_-]{16})_(?P<rank>[1-9][0-9]?)"
+)
+MAX_RANK = 50  # settings.top_k is at most 50
 _CALLBACK = re.compile(r"(?P<action>fb|cheaper|all):(?P<id>[1-9][0-9]{0,11})(?::(?P<arg>up|down))?")
 
 
@@ -103,13 +108,15 @@ def parse_caption(caption: str | None, categories: Collection[str]) -> CaptionFi
 
 @dataclass(frozen=True, slots=True)
 class DeepLink:
-    kind: str  # "p": a product and its lookalikes; "r": a shared result set
-    id: int  # the product id ("p"); 0 for "r"
-    token: str | None = None  # the shared result set's unguessable token ("r")
+    kind: str  # "p": a product and its lookalikes; "r": a shared result set; "o": one result
+    id: int  # the product id ("p"); 0 otherwise
+    token: str | None = None  # the search's unguessable share token ("r", "o")
+    rank: int | None = None  # the opened result's 1-based rank in that search ("o")
 
 
 def parse_deep_link(payload: str) -> DeepLink | None:
-    """`p_<product id>` or `r_<share token>`; anything else (too long, `../x`) is None."""
+    """`p_<product id>`, `r_<share token>` or `o_<share token>_<rank>`; anything else (too
+    long, `../x`, rank 0 or over 50) is None."""
     if len(payload) > 64:
         return None
     match = _DEEP_LINK.fullmatch(payload)
@@ -117,6 +124,11 @@ def parse_deep_link(payload: str) -> DeepLink | None:
         return None
     if match["token"] is not None:
         return DeepLink(kind="r", id=0, token=match["token"])
+    if match["open_token"] is not None:
+        rank = int(match["rank"])
+        if rank > MAX_RANK:
+            return None
+        return DeepLink(kind="o", id=0, token=match["open_token"], rank=rank)
     return DeepLink(kind="p", id=int(match["id"]))
 
 

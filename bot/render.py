@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
 from urllib.parse import urlencode
 
@@ -49,16 +50,46 @@ def deep_link(bot_username: str, payload: str) -> str:
     return f"https://t.me/{bot_username}?start={payload}"
 
 
-def results_message(result: SearchResult, *, heading: str) -> str:
+def open_link(bot_username: str, share_token: str, rank: int) -> str:
+    """The deep link that opens result `rank` of a logged search in the bot (and counts it)."""
+    return deep_link(bot_username, f"o_{share_token}_{rank}")
+
+
+def inferred_note(result: SearchResult) -> str | None:
+    """Says which category the search guessed (the caption named none), or None."""
+    if not result.inferred_category:
+        return None
+    category = escape(result.inferred_category.replace("_", " "))
+    return f"Showing <b>{category}</b>, the category of most lookalikes."
+
+
+def results_message(
+    result: SearchResult,
+    *,
+    heading: str,
+    bot_username: str | None = None,
+    link_ranks: Mapping[int, int] | None = None,
+) -> str:
     """The follow-up message: every result with its link, price and similarity.
 
-    Lines are dropped whole (never cut inside a tag) when the message would be too long."""
+    A logged search's names link to `o_` deep links that open the product in the bot (rank
+    as logged: `link_ranks` maps product ids to it when the shown ranks differ, as in a shared
+    result set); otherwise to the product page. Lines are dropped whole (never cut inside a
+    tag) when the message would be too long."""
     lines = [f"<b>{escape(heading)}</b>"]
     visible = _utf16_len(heading)
+    note = inferred_note(result)
+    if note is not None:
+        lines.append(note)
+        visible += _utf16_len(note) + 1  # at least what it shows
     for item in result.items:
         product = item.product
         name = escape(product.name)
-        if product.url:
+        rank = link_ranks.get(product.id) if link_ranks is not None else item.rank
+        if bot_username and result.share_token and rank is not None:
+            link = open_link(bot_username, result.share_token, rank)
+            name = f'<a href="{escape(link, quote=True)}">{name}</a>'
+        elif product.url:
             name = f'<a href="{escape(product.url, quote=True)}">{name}</a>'
         line = f"{item.rank}. {name} · {escape(price_text(product))} · {item.similarity:.0f}%"
         shown = _utf16_len(f"{item.rank}. {product.name} · {price_text(product)} · 100%") + 1
@@ -120,6 +151,16 @@ def results_keyboard(result: SearchResult, *, bot_username: str) -> InlineKeyboa
             ]
         )
     return InlineKeyboardMarkup(rows)
+
+
+def product_keyboard(product: ProductRecord, *, bot_username: str) -> InlineKeyboardMarkup:
+    """Under a product's card: its shop page (when it has one) and its lookalikes."""
+    buttons = [
+        InlineKeyboardButton("🔎 More like this", url=deep_link(bot_username, f"p_{product.id}"))
+    ]
+    if product.url:
+        buttons.insert(0, InlineKeyboardButton("🛍 Product page", url=product.url))
+    return InlineKeyboardMarkup([buttons])
 
 
 def product_card(product: ProductRecord, *, staff: bool = False) -> str:

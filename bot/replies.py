@@ -8,15 +8,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from telegram import InputMediaPhoto, Message
+from telegram import InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.context import BotServices
 from bot.render import result_caption, results_keyboard, results_message
+from db.records import ProductRecord
 from search.service import ResultItem, SearchResult
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,10 @@ async def send_results(
     *,
     heading: str,
     reply_to: int | None = None,
+    link_ranks: Mapping[int, int] | None = None,
 ) -> bool:
     """The album (or one photo), then the list with links and buttons. False if the chat
-    could not be reached (the user blocked the bot)."""
+    could not be reached (the user blocked the bot). `link_ranks`: see results_message."""
     items = result.items[:ALBUM_MAX]
     try:
         if not items:
@@ -146,7 +148,9 @@ async def send_results(
             await _send_photos(bot, chat_id, items, services, reply_to=reply_to, upload=True)
         await bot.send_message(
             chat_id=chat_id,
-            text=results_message(result, heading=heading),
+            text=results_message(
+                result, heading=heading, bot_username=bot.username, link_ranks=link_ranks
+            ),
             parse_mode=ParseMode.HTML,
             reply_markup=results_keyboard(result, bot_username=bot.username),
             disable_web_page_preview=True,
@@ -155,4 +159,49 @@ async def send_results(
         # The user blocked the bot mid-reply: nothing more to send, nothing to retry.
         log.info("chat %s blocked the bot; reply dropped", chat_id)
         return False
+    return True
+
+
+async def send_card_photo(
+    bot: Any,
+    chat_id: int,
+    product: ProductRecord,
+    services: BotServices,
+    *,
+    caption: str,
+    reply_markup: InlineKeyboardMarkup | None = None,
+) -> bool:
+    """The product's first photo with `caption` (HTML): by cached file_id, else uploaded (and
+    its file_id kept). False, with nothing sent, when it has no readable photo."""
+    if not product.images:
+        return False
+    image = product.images[0]
+    if image.telegram_file_id:
+        try:
+            await bot.send_photo(
+                chat_id=chat_id,
+                photo=image.telegram_file_id,
+                caption=caption,
+                parse_mode=ParseMode.HTML,
+                reply_markup=reply_markup,
+            )
+            return True
+        except BadRequest as exc:  # a file_id Telegram no longer knows: upload instead
+            log.warning("cached file_id of image %s refused: %s", image.id, exc)
+    try:
+        data = await asyncio.to_thread(services.search.media.read, image.file_name)
+    except OSError as exc:
+        log.error("image file of %s is unreadable: %s", product.sku, exc)
+        return False
+    sent: Message = await bot.send_photo(
+        chat_id=chat_id,
+        photo=data,
+        caption=caption,
+        parse_mode=ParseMode.HTML,
+        reply_markup=reply_markup,
+    )
+    if sent.photo:
+        await asyncio.to_thread(
+            services.search.remember_telegram_file_id, image.id, sent.photo[-1].file_id
+        )
     return True

@@ -11,15 +11,16 @@ import logging
 from collections.abc import Callable
 from html import escape
 
-from telegram import Message, Update
-from telegram.constants import ParseMode
-from telegram.error import BadRequest
+from telegram import Update
 from telegram.ext import BaseHandler, CommandHandler, filters
 
 from bot.context import Context
 from bot.handlers import admin_add
 from bot.handlers.admin_common import AdminRequest, authorise
 from bot.render import product_card
+from bot.replies import send_card_photo
+from bot.tracking import QualityReport
+from db.quality import ModelQuality
 from db.records import ProductRecord
 from search.fields import FieldError, clean_sku
 from search.service import CatalogError, CatalogStats
@@ -132,33 +133,9 @@ async def product(update: Update, context: Context) -> None:
         return
     await req.audit("product", "ok", record.sku)
     card = product_card(record, staff=True)
-    if not record.images or not await _send_card_photo(req, record, card):
+    chat_id = req.message.chat_id
+    if not await send_card_photo(context.bot, chat_id, record, req.services, caption=card):
         await req.reply(card)
-
-
-async def _send_card_photo(req: AdminRequest, record: ProductRecord, card: str) -> bool:
-    """The first photo with the card as its caption: by cached file_id, else uploaded."""
-    image = record.images[0]
-    sent: Message | None = None
-    if image.telegram_file_id:
-        try:
-            sent = await req.message.reply_photo(
-                image.telegram_file_id, caption=card, parse_mode=ParseMode.HTML
-            )
-        except BadRequest as exc:  # a file_id Telegram no longer knows: upload instead
-            log.warning("cached file_id of image %s refused: %s", image.id, exc)
-    if sent is None:
-        try:
-            data = await asyncio.to_thread(req.services.search.media.read, image.file_name)
-        except OSError as exc:
-            log.error("image file of %s is unreadable: %s", record.sku, exc)
-            return False
-        sent = await req.message.reply_photo(data, caption=card, parse_mode=ParseMode.HTML)
-        if sent.photo:
-            await asyncio.to_thread(
-                req.services.search.remember_telegram_file_id, image.id, sent.photo[-1].file_id
-            )
-    return True
 
 
 async def stats(update: Update, context: Context) -> None:
@@ -167,11 +144,12 @@ async def stats(update: Update, context: Context) -> None:
         return
     weak = req.services.settings.weak_match_distance
     figures = await asyncio.to_thread(req.services.search.stats, weak_distance=weak)
+    quality = await asyncio.to_thread(req.services.tracking.report)
     await req.audit("stats", "ok")
-    await req.reply(stats_text(figures, weak_distance=weak))
+    await req.reply(stats_text(figures, quality, weak_distance=weak))
 
 
-def stats_text(figures: CatalogStats, *, weak_distance: float) -> str:
+def stats_text(figures: CatalogStats, quality: QualityReport, *, weak_distance: float) -> str:
     median = (
         f"{figures.median_latency_ms:.0f} ms"
         if figures.median_latency_ms is not None
@@ -192,8 +170,39 @@ def stats_text(figures: CatalogStats, *, weak_distance: float) -> str:
             f"Weak best match: {weak}",
             "<b>Feedback</b>",
             f"👍 {figures.thumbs_up} · 👎 {figures.thumbs_down}",
+            *quality_lines(quality),
         ]
     )
+
+
+def quality_lines(quality: QualityReport) -> list[str]:
+    """Per model and metric: searches, votes, the thumbs-up rate, opens per search."""
+    lines = ["<b>Quality by model and metric</b>"]
+    recent = {(row.model_name, row.metric): row for row in quality.recent}
+    if not quality.all_time:
+        return [*lines, "No searches yet"]
+    for row in quality.all_time:
+        week = recent.get((row.model_name, row.metric))
+        lines.append(f"<i>{escape(row.model_name)} · {escape(row.metric)}</i>")
+        lines.append(f"7 days: {_quality_figures(week)}")
+        lines.append(f"All time: {_quality_figures(row)}")
+    return lines
+
+
+def _quality_figures(row: ModelQuality | None) -> str:
+    if row is None:
+        return "no searches"
+    rate = f"{row.thumbs_up_rate:.0%} 👍" if row.thumbs_up_rate is not None else "no votes"
+    per_search = f"{row.opens_per_search:.2f}" if row.opens_per_search is not None else "–"
+    return (
+        f"{_count(row.searches, 'search', 'searches')} · "
+        f"👍 {row.thumbs_up} 👎 {row.thumbs_down} ({rate}) · "
+        f"{_count(row.opens, 'open', 'opens')} ({per_search} per search)"
+    )
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def handlers() -> list[BaseHandler[Update, Context, None]]:

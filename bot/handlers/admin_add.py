@@ -16,19 +16,19 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from telegram import Message, Update
-from telegram.constants import ChatAction
+from telegram import Update
+from telegram.constants import ChatAction, ChatType
 from telegram.error import TelegramError
 from telegram.ext import (
+    ApplicationHandlerStop,
     BaseHandler,
     CommandHandler,
-    ConversationHandler,
     MessageHandler,
-    TypeHandler,
     filters,
 )
 
 from bot.context import BotServices, Context
+from bot.drafts import DETAILS, PHOTO, Draft, PhotoRef
 from bot.handlers.admin_common import AdminRequest, audit, authorise
 from bot.render import product_card
 from bot.replies import chat_action
@@ -41,13 +41,14 @@ from search.service import AddOutcome, CatalogError
 log = logging.getLogger(__name__)
 
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # a bot cannot download more from Telegram
-CONVERSATION_TIMEOUT_SECONDS = 5 * 60
-PHOTO, DETAILS = range(2)
-_PENDING_KEY = "admin_add"
+CONVERSATION_TIMEOUT_SECONDS = 5 * 60  # a draft unchanged for this long has expired
+DRAFT_SWEEP_SECONDS = 30  # how often expired drafts are looked for (and their admins told)
 
 _COMMAND = re.compile(r"^/add(@\w+)?")
 _WITH_DETAILS = r"^/add(@\w+)?\s+\S"
 _BARE = r"^/add(@\w+)?\s*$"
+_CANCEL = re.compile(r"^/cancel(@\w+)?(\s|$)")
+_IMAGE = filters.PHOTO | filters.Document.IMAGE | filters.Document.FileExtension("webp")
 
 FORMAT = "<code>SKU | Name | Price | URL | Category</code>"
 USAGE = (
@@ -61,6 +62,7 @@ ASK_DETAILS = (
     "URL and category are optional; just the SKU adds this photo to an existing product. "
     "/cancel stops."
 )
+TIMED_OUT = "The /add conversation timed out: nothing was added. Send /add to start again."
 NOT_AN_IMAGE = (
     "That file isn't an image. Send the product photo as a photo or an image file "
     "(JPEG, PNG or WebP)."
@@ -68,32 +70,9 @@ NOT_AN_IMAGE = (
 
 
 @dataclass(frozen=True, slots=True)
-class PhotoRef:
-    file_id: str
-    file_size: int | None
-    is_photo: bool  # a Telegram photo: its file_id can be sent back as a photo later
-
-    @classmethod
-    def of(cls, message: Message) -> PhotoRef:
-        if message.photo:
-            size = message.photo[-1]
-            return cls(size.file_id, size.file_size, is_photo=True)
-        assert message.document is not None
-        return cls(message.document.file_id, message.document.file_size, is_photo=False)
-
-
-@dataclass(frozen=True, slots=True)
 class AddRequest:
     sku: str
     fields: ProductFields | None  # None: only a SKU, another photo of an existing product
-
-
-@dataclass(slots=True)
-class PendingAdd:
-    """What the guided conversation has been given so far (in context.user_data)."""
-
-    photo: PhotoRef | None = None
-    request: AddRequest | None = None
 
 
 def parse_details(text: str, *, currency: str) -> AddRequest:
@@ -265,78 +244,100 @@ async def add_not_an_image(update: Update, context: Context) -> None:
 
 # ---- the guided conversation ------------------------------------------------------------------
 #
-# Updates are handled concurrently, and a ConversationHandler sets its new state only when the
-# callback returns. So a callback that changes the state does not await its reply (or the add):
-# it schedules it and returns at once, and the admin never sees "send the photo" before the
-# conversation is ready for the photo.
+# The conversation's state is a draft in the database (bot.drafts), so each step's message may
+# reach any bot instance. It is written before the bot asks for the next step: the admin never
+# answers a question before the draft is ready for the answer. An admin's message in a private
+# chat first goes to `continue_draft` (handler group -1), which hands it to the draft's step or
+# lets the ordinary handlers have it (commands, a photo while the details are awaited...).
 
 
-def _after_return(update: Update, context: Context, work: Coroutine[Any, Any, object]) -> None:
-    """Run `work` once the callback has returned and the new state is set (errors still reach
-    the error handler)."""
-    context.application.create_task(work, update=update)
-
-
-def _pending(context: Context) -> PendingAdd:
-    data = context.user_data
-    if data is None:
-        return PendingAdd()
-    pending = data.get(_PENDING_KEY)
-    if not isinstance(pending, PendingAdd):
-        pending = PendingAdd()
-        data[_PENDING_KEY] = pending
-    return pending
-
-
-def _forget(context: Context) -> PendingAdd | None:
-    """Take the conversation's data out (before any await: a second message finds nothing)."""
-    pending = context.user_data.pop(_PENDING_KEY, None) if context.user_data else None
-    return pending if isinstance(pending, PendingAdd) else None
-
-
-async def start(update: Update, context: Context) -> int:
+async def start(update: Update, context: Context) -> None:
     """/add typed as text: alone, or with the details (then the photo is asked for)."""
     message = update.effective_message
     details = _details_of(message.text if message else None)
     req = await authorise(update, context, "add", _target_of(details))
     if req is None:
-        return ConversationHandler.END
-    _forget(context)
+        return
+    drafts = req.services.drafts
     if details:
         try:
-            request = parse_details(details, currency=req.services.settings.currency)
+            parse_details(details, currency=req.services.settings.currency)
         except FieldError as exc:
-            reason = f"Not added: {exc}."
-            _after_return(update, context, req.fail("add", _target_of(details), reason, hint=USAGE))
-            return ConversationHandler.END
-        _pending(context).request = request
-    _after_return(update, context, req.reply(ASK_PHOTO))
-    return PHOTO
+            await asyncio.to_thread(drafts.clear, req.user_id)
+            await req.fail("add", _target_of(details), f"Not added: {exc}.", hint=USAGE)
+            return
+    await asyncio.to_thread(drafts.start, req.user_id, PHOTO, details=details or None)
+    await req.reply(ASK_PHOTO)
 
 
-async def start_with_photo(update: Update, context: Context) -> int:
+async def start_with_photo(update: Update, context: Context) -> None:
     """A photo captioned just /add: ask for its details."""
     req = await authorise(update, context, "add")
     if req is None:
-        return ConversationHandler.END
-    _forget(context)
-    _pending(context).photo = PhotoRef.of(req.message)
-    _after_return(update, context, req.reply(ASK_DETAILS))
-    return DETAILS
+        return
+    await asyncio.to_thread(
+        req.services.drafts.start, req.user_id, DETAILS, photo=PhotoRef.of(req.message)
+    )
+    await req.reply(ASK_DETAILS)
 
 
-async def got_photo(update: Update, context: Context) -> int:
+def _is_image(update: Update) -> bool:
+    return bool(_IMAGE.check_update(update))
+
+
+async def continue_draft(update: Update, context: Context) -> None:
+    """An admin's message in a private chat: the next step of their /add draft if it is one
+    (then no other handler sees it), else nothing happens here."""
+    message, user, chat = update.effective_message, update.effective_user, update.effective_chat
+    services = context.bot_data.services
+    if message is None or user is None or chat is None or chat.type != ChatType.PRIVATE:
+        return
+    if not services.is_admin(user.id):
+        return
+    draft = await asyncio.to_thread(services.drafts.get, user.id)
+    if draft is None:
+        return
+    if draft.expired:  # handled as if there were no draft; the admin is told it timed out
+        if await asyncio.to_thread(services.drafts.take, draft):
+            await tell_timed_out(services, context.bot, draft)
+        return
+    command = bool(filters.COMMAND.check_update(update))
+    step: Coroutine[Any, Any, None]
+    if command and _CANCEL.match(message.text or ""):
+        step = cancel(update, context)
+    elif draft.step == PHOTO and _is_image(update):
+        step = got_photo(update, context, draft)
+    elif draft.step == PHOTO and not command:
+        step = need_photo(update, context)
+    elif draft.step == DETAILS and message.text is not None and not command:
+        step = got_details(update, context, draft)
+    else:
+        return  # another command, or a photo while the details are awaited: not the draft's
+    try:
+        await step
+    except Exception as exc:  # reported as usual, and the message is not handled twice
+        await context.application.process_error(update, exc)
+    raise ApplicationHandlerStop
+
+
+async def got_photo(update: Update, context: Context, draft: Draft) -> None:
     req = await authorise(update, context, "add")
     if req is None:
-        return ConversationHandler.END
+        return
     photo = PhotoRef.of(req.message)
-    pending = _forget(context)
-    if pending is None or pending.request is None:
-        _pending(context).photo = photo
-        _after_return(update, context, req.reply(ASK_DETAILS))
-        return DETAILS
-    _after_return(update, context, add_photo(req, context, photo, pending.request))
-    return ConversationHandler.END
+    drafts = req.services.drafts
+    if draft.details is None:
+        if await asyncio.to_thread(drafts.advance, draft, DETAILS, photo=photo):
+            await req.reply(ASK_DETAILS)
+        return  # else another message of this conversation got there first
+    if not await asyncio.to_thread(drafts.take, draft):
+        return
+    try:
+        request = parse_details(draft.details, currency=req.services.settings.currency)
+    except FieldError as exc:  # checked when typed; only a changed setting could do this
+        await req.fail("add", _target_of(draft.details), f"Not added: {exc}.", hint=USAGE)
+        return
+    await add_photo(req, context, photo, request)
 
 
 async def need_photo(update: Update, context: Context) -> None:
@@ -346,84 +347,84 @@ async def need_photo(update: Update, context: Context) -> None:
         await message.reply_text(text)
 
 
-async def got_details(update: Update, context: Context) -> int | None:
+async def got_details(update: Update, context: Context, draft: Draft) -> None:
     message = update.effective_message
     details = (message.text or "").strip() if message else ""
     req = await authorise(update, context, "add", _target_of(details))
     if req is None:
-        return ConversationHandler.END
-    pending = _pending(context)
-    if pending.photo is None:
-        _forget(context)
-        _after_return(update, context, req.reply("Please start again with /add."))
-        return ConversationHandler.END
-    photo = pending.photo
+        return
+    assert draft.photo is not None  # a draft at step "details" has its photo (bot.drafts)
     try:
         request = parse_details(details, currency=req.services.settings.currency)
     except FieldError as exc:
         await req.fail("add", _target_of(details), f"Not added: {exc}.", hint=ASK_DETAILS)
-        return None  # stay: the admin can send the line again
+        return  # the draft stays: the admin can send the line again
     if request.fields is None and await _resolve(req, request) is None:
-        return None  # told there is no such product; stay
-    if _forget(context) is not pending:
-        return None  # another message of this conversation got there first
-    _after_return(update, context, add_photo(req, context, photo, request))
-    return ConversationHandler.END
+        return  # told there is no such product; the draft stays
+    if not await asyncio.to_thread(req.services.drafts.take, draft):
+        return  # another message of this conversation got there first
+    await add_photo(req, context, draft.photo, request)
 
 
-async def cancel(update: Update, context: Context) -> int:
-    pending = _forget(context)
+async def cancel(update: Update, context: Context) -> None:
+    """/cancel while a draft is open (without one, /cancel is an unknown command)."""
     req = await authorise(update, context, "cancel")
     if req is None:
-        return ConversationHandler.END
-    target = pending.request.sku if pending and pending.request else None
-    await req.audit("add", "failed", target, error="cancelled by the admin")
-    _after_return(update, context, req.reply("Cancelled: nothing was added."))
-    return ConversationHandler.END
-
-
-async def timed_out(update: object, context: Context) -> None:
-    """The conversation waited too long for the next step."""
-    _forget(context)
-    if not isinstance(update, Update) or update.effective_chat is None:
         return
-    user = update.effective_user
-    if user is not None:
-        await audit(context.bot_data.services, user.id, "add", "failed", error="timed out")
-    await context.bot.send_message(
-        chat_id=update.effective_chat.id,
-        text="The /add conversation timed out: nothing was added. Send /add to start again.",
-    )
+    draft = await asyncio.to_thread(req.services.drafts.clear, req.user_id)
+    await req.audit("add", "failed", _sku_of(draft), error="cancelled by the admin")
+    await req.reply("Cancelled: nothing was added.")
+
+
+def _sku_of(draft: Draft | None) -> str | None:
+    if draft is None or draft.details is None:
+        return None
+    try:
+        return clean_sku(draft.details.split("|", 1)[0].strip())
+    except FieldError:
+        return None
+
+
+async def tell_timed_out(services: BotServices, bot: Any, draft: Draft) -> None:
+    """The draft waited too long for its next step (it is deleted already)."""
+    await audit(services, draft.user_id, "add", "failed", _sku_of(draft), error="timed out")
+    await bot.send_message(chat_id=draft.user_id, text=TIMED_OUT)
+
+
+async def expire_drafts(context: Context) -> None:
+    """A repeating job: drafts nobody continued within the timeout are deleted, and their
+    admins told (by whichever instance deletes each first)."""
+    services = context.bot_data.services
+    for draft in await asyncio.to_thread(services.drafts.take_expired):
+        try:
+            await tell_timed_out(services, context.bot, draft)
+        except TelegramError as exc:
+            log.info("could not tell admin %s their /add timed out: %s", draft.user_id, exc)
 
 
 def handlers() -> list[BaseHandler[Update, Context, None]]:
-    """The captioned /add first (it never enters the conversation), then the conversation."""
+    """Group 0, before everyone else's: the captioned /add (it never uses a draft), then the
+    commands and photos that start a draft. `draft_handlers` go in group -1."""
     new = filters.UpdateType.MESSAGE
-    image = filters.PHOTO | filters.Document.IMAGE | filters.Document.FileExtension("webp")
-    conversation: ConversationHandler[Context] = ConversationHandler(
-        entry_points=[
-            CommandHandler("add", start, filters=new),
-            MessageHandler(new & image & filters.CaptionRegex(_BARE), start_with_photo),
-        ],
-        states={
-            PHOTO: [
-                MessageHandler(new & image, got_photo),
-                MessageHandler(new & ~filters.COMMAND, need_photo),
-            ],
-            DETAILS: [MessageHandler(new & filters.TEXT & ~filters.COMMAND, got_details)],
-            ConversationHandler.TIMEOUT: [TypeHandler(Update, timed_out)],
-        },
-        fallbacks=[CommandHandler("cancel", cancel, filters=new)],
-        allow_reentry=True,
-        per_chat=True,
-        per_user=True,
-        conversation_timeout=CONVERSATION_TIMEOUT_SECONDS,
-    )
     return [
-        MessageHandler(new & image & filters.CaptionRegex(_WITH_DETAILS), add_captioned),
+        MessageHandler(new & _IMAGE & filters.CaptionRegex(_WITH_DETAILS), add_captioned),
         MessageHandler(
-            new & filters.Document.ALL & ~image & filters.CaptionRegex(r"^/add(@\w+)?(\s|$)"),
+            new & filters.Document.ALL & ~_IMAGE & filters.CaptionRegex(r"^/add(@\w+)?(\s|$)"),
             add_not_an_image,
         ),
-        conversation,  # type: ignore[list-item]
+        CommandHandler("add", start, filters=new),
+        MessageHandler(new & _IMAGE & filters.CaptionRegex(_BARE), start_with_photo),
+    ]
+
+
+def draft_handlers() -> list[BaseHandler[Update, Context, None]]:
+    """Group -1: an admin's private message continues their draft, if they have one. Photos
+    captioned /add start something new and never continue a draft."""
+    return [
+        MessageHandler(
+            filters.UpdateType.MESSAGE
+            & filters.ChatType.PRIVATE
+            & ~filters.CaptionRegex(r"^/add(@\w+)?(\s|$)"),
+            continue_draft,
+        )
     ]

@@ -13,9 +13,16 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from bot.context import BotServices, Context
-from bot.query import CallbackAction, CaptionFilters, parse_callback, parse_caption, parse_deep_link
-from bot.render import product_card
-from bot.replies import chat_action, no_results_text, send_results
+from bot.query import (
+    CallbackAction,
+    CaptionFilters,
+    DeepLink,
+    parse_callback,
+    parse_caption,
+    parse_deep_link,
+)
+from bot.render import product_card, product_keyboard
+from bot.replies import chat_action, no_results_text, send_card_photo, send_results
 from search.preprocess import InvalidImageError
 from search.service import CatalogError, SearchResult
 
@@ -82,27 +89,76 @@ async def start(update: Update, context: Context) -> None:
     services = services_of(context)
     user_ref = services.user_ref(update.effective_user.id if update.effective_user else 0)
     if link.kind == "p":
-        product = await asyncio.to_thread(services.search.get_product_by_id, link.id)
-        if product is None or not product.active:
-            await message.reply_text(PRODUCT_GONE + WELCOME, parse_mode=ParseMode.HTML)
-            return
-        try:
-            found, result = await asyncio.to_thread(
-                services.search.similar_to_product, link.id, user_ref=user_ref, source="link"
-            )
-        except CatalogError:  # no searchable image
-            await message.reply_text(PRODUCT_GONE + WELCOME, parse_mode=ParseMode.HTML)
-            return
-        await message.reply_text(product_card(found), parse_mode=ParseMode.HTML)
-        await send_results(
-            context.bot, message.chat_id, result, services, heading="Similar products"
-        )
+        await _open_product_lookalikes(message, context, services, link.id, user_ref)
+    elif link.kind == "o":
+        await _open_result(message, context, services, link, user_ref)
+    else:
+        await _open_shared_results(message, context, services, link, user_ref)
+
+
+async def _open_product_lookalikes(
+    message: Message, context: Context, services: BotServices, product_id: int, user_ref: str
+) -> None:
+    """`p_<id>`: the product's card, then its lookalikes."""
+    product = await asyncio.to_thread(services.search.get_product_by_id, product_id)
+    if product is None or not product.active:
+        await message.reply_text(PRODUCT_GONE + WELCOME, parse_mode=ParseMode.HTML)
         return
+    try:
+        found, result = await asyncio.to_thread(
+            services.search.similar_to_product, product_id, user_ref=user_ref, source="link"
+        )
+    except CatalogError:  # no searchable image
+        await message.reply_text(PRODUCT_GONE + WELCOME, parse_mode=ParseMode.HTML)
+        return
+    await message.reply_text(product_card(found), parse_mode=ParseMode.HTML)
+    await send_results(context.bot, message.chat_id, result, services, heading="Similar products")
+
+
+async def _open_result(
+    message: Message, context: Context, services: BotServices, link: DeepLink, user_ref: str
+) -> None:
+    """`o_<share token>_<rank>`: a product opened from a result list; counted, then its card
+    on its photo, with its shop page and "more like this"."""
+    assert link.token is not None and link.rank is not None  # parse_deep_link says so
+    opened = await asyncio.to_thread(services.tracking.record_open, link.token, link.rank, user_ref)
+    if opened is None or opened.product_id is None:
+        await message.reply_text(LINK_INVALID + WELCOME, parse_mode=ParseMode.HTML)
+        return
+    product = await asyncio.to_thread(services.search.get_product_by_id, opened.product_id)
+    if product is None or not product.active:
+        await message.reply_text(PRODUCT_GONE + WELCOME, parse_mode=ParseMode.HTML)
+        return
+    card = product_card(product)
+    keyboard = product_keyboard(product, bot_username=context.bot.username)
+    if not await send_card_photo(
+        context.bot, message.chat_id, product, services, caption=card, reply_markup=keyboard
+    ):
+        await message.reply_text(
+            card, parse_mode=ParseMode.HTML, reply_markup=keyboard, disable_web_page_preview=True
+        )
+
+
+async def _open_shared_results(
+    message: Message, context: Context, services: BotServices, link: DeepLink, user_ref: str
+) -> None:
+    """`r_<share token>`: somebody's shared result set (counted as an open of it)."""
+    assert link.token is not None
     shared = await asyncio.to_thread(services.search.get_search, share_token=link.token)
-    if shared is None:
+    if shared is None or shared.search_id is None:
         await message.reply_text(RESULTS_GONE + WELCOME, parse_mode=ParseMode.HTML)
         return
-    await send_results(context.bot, message.chat_id, shared, services, heading="Shared results")
+    await asyncio.to_thread(services.tracking.record_open, link.token, None, user_ref)
+    # Products no longer shown are left out, so the links carry the ranks as logged.
+    ranks = await asyncio.to_thread(services.tracking.logged_ranks, shared.search_id)
+    await send_results(
+        context.bot,
+        message.chat_id,
+        shared,
+        services,
+        heading="Shared results",
+        link_ranks=ranks,
+    )
 
 
 async def help_command(update: Update, context: Context) -> None:
@@ -131,7 +187,7 @@ async def photo(update: Update, context: Context) -> None:
     if size is not None and size > MAX_DOWNLOAD_BYTES:
         await message.reply_text(TOO_LARGE)  # refused before anything is downloaded
         return
-    wait = services.rate_limiter.try_acquire(user.id)
+    wait = await services.rate_limiter.acquire(services.user_ref(user.id))
     if wait is not None:
         await message.reply_text(_wait_text(wait))
         return
@@ -279,7 +335,7 @@ async def button(update: Update, context: Context) -> None:
     if action.action == "fb":
         await _feedback(query, services, action)
         return
-    wait = services.rate_limiter.try_acquire(query.from_user.id)
+    wait = await services.rate_limiter.acquire(services.user_ref(query.from_user.id))
     if wait is not None:
         await query.answer(_wait_text(wait))
         return

@@ -149,7 +149,7 @@ async def search_url(update: Update, context: Context) -> None:
     if not services.is_staff(user.id) or url is None:
         await customer.not_a_photo(update, context)
         return
-    wait = services.rate_limiter.try_acquire(user.id)
+    wait = await services.rate_limiter.acquire(services.user_ref(user.id))
     if wait is not None:
         await message.reply_text(
             f"You're searching very fast 🙂 Please wait {max(1, round(wait))} s and try again."

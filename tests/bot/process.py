@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lookalike.settings import Settings
@@ -48,3 +50,31 @@ def wait_for_log(
             break
         time.sleep(0.2)
     pytest.fail(f"{text!r} never appeared in the bot's log:\n{log_path.read_text()[-3000:]}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def post_update(port: int, update: dict[str, object], secret: str | None) -> int:
+    """POST an update to a bot's webhook on 127.0.0.1 as Telegram would; the HTTP status."""
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    response = httpx.post(f"http://127.0.0.1:{port}/telegram", json=update, headers=headers)
+    return response.status_code
+
+
+def wait_for_webhook(port: int, timeout: float = 30) -> None:
+    """Until the bot's webhook server accepts connections (it may come up just after the
+    ready line)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, f"no webhook server on port {port}"
+            time.sleep(0.2)

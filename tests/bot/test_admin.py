@@ -418,8 +418,14 @@ async def test_stats_after_searches_and_feedback(
     assert re.search(r"Median search time \(7 days\): \d+ ms", text)
     assert "👍 1 · 👎 0" in text
     assert "Weak best match: 0% of searches" in text  # random-weight VGG16: all look alike
+    # Online quality of the model and metric the searches ran with: 2 searches, one 👍.
+    model = f"<i>{bot.service.model_name} · {bot.service.metric}</i>"
+    assert model in text
+    week = "2 searches · 👍 1 👎 0 (100% 👍) · 0 opens (0.00 per search)"
+    assert f"7 days: {week}" in text and f"All time: {week}" in text
     weak = bot.settings.weak_match_distance
-    assert text == stats_text(bot.service.stats(weak_distance=weak), weak_distance=weak)
+    report = bot.app.bot_data.services.tracking.report()
+    assert text == stats_text(bot.service.stats(weak_distance=weak), report, weak_distance=weak)
     assert audit_rows(bot)[-1] == (ADMIN_ID, "stats", None, "ok")
 
 

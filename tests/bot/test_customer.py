@@ -150,6 +150,14 @@ def set_product(bot: BotHarness, sku: str, **fields: Any) -> None:
     bot.service.update_product(clean_product_fields(**values))
 
 
+def listing_search(bot: BotHarness, listing: ApiCall) -> SearchResult:
+    """The logged search a listing shows (from its feedback button)."""
+    search_id = int(callback_data(listing, "fb:").split(":")[1])
+    found = bot.service.get_search(search_id)
+    assert found is not None
+    return found
+
+
 async def direct_search(bot: BotHarness, image: bytes) -> SearchResult:
     return await asyncio.to_thread(bot.service.search_image, image)
 
@@ -246,7 +254,17 @@ async def test_stale_file_id_falls_back_to_uploading(bot: BotHarness, footwear: 
 # ------------------------------------------------------- captions, buttons and HTML escaping
 
 
-async def test_caption_narrows_search_and_buttons_work(bot: BotHarness, footwear: Path) -> None:
+async def test_caption_narrows_search_and_buttons_work(
+    catalog_settings: Settings, fake_bot_api: FakeBotAPI, extractor: Featurizer, footwear: Path
+) -> None:
+    # Without query expansion the filtered results keep their unfiltered order (expanding
+    # with the filtered neighbours would reorder them), so the ranks below are certain.
+    settings = bot_settings_for(catalog_settings, fake_bot_api, query_expansion=0)
+    async with harness(settings, fake_bot_api, extractor) as bot:
+        await _caption_narrows_search_and_buttons_work(bot, footwear)
+
+
+async def _caption_narrows_search_and_buttons_work(bot: BotHarness, footwear: Path) -> None:
     image = query_image(footwear)
     ranked = [item.product.sku for item in (await direct_search(bot, image)).items]
     # Ranks 1, 3, 5, 7 become boots (at 50, 55, 120, 40), ranks 2, 4, 6, 8 sneakers at 30.
@@ -274,8 +292,17 @@ async def test_caption_narrows_search_and_buttons_work(bot: BotHarness, footwear
     assert sent[1]["caption"].startswith('2. Model <3> & "Co"')  # what the customer reads
     text = listing.result["text"]
     assert text.startswith("Most similar products in boots under 60")
+    # Each name opens the product in the bot (counted); its card links to the product page.
     links = [e["url"] for e in listing.result["entities"] if e["type"] == "text_link"]
-    assert links == [f"https://shop.example/p?sku={ranked[i]}&ref=<bot>" for i in (0, 2, 6)]
+    token = str(listing_search(bot, listing).share_token)
+    username = bot.api.bot_username
+    assert links == [f"https://t.me/{username}?start=o_{token}_{rank}" for rank in (1, 2, 3)]
+    mark = bot.api.mark()
+    bot.api.send_text(user_id=CUSTOMER_ID, text="/start " + links[2].split("start=")[1])
+    card = await bot.wait_for("sendPhoto", after=mark, predicate=to_chat(CUSTOMER_ID))
+    assert card.ok, card.description
+    assert card.params["caption"].startswith("<b>Model &lt;7&gt; &amp; &quot;Co&quot;</b>")
+    assert buttons(card)[0]["url"] == f"https://shop.example/p?sku={ranked[6]}&ref=<bot>"
 
     # "Cheaper than the first result" (50): only the boot at 40 is left, a single photo.
     mark = bot.api.mark()
@@ -313,6 +340,43 @@ async def test_caption_with_no_match_says_so(bot: BotHarness, footwear: Path) ->
     text = await reply_text(bot, CUSTOMER_ID, after=mark)
     assert "No products match" in text
     assert not [c for c in bot.api.calls[mark:] if c.method in PHOTO_METHODS]
+
+
+async def test_inferred_category_is_said_and_all_categories_drops_it(
+    bot: BotHarness, footwear: Path
+) -> None:
+    image = query_image(footwear, "search_image_02.jpg")
+    ranked = [item.product.sku for item in (await direct_search(bot, image)).items]
+    # 5 of the 8 nearest are ankle boots (the only ones in the catalogue), 3 sneakers: a
+    # photo without a caption is limited to ankle boots, so 5 results, and the reply says so.
+    for sku in ranked[:5]:
+        set_product(bot, sku, category="ankle_boots")
+    for sku in ranked[5:]:
+        set_product(bot, sku, category="sneakers")
+
+    album, listing = await search(bot, image)
+    assert len(captions(album)) == 5
+    text = str(listing.params["text"])
+    heading, note = text.split("\n")[:2]
+    assert heading == "<b>Most similar products</b>"
+    assert note == "Showing <b>ankle boots</b>, the category of most lookalikes."
+    inferred = listing_search(bot, listing)
+    assert inferred.inferred_category == "ankle_boots"
+    assert inferred.filters["category"] == "ankle_boots" and inferred.filters["category_inferred"]
+
+    # "Search all categories" runs the same query again without the guessed category.
+    mark = bot.api.mark()
+    bot.api.press_button(user_id=CUSTOMER_ID, message=listing, data=callback_data(listing, "all:"))
+    assert (await bot.wait_for("answerCallbackQuery", after=mark)).ok
+    album, every = await results(bot, CUSTOMER_ID, after=mark)
+    assert len(captions(album)) == 8
+    assert every.params["text"].startswith("<b>Most similar products in all categories</b>\n1. ")
+    assert "Showing" not in every.params["text"]
+    again = listing_search(bot, every)
+    assert again.filters["category"] is None and again.inferred_category is None
+    assert {item.product.sku for item in again.items} == set(ranked)
+    # No category left to drop: no such button under these results.
+    assert not [b for b in buttons(every) if str(b.get("callback_data", "")).startswith("all:")]
 
 
 async def test_feedback_is_stored_once_per_user_and_changeable(

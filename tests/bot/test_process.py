@@ -3,8 +3,8 @@ photo, stops cleanly on SIGTERM (even mid-search), and never logs its token."""
 
 from __future__ import annotations
 
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +15,8 @@ import pytest
 
 from lookalike.settings import Settings
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, bot_settings_for
-from tests.bot.process import start_bot, wait_for_log
+from tests.bot.process import free_port, post_update, start_bot, wait_for_log, wait_for_webhook
+from tests.bot.test_admin import altered
 from tests.conftest import settings_env
 from tests.fakebotapi import FakeBotAPI
 
@@ -81,20 +82,6 @@ def test_bot_process_without_token_exits_with_a_clear_message(
     assert "Traceback" not in done.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def post_update(port: int, update: dict[str, object], secret: str | None) -> int:
-    headers = {"Content-Type": "application/json"}
-    if secret is not None:
-        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
-    response = httpx.post(f"http://127.0.0.1:{port}/telegram", json=update, headers=headers)
-    return response.status_code
-
-
 def test_webhook_mode_checks_the_secret_token(
     process_settings: Settings, fake_bot_api: FakeBotAPI, tmp_path: Path
 ) -> None:
@@ -139,3 +126,89 @@ def test_webhook_mode_checks_the_secret_token(
             process.wait()
     log = log_path.read_text(errors="replace")
     assert secret not in log and fake_bot_api.token not in log
+
+
+def test_two_webhook_instances_over_one_database_act_as_one_bot(
+    process_settings: Settings,
+    fake_bot_api: FakeBotAPI,
+    catalog_photos: list[Path],
+    tmp_path: Path,
+) -> None:
+    """Two `lookalike bot` processes behind a (pretend) load balancer, sharing the database:
+    a product /add-ed through the first is what a photo search through the second finds
+    first, a couple of seconds later (the second's index sync job)."""
+    secret = "webhook-secret-0123456789"
+    ports = [free_port(), free_port()]
+    logs = [tmp_path / f"instance-{i}.log" for i in (1, 2)]
+    processes = [
+        start_bot(
+            process_settings,
+            log_path,
+            {
+                "WEBHOOK_URL": "https://shop.example/telegram",
+                "WEBHOOK_LISTEN": "127.0.0.1",
+                "WEBHOOK_PORT": str(port),
+                "WEBHOOK_SECRET_TOKEN": secret,
+                "INDEX_SYNC_SECONDS": "1",
+            },
+        )
+        for port, log_path in zip(ports, logs, strict=True)
+    ]
+    api = fake_bot_api
+    photo = altered(catalog_photos[60], quality=75, scale=0.9)
+    try:
+        for process, log_path, port in zip(processes, logs, ports, strict=True):
+            wait_for_log(log_path, "ready: @", process)
+            wait_for_webhook(port)
+
+        mark = api.mark()
+        update = api.send_photo(
+            user_id=ADMIN_ID, image=photo, caption="/add PROC-1 | Twin Boot | 70"
+        )
+        assert post_update(ports[0], update, secret) == 200
+        added = api.wait_for_call(
+            "sendMessage",
+            after=mark,
+            predicate=lambda c: "Added" in str(c.params.get("text")),
+            timeout=60,
+        )
+        assert "Added <b>PROC-1</b>" in added.params["text"]
+        started = time.monotonic()
+
+        def first_result_through_second() -> str:
+            mark = api.mark()
+            update = api.send_photo(user_id=CUSTOMER_ID, image=photo)
+            assert post_update(ports[1], update, secret) == 200
+            album = api.wait_for_call(
+                "sendMediaGroup",
+                after=mark,
+                predicate=lambda c: c.ok and str(c.params["chat_id"]) == str(CUSTOMER_ID),
+                timeout=60,
+            )
+            api.wait_for_call("sendMessage", after=album.index, timeout=30)  # the listing
+            return str(album.params["media"][0]["caption"].split("\n")[0])
+
+        while (first := first_result_through_second()) != "<b>1.</b> Twin Boot":
+            assert time.monotonic() - started < 15, f"still {first!r} after 15 s"
+            time.sleep(0.5)
+        print(
+            f"added through instance 1, found first through instance 2 after "
+            f"{time.monotonic() - started:.1f} s"
+        )
+
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            assert process.wait(timeout=60) == 0
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    first_log, second_log = (path.read_text(errors="replace") for path in logs)
+    for log in (first_log, second_log):
+        assert "Traceback" not in log
+        assert secret not in log and api.token not in log
+        assert "Running job" not in log  # the sync job is quiet: no line per run at INFO
+    # The second instance applied the first one's change (logged at DEBUG only).
+    assert re.search(r"DEBUG bot\.jobs: index sync: \d+ catalogue change", second_log)

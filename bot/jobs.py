@@ -1,0 +1,57 @@
+"""Repeating jobs every bot instance runs (PTB's JobQueue), so that instances sharing one
+database agree: catalogue changes made through another instance (or the command line) reach
+this one's in-memory index within INDEX_SYNC_SECONDS, and /add drafts nobody finished expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from telegram.ext import Application
+
+from bot.context import Context
+from bot.handlers import admin_add
+
+log = logging.getLogger(__name__)
+
+SYNC_JOB = "index-sync"
+DRAFT_JOB = "draft-expiry"
+
+
+async def sync_index(context: Context) -> None:
+    """Apply the catalogue changes other processes committed (blocking: in a worker thread).
+    Quiet: it runs every few seconds, so it logs at DEBUG, failures at WARNING."""
+    services = context.bot_data.services
+    try:
+        applied = await asyncio.to_thread(services.search.sync_index)
+    except Exception as exc:  # a database hiccup: the next run tries again
+        log.warning("index sync failed (retrying): %s", exc)
+        return
+    if applied:
+        log.debug("index sync: %d catalogue change(s) applied", applied)
+
+
+def schedule(application: Application) -> None:  # type: ignore[type-arg]
+    """Start the repeating jobs with the application (JobQueue starts with it)."""
+    services = application.bot_data.services
+    job_queue = application.job_queue
+    if job_queue is None:
+        raise RuntimeError("the bot needs PTB's job queue: install python-telegram-bot[job-queue]")
+    interval = services.settings.index_sync_seconds
+    # Never two syncs at once; a run that is late (the last one was slow) is merged, not queued.
+    job_options = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    job_queue.run_repeating(
+        sync_index, interval=interval, first=interval, name=SYNC_JOB, job_kwargs=job_options
+    )
+    job_queue.run_repeating(
+        admin_add.expire_drafts,
+        interval=admin_add.DRAFT_SWEEP_SECONDS,
+        first=admin_add.DRAFT_SWEEP_SECONDS,
+        name=DRAFT_JOB,
+        job_kwargs=job_options,
+    )
+    # APScheduler logs every run at INFO ("Running job ..."): every 2 s is noise.
+    runs = logging.getLogger("apscheduler.executors.default")
+    if runs.level == logging.NOTSET:
+        runs.setLevel(logging.WARNING)
