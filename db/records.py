@@ -90,3 +90,4 @@ class SearchRecord:
     latency_ms: float
     share_token: str | None
     query_vector: np.ndarray | None  # (dim,) float32
+    metric: str = "cosine"

@@ -385,6 +385,7 @@ def get_search(
         query_vector=np.frombuffer(row.query_vector, dtype=VECTOR_DTYPE).astype(np.float32)
         if row.query_vector
         else None,
+        metric=row.metric,
     )
 
 

@@ -46,7 +46,7 @@ from search.backbones import BackboneSpec, get_backbone
 from search.featurizer import Featurizer
 from search.fields import ProductFields
 from search.index import Hit, ProductFacts, SearchIndex, VectorIndex
-from search.postprocess import Metric, PostProcessor, expand_query
+from search.postprocess import METRICS, Metric, PostProcessor, expand_query
 from search.preprocess import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -674,6 +674,7 @@ class SearchService:
             user_ref=user_ref,
             source=source,
             extra_filters={"similar_to": product_id},
+            infer_category=False,  # "more like this" shows what looks alike, whatever it is
         )
         return product, result
 
@@ -719,6 +720,7 @@ class SearchService:
             if record.filters.get("category_inferred") and record.filters.get("category")
             else None,
             model_name=record.model_name,
+            metric=record.metric,
         )
 
     def search_cheaper(
@@ -743,6 +745,7 @@ class SearchService:
             source=source,
             extra_filters={"cheaper_than": search_id},
             infer_category=False,
+            metric=_metric_of(record.metric),
         )
 
     def search_all_categories(
@@ -762,6 +765,7 @@ class SearchService:
             source=source,
             extra_filters={"all_categories_of": search_id},
             infer_category=False,
+            metric=_metric_of(record.metric),
         )
 
     def record_feedback(self, search_id: int, *, user_ref: str, vote: int) -> bool:
@@ -1075,6 +1079,14 @@ class SearchService:
             return self.prepare(data, backbone=backbone)
         except InvalidImageError as exc:
             return exc
+
+
+def _metric_of(name: str) -> Metric | None:
+    """A logged search's metric, to re-run it the same way (None: the service's default)."""
+    for metric in METRICS:
+        if metric == name:
+            return metric
+    return None
 
 
 def _result_items(session: Session, hits: Sequence[Hit]) -> list[ResultItem]:
