@@ -6,6 +6,10 @@ LOOKALIKE := $(VENV)/bin/lookalike
 CATALOG_DIR ?= ../shared/footwear/catalog
 QUERY ?= ../shared/footwear/queries/search_image_01.jpg
 PYTEST_ARGS ?=
+# The tests that touch the database, run a second time on PostgreSQL (an embedded server the
+# tests start and stop themselves) once the whole suite has passed on SQLite.
+PG_TESTS ?= tests/test_catalog.py tests/test_cli.py tests/test_migrations.py tests/test_postgres.py \
+	tests/bot tests/reliability
 
 .PHONY: setup catalog run demo test test-fast lint bench bench-quick clean
 
@@ -30,11 +34,14 @@ run: catalog
 demo: catalog
 	$(LOOKALIKE) search $(QUERY) --plot data/last-search.png
 
+# make stops at the first failing pass: the exit code fails if either does.
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --backend=sqlite $(PYTEST_ARGS)
+	$(PY) -m pytest --backend=postgres $(PG_TESTS) $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest --backend=sqlite -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest --backend=postgres -m "not slow" $(PG_TESTS) $(PYTEST_ARGS)
 
 # Benchmarks (docs/benchmarks.md): the full run takes about 10 minutes, the quick one 2.
 bench: setup

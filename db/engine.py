@@ -1,6 +1,7 @@
 """Engine and session factory.
 
-SQLite gets WAL, a busy timeout and foreign keys on every connection.
+SQLite gets WAL, a busy timeout and foreign keys on every connection. PostgreSQL gets a pool
+that checks each connection before use, and a connect timeout.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# The bot runs database work in asyncio's worker threads (a handful busy at once) and several
+# bot instances may share one server: 5 kept + 10 burst connections per process stays well
+# under PostgreSQL's default max_connections (100) for a few instances.
+PG_POOL_SIZE = 5
+PG_MAX_OVERFLOW = 10
+PG_CONNECT_TIMEOUT_S = 10
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -33,13 +40,28 @@ def create_db_engine(database_url: str) -> Engine:
     """An engine for `database_url`; creates the parent folder of a SQLite file."""
     url = make_url(database_url)
     connect_args: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql":
+        options.update(
+            # A server restart or an idle timeout on the way kills pooled connections; check
+            # each one as it leaves the pool instead of failing the customer's search.
+            pool_pre_ping=True,
+            pool_size=PG_POOL_SIZE,
+            max_overflow=PG_MAX_OVERFLOW,
+            # Firewalls drop idle TCP connections after an hour or so; renew them before that.
+            pool_recycle=1800,
+        )
+        # An unreachable host fails in seconds, not after the TCP timeout (minutes); values
+        # given in the URL (?connect_timeout=...) win.
+        defaults = {"connect_timeout": PG_CONNECT_TIMEOUT_S, "application_name": "lookalike"}
+        connect_args.update({k: v for k, v in defaults.items() if k not in url.query})
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         # The bot uses the engine from worker threads; each gets its own pooled connection.
         connect_args["check_same_thread"] = False
         connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
-    engine = create_engine(database_url, connect_args=connect_args)
+    engine = create_engine(database_url, connect_args=connect_args, **options)
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _set_sqlite_pragmas)
     return engine

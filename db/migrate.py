@@ -16,7 +16,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 def alembic_config(engine: Engine) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # configparser reads '%' as interpolation: a percent-encoded password (p%40ss) must be
+    # written as %%, or every command fails on such a PostgreSQL URL.
+    url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    config.set_main_option("sqlalchemy.url", url)
     return config
 
 

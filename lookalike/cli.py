@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from db.media import MediaStoreError
 from db.records import ProductRecord
-from lookalike import cli_bench, cli_evaluate
+from lookalike import cli_bench, cli_db, cli_evaluate, cli_models
 from lookalike.app import configure_logging, open_service
 from lookalike.settings import Settings
 from search.featurizer import ModelUnavailableError
@@ -80,6 +80,9 @@ def result_json(result: SearchResult, service: SearchService, query: str) -> dic
         "query": query,
         "search_id": result.search_id,
         "latency_ms": round(result.latency_ms, 1),
+        "model": result.model_name,
+        "metric": result.metric,
+        "inferred_category": result.inferred_category,
         "filters": result.filters,
         "results": [
             {
@@ -275,6 +278,8 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         category=clean_category(args.category),
         max_price=max_price,
         include_inactive=args.include_out_of_stock,
+        metric=args.metric,
+        infer_category=False if args.no_infer_category else None,
     )
     if args.plot:
         from lookalike.plot import plot_search
@@ -299,24 +304,17 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         print_table(rows, ["RANK", "SKU", "NAME", "PRICE", "DISTANCE", "SIMILARITY"], sys.stdout)
     else:
         print("no products match (is the catalogue empty, or are the filters too narrow?)")
-    print(f"search {result.search_id} took {result.latency_ms:.0f} ms")
+    if result.inferred_category:
+        print(
+            f"category {result.inferred_category!r} inferred from the nearest products "
+            "(--no-infer-category to search all)"
+        )
+    print(
+        f"search {result.search_id} took {result.latency_ms:.0f} ms "
+        f"({result.model_name}, {result.metric})"
+    )
     if args.plot:
         print(f"plot saved to {args.plot}")
-    return EXIT_OK
-
-
-def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
-    from search.extractor import VGG16Extractor, cached_model_path
-
-    extractor = VGG16Extractor.load(
-        models_dir=settings.models_dir,
-        weights=settings.model_weights,
-        seed=settings.model_seed,
-        runtime=settings.model_runtime,
-    )
-    extractor.warm_up()
-    path = cached_model_path(settings.models_dir, settings.model_weights, settings.model_seed)
-    print(f"model ready: {path} ({extractor.source})")
     return EXIT_OK
 
 
@@ -351,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup = db_commands.add_parser("backup", help="consistent copy of a live SQLite database")
     backup.add_argument("file", help="where to write the copy")
     db.set_defaults(handler=cmd_db)
+    cli_db.register(db_commands)
 
     catalog = commands.add_parser("catalog", help="fill and maintain the product catalogue")
     cat = catalog.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
@@ -397,13 +396,21 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--include-out-of-stock", action="store_true", help="also out-of-stock and removed products"
     )
+    search.add_argument(
+        "--metric",
+        choices=["cosine", "euclidean", "inner_product"],
+        help="distance to rank by (default: SEARCH_METRIC)",
+    )
+    search.add_argument(
+        "--no-infer-category",
+        action="store_true",
+        help="do not guess the category from the nearest products",
+    )
     search.add_argument("--json", action="store_true", help="machine-readable output")
     search.add_argument("--plot", metavar="OUT.png", help="save the query and results as a picture")
     search.set_defaults(handler=cmd_search)
 
-    model = commands.add_parser("model", help="build (or load) and cache the model")
-    model.add_argument("action", choices=["build"])
-    model.set_defaults(handler=cmd_model)
+    cli_models.register(commands)
 
     bot = commands.add_parser("bot", help="run the Telegram bot")
     bot.set_defaults(handler=cmd_bot)

@@ -204,6 +204,7 @@ def test_import_progress_summary_and_rerun(
     assert "0 featurised" in second.stdout
 
 
+@pytest.mark.sqlite_only(reason="`db backup` is SQLite's online backup API")
 def test_backup_is_consistent_and_restorable(
     cli_env: Settings,
     catalog_photos: list[Path],
@@ -222,6 +223,17 @@ def test_backup_is_consistent_and_restorable(
     assert main(["search", str(catalog_photos[5]), "--json"]) == 0
     restored = json.loads(capsys.readouterr().out)["results"]
     assert [r["sku"] for r in restored] == [r["sku"] for r in original]
+
+
+def test_backup_of_a_postgres_database_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/lookalike")
+    assert main(["db", "backup", str(tmp_path / "copy.db")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "SQLite" in err and "\n" not in err
+    assert not (tmp_path / "copy.db").exists()
 
 
 def test_invalid_settings_are_one_line(

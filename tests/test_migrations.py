@@ -1,4 +1,6 @@
-"""Migrations: upgrade from empty, a downgrade/upgrade round trip, models and migrations agree."""
+"""Migrations: upgrade from empty, a downgrade/upgrade round trip, models and migrations agree,
+on the run's backend (SQLite, or PostgreSQL with --backend=postgres; tests/test_postgres.py
+checks PostgreSQL in every run)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from db import migrate
 from db.engine import create_db_engine
 from db.models import Base
 from lookalike.cli import main
+from tests.conftest import current_backend, database_url_for
 
 EXPECTED_TABLES = {
     "products",
@@ -25,24 +28,44 @@ EXPECTED_TABLES = {
 }
 
 
-def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'new' / 'db.sqlite'}")
+@pytest.fixture
+def empty_url(tmp_path: Path) -> str:
+    """A database nobody has touched: a SQLite file (in a folder that does not exist yet), or
+    a new, empty PostgreSQL database."""
+    if current_backend() == "postgres":
+        return database_url_for(tmp_path)
+    return f"sqlite:///{tmp_path / 'new' / 'db.sqlite'}"
+
+
+def per_model_indexes(
+    obj: object, name: str | None, type_: str, reflected: bool, _: object
+) -> bool:
+    """Leave out the HNSW index of each model's vectors: migrations (and reindexing) create one
+    per model, as SQL of their own, so it is not part of the models' metadata."""
+    return not (type_ == "index" and reflected and (name or "").startswith("ix_embeddings_hnsw_"))
+
+
+def test_upgrade_from_empty_creates_every_table(empty_url: str) -> None:
+    engine = create_db_engine(empty_url)
     assert migrate.current_revision(engine) is None
     migrate.upgrade(engine)
     assert migrate.current_revision(engine) == migrate.head_revision(engine)
     assert set(inspect(engine).get_table_names()) >= EXPECTED_TABLES
 
 
-def test_models_and_migrations_agree(tmp_path: Path) -> None:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_models_and_migrations_agree(empty_url: str) -> None:
+    engine = create_db_engine(empty_url)
     migrate.upgrade(engine)
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": per_model_indexes}
+        )
         assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
 
 
-def test_downgrade_upgrade_round_trip_keeps_schema(tmp_path: Path) -> None:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_downgrade_upgrade_round_trip_keeps_schema(empty_url: str) -> None:
+    engine = create_db_engine(empty_url)
     migrate.upgrade(engine)
     before = {t: inspect(engine).get_columns(t) for t in inspect(engine).get_table_names()}
     migrate.downgrade(engine, "base")
@@ -52,8 +75,10 @@ def test_downgrade_upgrade_round_trip_keeps_schema(tmp_path: Path) -> None:
     assert {t: [c["name"] for c in cols] for t, cols in before.items()} == {
         t: [c["name"] for c in cols] for t, cols in after.items()
     }
+    engine.dispose()
 
 
+@pytest.mark.sqlite_only(reason="SQLite's own connection pragmas")
 def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
     engine = create_db_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     with engine.connect() as connection:
@@ -63,15 +88,19 @@ def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path: Path
 
 
 def test_cli_db_upgrade_and_current(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    empty_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no .env from the developer's checkout
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("DATABASE_URL", empty_url)
     assert main(["db", "current"]) == 0
     assert "base" in capsys.readouterr().out
     assert main(["db", "upgrade"]) == 0
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'cli.db'}")
+    engine = create_db_engine(empty_url)
     head = migrate.head_revision(engine)
     assert f"revision {head}" in capsys.readouterr().out
     assert main(["db", "downgrade", "base"]) == 0
     assert migrate.current_revision(engine) is None
+    engine.dispose()

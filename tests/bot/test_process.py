@@ -210,5 +210,8 @@ def test_two_webhook_instances_over_one_database_act_as_one_bot(
         assert "Traceback" not in log
         assert secret not in log and api.token not in log
         assert "Running job" not in log  # the sync job is quiet: no line per run at INFO
-    # The second instance applied the first one's change (logged at DEBUG only).
-    assert re.search(r"DEBUG bot\.jobs: index sync: \d+ catalogue change", second_log)
+    if not process_settings.database_url.startswith("postgresql"):
+        # The second instance applied the first one's change to its in-memory index (logged
+        # at DEBUG only). On PostgreSQL the search itself runs in the shared database
+        # (pgvector), so the product is found before any sync.
+        assert re.search(r"DEBUG bot\.jobs: index sync: \d+ catalogue change", second_log)

@@ -2,9 +2,14 @@
 tests/reliability/test_crash.py. It prints a line only once a change has returned, so the
 test knows what was promised ("added") before the kill.
 
-It runs the real SearchService, SQLite file and media store; only the model is swapped for a
+It runs the real SearchService, database and media store; only the model is swapped for a
 cheap deterministic projection, because this test isolates the storage's atomicity and
 TensorFlow's start-up would make dozens of kills take many minutes.
+
+    python -m tests.reliability.crash_driver ROOT RUN [DATABASE_URL]
+
+The database is DATABASE_URL when given (the test passes its backend's), else the SQLite file
+ROOT/lookalike.db; never the environment's DATABASE_URL, which could be a developer's own.
 """
 
 from __future__ import annotations
@@ -47,9 +52,9 @@ def product_photo(seed: int) -> bytes:
     return out.getvalue()
 
 
-def open_service(root: Path) -> SearchService:
+def open_service(root: Path, database_url: str | None = None) -> SearchService:
     return SearchService.open(
-        database_url=f"sqlite:///{root / 'lookalike.db'}",
+        database_url=database_url or f"sqlite:///{root / 'lookalike.db'}",
         media=MediaStore(root / "media"),
         featurizer_provider=ProjectionFeaturizer,
         model_name="vgg16_avgpool",
@@ -58,7 +63,7 @@ def open_service(root: Path) -> SearchService:
 
 def main() -> None:
     root, run = Path(sys.argv[1]), int(sys.argv[2])
-    service = open_service(root)
+    service = open_service(root, sys.argv[3] if len(sys.argv) > 3 else None)
     print("READY", flush=True)
     step = 0
     while True:

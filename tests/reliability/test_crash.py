@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import re
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,26 +13,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from db import repository as repo
+from db.engine import create_db_engine
 from db.models import Embedding, Product, ProductImage
 from lookalike.settings import Settings
 from search.featurizer import Featurizer
 from tests import images
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, bot_settings_for
 from tests.bot.process import start_bot, wait_for_log
-from tests.conftest import REPO_ROOT, open_test_service
+from tests.conftest import REPO_ROOT, database_url_for, open_test_service
 from tests.fakebotapi import FakeBotAPI
 from tests.reliability.crash_driver import open_service, product_photo
 
 KILLS = 30
 
 
-def kill_at_random(root: Path, run: int, rng: random.Random) -> list[str]:
+def kill_at_random(root: Path, database_url: str, run: int, rng: random.Random) -> list[str]:
     """Start the driver, let it work for a random moment, SIGKILL it; return its promises."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.crash_driver", str(root), str(run)],
+        [sys.executable, "-m", "tests.reliability.crash_driver", str(root), str(run), database_url],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -49,13 +49,34 @@ def kill_at_random(root: Path, run: int, rng: random.Random) -> list[str]:
     return out.splitlines()
 
 
-def check_consistent(root: Path, promises: list[str]) -> int:
+ORPHAN_ROWS = {
+    "images without product": "SELECT count(*) FROM product_images i "
+    "LEFT JOIN products p ON p.id = i.product_id WHERE p.id IS NULL",
+    "vectors without image": "SELECT count(*) FROM embeddings e "
+    "LEFT JOIN product_images i ON i.id = e.image_id WHERE i.id IS NULL",
+}
+
+
+def assert_database_intact(database_url: str) -> None:
+    """After a kill -9: SQLite's own checks of its file, and on any backend no row that
+    points at a missing parent."""
+    engine = create_db_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+                assert connection.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+            for what, query in ORPHAN_ROWS.items():
+                assert connection.execute(text(query)).scalar() == 0, what
+    finally:
+        engine.dispose()
+
+
+def check_consistent(root: Path, database_url: str, promises: list[str]) -> int:
     """Assert everything agrees after a crash; returns how many orphan files were swept."""
-    db_path = root / "lookalike.db"
-    with sqlite3.connect(db_path) as connection:
-        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
-    service = open_service(root)  # what a restarted bot does: migrate, load the index...
+    assert_database_intact(database_url)
+    # What a restarted bot does: migrate, load the index...
+    service = open_service(root, database_url)
     swept = service.sweep_orphan_files()  # ...and remove files left by an interrupted add
     try:
         with service.session() as session:
@@ -84,7 +105,7 @@ def check_consistent(root: Path, promises: list[str]) -> int:
         probes = active[-3:]
         first = {sku: top_sku(service, sku) for sku in probes}
         assert all(first[sku] == sku for sku in probes)
-        again = open_service(root)
+        again = open_service(root, database_url)
         assert {sku: top_sku(again, sku) for sku in probes} == first
         again.close()
     finally:
@@ -101,11 +122,12 @@ def top_sku(service, sku: str) -> str:  # type: ignore[no-untyped-def]
 @pytest.mark.slow
 def test_kill_9_during_adds_and_removes_loses_nothing(tmp_path: Path) -> None:
     rng = random.Random(20261124)
+    database_url = database_url_for(tmp_path)
     promises: list[str] = []
     swept = 0
     for run in range(1, KILLS + 1):
-        promises += kill_at_random(tmp_path, run, rng)
-        swept += check_consistent(tmp_path, promises)
+        promises += kill_at_random(tmp_path, database_url, run, rng)
+        swept += check_consistent(tmp_path, database_url, promises)
     added = [line for line in promises if line.startswith("ADDED")]
     assert len(added) >= KILLS  # the kills landed at many different points
     print(f"{KILLS} kills, {len(added)} adds promised and kept, {swept} orphan files swept")
@@ -167,8 +189,7 @@ def test_kill_9_of_the_bot_during_add_and_remove(
         said_added, said_removed = admin_promises(fake_bot_api, mark)
         added |= said_added
         removed |= said_removed
-        with sqlite3.connect(settings.sqlite_path) as connection:  # type: ignore[arg-type]
-            assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert_database_intact(settings.database_url)
         service = open_test_service(settings, extractor)
         service.sweep_orphan_files()
         with service.session() as session:

@@ -19,6 +19,9 @@ from search.service import SearchService
 from tests.conftest import open_test_service
 
 
+@pytest.mark.sqlite_only(
+    reason="SQLite's online backup API (`db backup`); pg_dump's job on PostgreSQL"
+)
 def test_backup_of_a_live_database_while_it_is_written(
     catalog_service: SearchService,
     catalog_settings: Settings,
