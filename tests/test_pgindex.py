@@ -1,0 +1,525 @@
+"""PgVectorIndex (search/pgindex.py): the k-nearest query inside PostgreSQL gives what the
+in-memory VectorIndex gives over the same rows, exactly (sequential scan) and through the HNSW
+graph; the plan uses the HNSW index; a narrow filter still fills k thanks to the iterative
+scan; per-model HNSW indexes. On the session's embedded PostgreSQL (tests/conftest.py:
+postgres_server), in every pass, SQLite's included."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import migrate
+from db.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
+from db.engine import create_db_engine, create_session_factory
+from db.models import Embedding, Product, ProductImage
+from search.bench_pg import copy_catalog
+from search.index import Hit, ProductFacts, VectorIndex
+from search.pgindex import (
+    PgVectorIndex,
+    ensure_hnsw_index,
+    hnsw_index_name,
+    index_info,
+)
+from search.postprocess import METRICS
+
+MODEL = "vgg16_avgpool"
+DIM = 512
+HNSW_SCAN = "Index Scan using ix_embeddings_hnsw_vgg16_avgpool"
+CATEGORIES = ("boots", "sandals", "sneakers", "heels", None)
+PRICES = (Decimal("9.99"), Decimal("19.99"), Decimal("20.00"), Decimal("49.50"), None)
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest) -> EmbeddedPostgres:
+    try:
+        started: EmbeddedPostgres = request.getfixturevalue("postgres_server")
+    except EmbeddedPostgresError as exc:
+        pytest.skip(
+            f"no PostgreSQL for the pgvector tests: the embedded server did not start: {exc}"
+        )
+    return started
+
+
+def _new_database(server: EmbeddedPostgres) -> tuple[str, str]:
+    name = f"pgindex_{uuid.uuid4().hex[:10]}"
+    server.create_database(name)
+    url = server.url(name)
+    engine = create_db_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return name, url
+
+
+def _graph_sessions(url: str) -> tuple[sa.Engine, sessionmaker[Session]]:
+    """Sessions whose planner may not sort: an ORDER BY distance can then only come from the
+    HNSW index, so the non-exact index walks the graph even on a table this small (where
+    PostgreSQL rightly prefers to scan and sort). Exact mode (index scans off) still sorts."""
+    engine = sa.create_engine(url, connect_args={"options": "-c enable_sort=off"})
+    return engine, create_session_factory(engine)
+
+
+@dataclass
+class Catalogue:
+    url: str
+    sessions: sessionmaker[Session]
+    graph_sessions: sessionmaker[Session]
+    reference: VectorIndex
+    product_ids: list[int]
+    prices: dict[int, float]
+    vectors: dict[int, np.ndarray]  # image id -> (DIM,) float32 index vector
+
+
+@pytest.fixture(scope="module")
+def catalogue(server: EmbeddedPostgres) -> Iterator[Catalogue]:
+    """~260 products, 1-3 images each (~520 vectors), categories, prices (NULL included),
+    out-of-stock and removed products, a product without images, one whose vector is not
+    computed yet, vectors of another model; two products sharing a vector (a tie across
+    products) and a product whose two images share one (a tie inside a product). The same
+    rows go into a VectorIndex: the reference answer."""
+    name, url = _new_database(server)
+    engine = create_db_engine(url)
+    sessions = create_session_factory(engine)
+    rng = np.random.default_rng(20261124)
+    facts: list[ProductFacts] = []
+    image_ids: list[int] = []
+    owners: list[int] = []
+    vectors: dict[int, np.ndarray] = {}
+    prices: dict[int, float] = {}
+    image = 0
+    with sessions() as session, session.begin():
+        for pid in range(1, 261):
+            price = PRICES[int(rng.integers(len(PRICES)))]
+            category = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
+            in_stock, removed = bool(rng.random() > 0.1), bool(rng.random() < 0.05)
+            session.add(
+                Product(
+                    id=pid,
+                    sku=f"sku-{pid}",
+                    name=f"product {pid}",
+                    price=price,
+                    currency="EUR",
+                    category=category,
+                    in_stock=in_stock,
+                    removed=removed,
+                )
+            )
+            prices[pid] = float(price) if price is not None else float("nan")
+            facts.append(ProductFacts(pid, category, prices[pid], in_stock and not removed))
+            count = {7: 0, 11: 2, 12: 2, 15: 2}.get(pid, int(rng.integers(1, 4)))
+            for j in range(count):
+                image += 1
+                # Post-processed vectors are centred: negative values, cosines below 0 too.
+                vector = rng.standard_normal(DIM).astype(np.float32) * rng.uniform(0.5, 3.0)
+                if pid == 12:
+                    vector = vectors[image_ids[owners.index(11)]]  # tie with product 11
+                if pid == 15 and j == 1:
+                    vector = vectors[image - 1]  # tie between its own two images
+                session.add(
+                    ProductImage(
+                        id=image,
+                        product_id=pid,
+                        file_name=f"{image}.jpg",
+                        content_hash=f"{image:064x}",
+                        width=224,
+                        height=224,
+                        byte_size=1000,
+                    )
+                )
+                pending = pid == 9 and j == 0  # stored raw, index vector not computed yet
+                session.add(
+                    Embedding(
+                        image_id=image,
+                        model_name=MODEL,
+                        dim=DIM,
+                        vector=vector.tobytes(),
+                        index_vector=None if pending else vector,
+                    )
+                )
+                # Another backbone's vector of the same image: never part of these searches.
+                other = rng.standard_normal(256).astype(np.float32)
+                session.add(
+                    Embedding(
+                        image_id=image,
+                        model_name="other_model",
+                        dim=256,
+                        vector=other.tobytes(),
+                        index_vector=other,
+                    )
+                )
+                if not pending:
+                    image_ids.append(image)
+                    owners.append(pid)
+                    vectors[image] = vector
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("ANALYZE")
+    reference = VectorIndex.build(
+        facts=facts,
+        image_ids=np.array(image_ids),
+        product_ids=np.array(owners),
+        vectors=np.stack([vectors[i] for i in image_ids]),
+        ann_min_rows=None,
+    )
+    graph_engine, graph_sessions = _graph_sessions(url)
+    yield Catalogue(
+        url=url,
+        sessions=sessions,
+        graph_sessions=graph_sessions,
+        reference=reference,
+        product_ids=[f.product_id for f in facts],
+        prices=prices,
+        vectors=vectors,
+    )
+    graph_engine.dispose()
+    engine.dispose()
+    server.drop_database(name)
+
+
+def _assert_same(got: list[Hit], want: list[Hit], context: Any) -> None:
+    assert [(h.product_id, h.image_id) for h in got] == [
+        (h.product_id, h.image_id) for h in want
+    ], context
+    np.testing.assert_allclose(
+        [h.distance for h in got],
+        [h.distance for h in want],
+        rtol=1e-6,  # inner products reach |x| ~ 500: 1e-5 is below a float32 step there
+        atol=1e-5,
+        err_msg=str(context),
+    )
+    np.testing.assert_allclose(
+        [h.similarity for h in got], [h.similarity for h in want], rtol=0, atol=1e-3
+    )
+
+
+def _random_filters(rng: np.random.Generator, cat: Catalogue) -> dict[str, Any]:
+    """A random combination of every filter, from none to all at once."""
+    filters: dict[str, Any] = {}
+    if rng.random() < 0.5:
+        filters["category"] = ["boots", "sandals", "sneakers", "heels", "no-such"][
+            int(rng.integers(5))
+        ]
+    if rng.random() < 0.4:
+        # Exactly a product's price (<= must include it), or between prices.
+        filters["max_price"] = [9.99, 19.99, 20.0, 35.0, 100.0][int(rng.integers(5))]
+    if rng.random() < 0.3:
+        filters["include_inactive"] = True
+    if rng.random() < 0.4:
+        chosen = rng.choice(cat.product_ids, size=int(rng.integers(1, 40)), replace=False)
+        filters["exclude_product_ids"] = {int(p) for p in chosen} | {99_999}  # and an unknown
+    return filters
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_exact_and_hnsw_give_what_vector_index_gives(catalogue: Catalogue, metric: str) -> None:
+    """Many random queries and filter combinations, k from 1 to more than there are
+    products: the same products, images (best image per product), order, distances."""
+    exact = PgVectorIndex(catalogue.sessions, model_name=MODEL, dim=DIM, exact=True)
+    # ef_search above the row count: the graph walk visits every reachable vector, so the
+    # HNSW path is exact too (the plan check below proves the graph is walked).
+    hnsw = PgVectorIndex(catalogue.graph_sessions, model_name=MODEL, dim=DIM, ef_search=1000)
+    rng = np.random.default_rng(METRICS.index(metric))
+    stored = list(catalogue.vectors.values())
+    checked = 0
+    for trial in range(70):
+        if trial % 5 == 0:  # a stored vector, slightly moved: close neighbours, near-ties
+            query = stored[int(rng.integers(len(stored)))] + 0.01 * rng.standard_normal(DIM)
+        else:
+            query = rng.standard_normal(DIM) * rng.uniform(0.1, 5.0)
+        k = [1, 3, 8, 8, 12, 300][int(rng.integers(6))]
+        filters = _random_filters(rng, catalogue)
+        want = catalogue.reference.search(query, k=k, metric=metric, **filters)  # type: ignore[arg-type]
+        for index in (exact, hnsw):
+            got = index.search(query, k=k, metric=metric, **filters)  # type: ignore[arg-type]
+            _assert_same(got, want, (trial, k, filters, index is hnsw))
+        checked += len(want)
+    assert checked > 1000  # the filters did not leave the comparisons empty
+    if metric == "cosine":
+        assert HNSW_SCAN in hnsw.explain(query, k=8, category="boots", max_price=20.0)
+        assert HNSW_SCAN not in exact.explain(query, k=8)
+
+
+def test_ties_are_broken_by_product_then_image(catalogue: Catalogue) -> None:
+    """Products 11 and 12 share a vector: same distance, 11 first; product 15's two images
+    share one: the lower image id represents it."""
+    index = PgVectorIndex(catalogue.graph_sessions, model_name=MODEL, dim=DIM, ef_search=1000)
+    exact = PgVectorIndex(catalogue.sessions, model_name=MODEL, dim=DIM, exact=True)
+    shared = catalogue.vectors[catalogue.reference.image_ids_of(11)[0]]
+    for pg in (index, exact):
+        hits = pg.search(shared, k=2, include_inactive=True)
+        assert [h.product_id for h in hits] == [11, 12]
+        assert hits[0].distance == hits[1].distance == pytest.approx(0.0, abs=1e-6)
+    first, second = catalogue.reference.image_ids_of(15)
+    assert np.array_equal(catalogue.vectors[first], catalogue.vectors[second])
+    assert (
+        catalogue.reference.search(catalogue.vectors[second], k=1, include_inactive=True)[
+            0
+        ].image_id
+        == first
+    )
+    for pg in (index, exact):
+        hit = pg.search(catalogue.vectors[second], k=1, include_inactive=True)[0]
+        assert (hit.product_id, hit.image_id) == (15, first)
+
+
+def test_zero_query_ranks_by_ids_like_vector_index(catalogue: Catalogue) -> None:
+    """A zero query has no direction (pgvector's cosine would be NaN): every product is at
+    distance 1.0 (cosine) or 0 (inner product), ties by id, as in VectorIndex."""
+    zero = np.zeros(DIM)
+    for index in (
+        PgVectorIndex(catalogue.sessions, model_name=MODEL, dim=DIM, exact=True),
+        PgVectorIndex(catalogue.graph_sessions, model_name=MODEL, dim=DIM),
+    ):
+        for metric in METRICS:
+            for filters in ({}, {"category": "heels"}):
+                want = catalogue.reference.search(zero, k=10, metric=metric, **filters)
+                got = index.search(zero, k=10, metric=metric, **filters)
+                _assert_same(got, want, (metric, filters))
+        assert index.exact_fallbacks == 0  # ordered by ids, no graph involved
+    assert catalogue.reference.search(zero, k=1)[0].distance == 1.0
+
+
+@dataclass
+class Loaded:
+    sessions: sessionmaker[Session]  # the planner's own choices
+    graph_sessions: sessionmaker[Session]  # no sorting: the HNSW graph is walked
+    vectors: np.ndarray  # (2000, DIM) float32, product i + 1's vector in row i
+
+
+@pytest.fixture(scope="module")
+def loaded(server: EmbeddedPostgres) -> Iterator[Loaded]:
+    """2,000 products (one image each, 6 categories, price 10) bulk-loaded as the benchmark
+    does; 40 of them (1 in 50) moved to category "rare", products 5-7 to "tiny". The HNSW
+    index is built after the load (ensure_hnsw_index), then VACUUM ANALYZE."""
+    name, url = _new_database(server)
+    engine = create_db_engine(url)
+    graph_engine, graph_sessions = _graph_sessions(url)
+    vectors = np.random.default_rng(11).random((2000, DIM), dtype=np.float32) ** 3
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP INDEX {hnsw_index_name(MODEL)}")
+    raw = engine.raw_connection()
+    copy_catalog(raw.driver_connection, vectors)
+    raw.commit()
+    raw.close()
+    with engine.begin() as connection:
+        connection.execute(sa.update(Product).where(Product.id % 50 == 0).values(category="rare"))
+        connection.execute(
+            sa.update(Product).where(Product.id.in_([5, 6, 7])).values(category="tiny")
+        )
+        assert ensure_hnsw_index(connection, model_name=MODEL, dim=DIM) is True
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM ANALYZE")
+    yield Loaded(create_session_factory(engine), graph_sessions, vectors)
+    graph_engine.dispose()
+    engine.dispose()
+    server.drop_database(name)
+
+
+def test_plan_uses_hnsw_with_default_planner_settings(loaded: Loaded) -> None:
+    """No planner settings forced: on 2,000 vectors PostgreSQL itself picks the HNSW index for
+    the cosine query (with a price filter too), and the exact mode scans the table."""
+    query = loaded.vectors[3] + 0.05
+    check = PgVectorIndex(loaded.sessions, model_name=MODEL, dim=DIM)
+    assert len(check) == check.product_count() == 2000  # the benchmark's COPY, row for row
+    assert np.array_equal(check.product_vectors(4), loaded.vectors[3:4])  # bit for bit
+    for ef in (40, 100):
+        index = PgVectorIndex(loaded.sessions, model_name=MODEL, dim=DIM, ef_search=ef)
+        assert HNSW_SCAN in index.explain(query, k=8)
+        assert HNSW_SCAN in index.explain(query, k=8, max_price=50.0)
+        hits = index.search(query, k=8)
+        assert len(hits) == 8 and hits[0].product_id == 4  # vectors[3] is product 4's
+    exact = PgVectorIndex(loaded.sessions, model_name=MODEL, dim=DIM, exact=True)
+    plan = exact.explain(query, k=8)
+    assert HNSW_SCAN not in plan and "Seq Scan on embeddings" in plan
+    # Euclidean and inner product have no index: they scan, whatever the mode.
+    assert HNSW_SCAN not in index.explain(query, k=8, metric="euclidean")
+
+
+def test_narrow_filter_still_returns_k_products(loaded: Loaded) -> None:
+    """A category with 1 product in 50: ef_search 40 alone finds ~1 of them among its 40
+    candidates; the iterative scan goes on until k pass, without an exact fallback. A filter
+    with fewer than k products returns them all (the HNSW scan runs out, the exact query
+    confirms)."""
+    index = PgVectorIndex(loaded.graph_sessions, model_name=MODEL, dim=DIM, ef_search=40)
+    rare = np.arange(50, 2001, 50)  # (40,) product ids
+    unit = loaded.vectors / np.linalg.norm(loaded.vectors, axis=1, keepdims=True)
+    rng = np.random.default_rng(12)
+    found = 0
+    for trial in range(10):
+        query = rng.random(DIM, dtype=np.float32) ** 3
+        assert HNSW_SCAN in index.explain(query, k=8, category="rare")
+        hits = index.search(query, k=8, category="rare")
+        assert len(hits) == 8, trial
+        assert all(h.product_id % 50 == 0 for h in hits)
+        scores = unit[rare - 1] @ (query / np.linalg.norm(query))  # (40,)
+        truth = set(rare[np.argsort(-scores)[:8]].tolist())
+        found += len(truth & {h.product_id for h in hits})
+    assert found >= 0.9 * 80  # the relaxed order is re-sorted: (nearly) the exact answer
+    assert index.exact_fallbacks == 0
+
+    # Without the iterative scan the same SQL stops short: that is what it is there for.
+    with loaded.graph_sessions() as session, session.begin():
+        session.execute(sa.text("SET LOCAL hnsw.ef_search = 40"))
+        session.execute(sa.text("SET LOCAL hnsw.iterative_scan = off"))
+        statement = index._statement(  # the very SQL `search` runs
+            (query / np.linalg.norm(query)).astype(np.float32),
+            float(np.linalg.norm(query)),
+            limit=32,
+            exact=False,
+            category="rare",
+            max_price=None,
+            include_inactive=False,
+            exclude_product_ids=(),
+            metric="cosine",
+        )
+        assert len(session.execute(statement).all()) < 8
+
+    hits = index.search(query, k=8, category="tiny")
+    assert sorted(h.product_id for h in hits) == [5, 6, 7]
+    assert index.exact_fallbacks == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "kwargs"),
+    [
+        (np.zeros(DIM - 1), {}),
+        (np.zeros((2, DIM)), {}),
+        (np.zeros((DIM, 1)), {}),
+        (np.full(DIM, np.nan), {}),
+        (np.concatenate([np.ones(DIM - 1), [np.inf]]), {}),
+        (np.array(["a"] * DIM), {}),
+        (np.ones(DIM), {"k": -1}),
+        (np.ones(DIM), {"max_price": float("nan")}),
+        (np.ones(DIM), {"metric": "manhattan"}),
+    ],
+)
+def test_bad_queries_raise_value_error(
+    catalogue: Catalogue, query: np.ndarray, kwargs: dict[str, Any]
+) -> None:
+    index = PgVectorIndex(catalogue.sessions, model_name=MODEL, dim=DIM)
+    with pytest.raises(ValueError):
+        index.search(query, **kwargs)
+    with pytest.raises(ValueError):
+        catalogue.reference.search(query, **kwargs)  # the same refusal as the in-memory index
+
+
+def test_bad_construction_raises() -> None:
+    sessions: sessionmaker[Session] = sessionmaker()
+    for kwargs in ({"dim": 0}, {"ef_search": 0}, {"ef_search": 1001}, {"model_name": "a'b"}):
+        with pytest.raises(ValueError):
+            PgVectorIndex(sessions, **{"model_name": MODEL, "dim": DIM, **kwargs})
+
+
+def test_counts_and_product_vectors(catalogue: Catalogue) -> None:
+    index = PgVectorIndex(catalogue.sessions, model_name=MODEL, dim=DIM)
+    ref = catalogue.reference
+    assert index.dim == DIM
+    assert len(index) == len(ref) == len(catalogue.vectors)
+    assert index.product_count() == ref.product_count()
+    assert index.product_count(active_only=False) == ref.product_count(active_only=False)
+    assert index.product_count() < index.product_count(active_only=False)
+    for pid in (1, 9, 15, 42, 260):
+        got = index.product_vectors(pid)
+        assert got.dtype == np.float32 and got.shape[1] == DIM
+        np.testing.assert_allclose(got, ref.product_vectors(pid), rtol=1e-6, atol=1e-6)
+        assert index.image_ids_of(pid) == ref.image_ids_of(pid)
+        stored = np.stack([catalogue.vectors[i] for i in index.image_ids_of(pid)])
+        assert np.array_equal(got, stored)  # exactly the stored float32, by image id
+    assert index.product_vectors(7).shape == (0, DIM)  # a product without images
+    assert index.image_ids_of(7) == []
+    with pytest.raises(KeyError):
+        index.product_vectors(99_999)
+
+
+def test_reads_the_database_live_and_writes_are_no_ops(catalogue: Catalogue) -> None:
+    """The database is the truth: a row committed by anyone is found at once, a product taken
+    out of stock disappears at once, and the write methods change nothing."""
+    index = PgVectorIndex(catalogue.sessions, model_name=MODEL, dim=DIM)
+    query = np.random.default_rng(3).standard_normal(DIM)
+    before = index.search(query, k=5)
+    index.upsert_product(ProductFacts(before[0].product_id, None, 1.0, active=False))
+    index.set_active(before[0].product_id, False)
+    index.remove_image(before[0].image_id)
+    index.add_vectors(product_id=1, image_ids=[10_000], vectors=np.ones((1, DIM)))
+    assert index.search(query, k=5) == before
+    vector = (2 * query).astype(np.float32)
+    try:
+        with catalogue.sessions() as session, session.begin():
+            session.add(
+                Product(id=500, sku="new", name="new", price=Decimal("1.00"), currency="EUR")
+            )
+            session.add(
+                ProductImage(
+                    id=5000,
+                    product_id=500,
+                    file_name="n.jpg",
+                    content_hash="n" * 64,
+                    width=1,
+                    height=1,
+                    byte_size=1,
+                )
+            )
+            session.add(
+                Embedding(
+                    image_id=5000,
+                    model_name=MODEL,
+                    dim=DIM,
+                    vector=vector.tobytes(),
+                    index_vector=vector,
+                )
+            )
+        hit = index.search(query, k=1)[0]
+        assert (hit.product_id, hit.image_id) == (500, 5000)
+        assert hit.distance == pytest.approx(0.0, abs=1e-6)
+        assert hit.similarity == pytest.approx(100.0)
+        with catalogue.sessions() as session, session.begin():
+            session.execute(sa.update(Product).where(Product.id == 500).values(in_stock=False))
+        assert index.search(query, k=1)[0].product_id != 500
+        assert index.search(query, k=1, include_inactive=True)[0].product_id == 500
+        _assert_same(
+            index.search(query, k=3, include_inactive=True, exclude_product_ids=[500]),
+            catalogue.reference.search(query, k=3, include_inactive=True),
+            "excluded",
+        )
+    finally:
+        with catalogue.sessions() as session, session.begin():
+            session.execute(sa.delete(Product).where(Product.id == 500))  # cascades
+    assert index.search(query, k=5) == before
+
+
+def test_ensure_hnsw_index_for_another_model(catalogue: Catalogue) -> None:
+    """A backbone activated later gets the same kind of partial index, once; its queries then
+    walk it. Too many dimensions for pgvector's HNSW: no index, a warning, exact scans."""
+    engine = sa.create_engine(catalogue.url)
+    try:
+        with engine.begin() as connection:
+            info = index_info(connection, model_name="other_model")
+            assert info["present"] is False and info["rows"] == len(catalogue.vectors) + 1
+            assert ensure_hnsw_index(connection, model_name="other_model", dim=256) is True
+            assert ensure_hnsw_index(connection, model_name="other_model", dim=256) is False
+            info = index_info(connection, model_name="other_model")
+            assert info["present"] and info["valid"] and info["bytes"] > 0
+            assert info["index"] == "ix_embeddings_hnsw_other_model"
+            assert ensure_hnsw_index(connection, model_name="huge_model", dim=4096) is False
+            assert index_info(connection, model_name="huge_model")["present"] is False
+            assert index_info(connection, model_name=MODEL)["present"] is True
+        index = PgVectorIndex(catalogue.graph_sessions, model_name="other_model", dim=256)
+        plan = index.explain(np.ones(256), k=8)
+        assert "Index Scan using ix_embeddings_hnsw_other_model" in plan
+        assert len(index.search(np.ones(256), k=8)) == 8
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP INDEX IF EXISTS ix_embeddings_hnsw_other_model")
+        engine.dispose()
+    with pytest.raises(ValueError):
+        hnsw_index_name("x; DROP TABLE products")
+    long_a, long_b = "m" * 60 + "_a", "m" * 60 + "_b"
+    assert hnsw_index_name(long_a) != hnsw_index_name(long_b)
+    assert max(len(hnsw_index_name(long_a)), len(hnsw_index_name(long_b))) <= 63
