@@ -45,7 +45,30 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--weights", help="MODEL_WEIGHTS for this run (default: the setting; 'none' works offline)"
     )
     bench.add_argument("--workdir", type=Path, help="keep the scratch databases here")
+    bench.add_argument(
+        "--pgvector",
+        action="store_true",
+        help="also measure the k-nearest query inside an embedded PostgreSQL (pgvector HNSW "
+        "against the in-memory index; long at 1M vectors, never part of --quick)",
+    )
+    bench.add_argument(
+        "--pg-sizes",
+        type=_sizes,
+        default=(100_000, 1_000_000),
+        metavar="N,N",
+        help="vector counts for --pgvector (default: 100000,1000000)",
+    )
     bench.set_defaults(handler=cmd_bench)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N,N,... got {text!r}") from None
+    if not sizes or min(sizes) < 100:
+        raise argparse.ArgumentTypeError(f"sizes must be at least 100, got {text!r}")
+    return sizes
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,6 +91,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             weights=args.weights or settings.model_weights,
             seed=settings.model_seed,
             workdir=(args.workdir or Path(scratch)).resolve(),
+            pg_sizes=args.pg_sizes if args.pgvector else (),
         )
         results = run_benchmarks(options, progress)
     print(format_table(results["table"]))

@@ -18,6 +18,9 @@ runtimes do not share thread pools or memory and each peak resident memory is it
                against the seed's re-fitted NearestNeighbors, at 300 real reference vectors and
                10k/100k/1M synthetic ones calibrated on them (search.bench_data); recall@8
                against exact cosine, memory
+- pgvector     opt-in (`--pgvector`, never in --quick): the k-nearest query inside an embedded
+               PostgreSQL (search.bench_pg): COPY load, HNSW build, latency and recall of
+               exact, HNSW and filtered queries against VectorIndex on the same vectors
 
 Nothing here is a timed test: the figures depend on the machine and on what else runs on it
 (the load average before and after is recorded). tests/test_bench.py runs the smoke mode.
@@ -749,6 +752,12 @@ def _recall(found: list[list[int]], truth: list[list[int]]) -> float:
     return hits / total if total else 1.0
 
 
+def _section_pgvector(args: dict[str, Any]) -> dict[str, Any]:
+    from search.bench_pg import section_pgvector  # psycopg and PostgreSQL only when asked
+
+    return section_pgvector(args)
+
+
 # ---- the whole run -------------------------------------------------------------------------
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -757,6 +766,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "pipeline": section_pipeline,
     "startup": section_startup,
     "index": section_index,
+    "pgvector": _section_pgvector,
 }
 
 
@@ -768,6 +778,7 @@ class Options:
     weights: str
     seed: int
     workdir: Path
+    pg_sizes: tuple[int, ...] = ()  # sizes for the opt-in pgvector section; () skips it
 
 
 def run_benchmarks(
@@ -844,6 +855,15 @@ def run_benchmarks(
             "seed_queries": {str(k): v for k, v in mode.seed_queries.items()},
         },
     )
+    if options.pg_sizes:
+        from search.bench_pg import section_args
+
+        progress(f"pgvector: {', '.join(f'{s:,}' for s in options.pg_sizes)} vectors")
+        results["pgvector"] = run_section(
+            "pgvector",
+            section_args(sizes=options.pg_sizes, data=options.data, workdir=options.workdir),
+            timeout=6 * 3600,
+        )
     results["meta"] = {
         "mode": mode.name,
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -1035,6 +1055,12 @@ def build_table(results: dict[str, Any]) -> list[dict[str, str]]:
             entry["speedup_vs_seed"] >= 20
             and (size < 1_000_000 or (default["p99_ms"] < 50 and default["recall_at_8"] >= 0.99)),
         )
+
+    if "pgvector" in results:
+        from search.bench_pg import table_rows
+
+        for measure, value in table_rows(results["pgvector"]):
+            row("pgvector", measure, value)
 
     for key in ("startup", "startup_keras"):
         _startup_rows(row, results.get(key, {}))
