@@ -279,24 +279,6 @@ def changes_since(session: Session, *, after_id: int) -> list[tuple[int, int | N
     return [(int(row[0]), row[1]) for row in rows]
 
 
-def load_embeddings(
-    session: Session, *, model_name: str, dim: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All vectors of one model: image ids (n,), product ids (n,), vectors (n, dim) float32."""
-    rows = session.execute(
-        select(Embedding.image_id, ProductImage.product_id, Embedding.vector)
-        .join(ProductImage, ProductImage.id == Embedding.image_id)
-        .where(Embedding.model_name == model_name, Embedding.dim == dim)
-        .order_by(Embedding.image_id)
-    ).all()
-    image_ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-    product_ids = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
-    vectors = np.empty((len(rows), dim), dtype=np.float32)
-    for i, row in enumerate(rows):
-        vectors[i] = np.frombuffer(row[2], dtype=VECTOR_DTYPE)
-    return image_ids, product_ids, vectors
-
-
 def image_vectors(session: Session, *, product_id: int, model_name: str) -> list[np.ndarray]:
     blobs = session.execute(
         select(Embedding.vector, Embedding.dim)

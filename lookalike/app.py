@@ -61,10 +61,10 @@ def redact_secret_in_logs(secret: str) -> None:
     logging.setLogRecordFactory(_redacting_record_factory)
 
 
-def featurizer_provider(settings: Settings) -> Callable[..., Featurizer]:
+def featurizer_provider(settings: Settings) -> Callable[[str], Featurizer]:
     """backbone name -> its Keras model with the settings' weights and runtime."""
 
-    def load(backbone: str = "vgg16") -> Featurizer:
+    def load(backbone: str) -> Featurizer:
         # Imported here: TensorFlow takes seconds to import and most commands never need it.
         from search.extractor import KerasExtractor
 
@@ -87,7 +87,7 @@ def uses_pgvector(settings: Settings) -> bool:
 
 
 def open_service(
-    settings: Settings, *, featurizer: Callable[..., Featurizer] | None = None
+    settings: Settings, *, featurizer: Callable[[str], Featurizer] | None = None
 ) -> SearchService:
     """The database brought up to date, the index loaded; the model loads on first use
     (from `featurizer(backbone)`, by default the Keras model the settings describe)."""

@@ -456,7 +456,9 @@ def section_pipeline(args: dict[str, Any]) -> dict[str, Any]:
         for path in photos[:limit]:
             (folder / path.name).write_bytes(path.read_bytes())
     model = service.featurizer  # the same loaded model for the rest of the section
-    service, settings = _open_bench_service(root / "catalogue", args, featurizer=lambda: model)
+    service, settings = _open_bench_service(
+        root / "catalogue", args, featurizer=lambda _backbone: model
+    )
     service.warm_up()
     rss_before = proc_status_mb("VmRSS")
     summary = import_catalog(service, folder, batch_size=batch_size)
@@ -505,7 +507,9 @@ def section_pipeline(args: dict[str, Any]) -> dict[str, Any]:
 
     # 5. A long stream with a stub model: memory stays bounded whatever the length.
     stream = int(args["stream_images"])
-    stub_service, _ = _open_bench_service(root / "stream", args, featurizer=_StubFeaturizer)
+    stub_service, _ = _open_bench_service(
+        root / "stream", args, featurizer=lambda _backbone: _StubFeaturizer()
+    )
     cycle = (photos[i % len(photos)] for i in range(stream))
     marks: dict[int, float] = {}
     started = time.perf_counter()

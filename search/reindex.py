@@ -61,11 +61,12 @@ def reindex(
     with service.session() as session:
         summary.already = repo.count_embeddings(session, model_name=spec.model_name)
     for _ in range(_MAX_PASSES):
+        failed = {image_id for image_id, _ in summary.failed}
         with service.session() as session:
             missing = [
                 (image.id, image.file_name)
                 for image in repo.images_missing_embedding(session, model_name=spec.model_name)
-                if image.id not in {image_id for image_id, _ in summary.failed}
+                if image.id not in failed
             ]
         if on_total is not None and summary.computed == 0:
             on_total(len(missing))

@@ -17,7 +17,6 @@ in-memory `VectorIndex` or, on PostgreSQL, `PgVectorIndex` (the k-nearest query 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 import math
 import statistics
@@ -159,14 +158,6 @@ def facts_of(product: Product | ProductRecord) -> ProductFacts:
     )
 
 
-def call_provider(provider: Callable[..., Featurizer], backbone: str) -> Featurizer:
-    """A featurizer provider takes the backbone name; a zero-argument one (a fixed model, as
-    tests pass) is accepted too."""
-    if inspect.signature(provider).parameters:
-        return provider(backbone)
-    return provider()
-
-
 def postprocess_matches(post: PostProcessor, kind: PostprocessKind) -> bool:
     if kind == "none":
         return post.is_identity
@@ -181,7 +172,7 @@ class SearchService:
         *,
         session_factory: sessionmaker[Session],
         media: MediaStore,
-        featurizer_provider: Callable[..., Featurizer],
+        featurizer_provider: Callable[[str], Featurizer],
         model_name: str | None = None,
         top_k: int = 8,
         near_duplicate_distance: float = 0.12,
@@ -194,9 +185,9 @@ class SearchService:
         infer_category: bool = False,
         query_expansion: int = 0,
     ) -> None:
-        """`featurizer_provider(backbone_name)` loads the model of a backbone (a zero-argument
-        provider is a fixed model). `model_name` is only a fallback: the database says which
-        model is active. `vector_search`: "memory" or "pgvector" (PostgreSQL only)."""
+        """`featurizer_provider(backbone_name)` loads the model of a backbone. `model_name` is
+        only a fallback: the database says which model is active. `vector_search`: "memory"
+        or "pgvector" (PostgreSQL only)."""
         self._session_factory = session_factory
         self.media = media
         self._featurizer_provider = featurizer_provider
@@ -229,7 +220,7 @@ class SearchService:
         *,
         database_url: str,
         media: MediaStore,
-        featurizer_provider: Callable[..., Featurizer],
+        featurizer_provider: Callable[[str], Featurizer],
         model_name: str | None = None,
         engine: Engine | None = None,
         **options: Any,
@@ -278,7 +269,7 @@ class SearchService:
     def featurizer_for(self, backbone: BackboneSpec) -> Featurizer:
         with self._featurizer_lock:
             if self._featurizer is None or self._featurizer_backbone != backbone.name:
-                featurizer = call_provider(self._featurizer_provider, backbone.name)
+                featurizer = self._featurizer_provider(backbone.name)
                 if featurizer.dim != backbone.dim:
                     raise RuntimeError(
                         f"the {backbone.name} model gives {featurizer.dim} values per image, "
@@ -326,16 +317,7 @@ class SearchService:
             spec = get_backbone(row.backbone)
             post = PostProcessor.from_json(row.postprocess) if row.postprocess else None
             count = repo.count_embeddings(session, model_name=row.name)
-            due = (
-                post is None
-                or not postprocess_matches(post, self.postprocess_kind)
-                or (
-                    self.postprocess_kind != "none"
-                    and count >= MIN_FIT_VECTORS
-                    and count >= 2 * max(post.fitted_on, MIN_FIT_VECTORS // 2)
-                )
-            )
-            if refit or due:
+            if refit or self._refit_due(post, count):
                 post = self.fit_postprocess(session, row)
                 session.commit()
             else:
@@ -354,13 +336,21 @@ class SearchService:
         """Fit again when the catalogue has doubled since the last fit (see MIN_FIT_VECTORS)."""
         with self.session() as session:
             count = repo.count_embeddings(session, model_name=self.model.name)
-        post = self.model.post
-        if self.postprocess_kind == "none" or count < MIN_FIT_VECTORS:
-            return False
-        if count < 2 * max(post.fitted_on, MIN_FIT_VECTORS // 2):
+        if not self._refit_due(self.model.post, count):
             return False
         self.reload_index(refit=True)
         return True
+
+    def _refit_due(self, post: PostProcessor | None, count: int) -> bool:
+        """Whether the stored fit must be replaced: none yet, another kind than the setting
+        asks for, or fitted on less than half of the `count` vectors there are now."""
+        if post is None or not postprocess_matches(post, self.postprocess_kind):
+            return True
+        return (
+            self.postprocess_kind != "none"
+            and count >= MIN_FIT_VECTORS
+            and count >= 2 * max(post.fitted_on, MIN_FIT_VECTORS // 2)
+        )
 
     def refit_postprocess(self) -> None:
         """Fit the post-processing again on the whole catalogue (after an import), and reload."""

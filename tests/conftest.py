@@ -244,7 +244,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 def open_test_service(settings: Settings, extractor: Featurizer) -> SearchService:
     """The real service, wired like the application, sharing the session's model."""
-    return open_service(settings, featurizer=lambda: extractor)
+    return open_service(settings, featurizer=lambda _backbone: extractor)
 
 
 @pytest.fixture

@@ -52,6 +52,17 @@ def wait_for_log(
     pytest.fail(f"{text!r} never appeared in the bot's log:\n{log_path.read_text()[-3000:]}")
 
 
+def webhook_env(port: int, secret: str, **extra: str) -> dict[str, str]:
+    """The environment of a `lookalike bot` in webhook mode on 127.0.0.1:`port`."""
+    return {
+        "WEBHOOK_URL": "https://shop.example/telegram",
+        "WEBHOOK_LISTEN": "127.0.0.1",
+        "WEBHOOK_PORT": str(port),
+        "WEBHOOK_SECRET_TOKEN": secret,
+        **extra,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

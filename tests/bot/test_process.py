@@ -15,7 +15,14 @@ import pytest
 
 from lookalike.settings import Settings
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, bot_settings_for
-from tests.bot.process import free_port, post_update, start_bot, wait_for_log, wait_for_webhook
+from tests.bot.process import (
+    free_port,
+    post_update,
+    start_bot,
+    wait_for_log,
+    wait_for_webhook,
+    webhook_env,
+)
 from tests.bot.test_admin import altered
 from tests.conftest import settings_env
 from tests.fakebotapi import FakeBotAPI
@@ -88,16 +95,7 @@ def test_webhook_mode_checks_the_secret_token(
     port = free_port()
     secret = "webhook-secret-0123456789"
     log_path = tmp_path / "webhook.log"
-    process = start_bot(
-        process_settings,
-        log_path,
-        {
-            "WEBHOOK_URL": "https://shop.example/telegram",
-            "WEBHOOK_LISTEN": "127.0.0.1",
-            "WEBHOOK_PORT": str(port),
-            "WEBHOOK_SECRET_TOKEN": secret,
-        },
-    )
+    process = start_bot(process_settings, log_path, webhook_env(port, secret))
     try:
         wait_for_log(log_path, "ready: @", process)
         registered = fake_bot_api.wait_for_call("setWebhook", timeout=60)
@@ -141,17 +139,7 @@ def test_two_webhook_instances_over_one_database_act_as_one_bot(
     ports = [free_port(), free_port()]
     logs = [tmp_path / f"instance-{i}.log" for i in (1, 2)]
     processes = [
-        start_bot(
-            process_settings,
-            log_path,
-            {
-                "WEBHOOK_URL": "https://shop.example/telegram",
-                "WEBHOOK_LISTEN": "127.0.0.1",
-                "WEBHOOK_PORT": str(port),
-                "WEBHOOK_SECRET_TOKEN": secret,
-                "INDEX_SYNC_SECONDS": "1",
-            },
-        )
+        start_bot(process_settings, log_path, webhook_env(port, secret, INDEX_SYNC_SECONDS="1"))
         for port, log_path in zip(ports, logs, strict=True)
     ]
     api = fake_bot_api

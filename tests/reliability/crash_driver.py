@@ -56,7 +56,7 @@ def open_service(root: Path, database_url: str | None = None) -> SearchService:
     return SearchService.open(
         database_url=database_url or f"sqlite:///{root / 'lookalike.db'}",
         media=MediaStore(root / "media"),
-        featurizer_provider=ProjectionFeaturizer,
+        featurizer_provider=lambda _backbone: ProjectionFeaturizer(),
         model_name="vgg16_avgpool",
     )
 
