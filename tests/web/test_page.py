@@ -1,0 +1,180 @@
+"""The search page in a real headless Chromium (Debian's /usr/bin/chromium driven by
+Playwright): upload a photo, see 8 cards with prices, narrow by category, "cheaper than this
+one", open the shared link; screenshots on a desktop and a phone-sized viewport."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.web.server import LiveServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 60_000
+
+if not CHROMIUM.is_file():
+    pytest.skip(
+        "Chromium is not installed at /usr/bin/chromium "
+        "(apt-get install -y --no-install-recommends chromium)",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import BrowserContext, Page, sync_playwright  # noqa: E402
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[BrowserContext]:
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # a fresh --user-data-dir
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1200, "height": 900},
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def cards(page: Page) -> list[dict[str, str]]:
+    return list(
+        page.eval_on_selector_all(
+            ".lk-card",
+            """cards => cards.map(card => ({
+                sku: card.dataset.sku, category: card.dataset.category,
+                price: card.dataset.price,
+                priceText: card.querySelector('.lk-card-price').textContent,
+                alt: card.querySelector('img').alt,
+                link: (card.querySelector('a') || {}).href || ''}))""",
+        )
+    )
+
+
+def wait_for_results(page: Page, status_text: str) -> None:
+    page.wait_for_function(
+        "text => document.querySelector('.lk-status').textContent.includes(text)"
+        " && !document.querySelector('.lk-widget').hasAttribute('aria-busy')",
+        arg=status_text,
+    )
+
+
+def wait_for_images(page: Page) -> None:
+    page.wait_for_function(
+        "[...document.querySelectorAll('.lk-card img')].every(i => i.complete && i.naturalWidth)"
+    )
+
+
+def test_search_by_photo_filter_cheaper_and_share(
+    browser: BrowserContext, server: LiveServer, footwear: Path, tmp_path: Path
+) -> None:
+    errors: list[str] = []
+    page = browser.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server.url + "/")
+    # Every form control has a label a screen reader reads.
+    unlabelled = page.eval_on_selector_all(
+        "input, select", "els => els.filter(e => !e.labels || !e.labels.length).length"
+    )
+    assert unlabelled == 0
+
+    page.set_input_files(".lk-file", str(footwear / "queries" / "search_image_01.jpg"))
+    wait_for_results(page, "8 lookalikes")
+    first = cards(page)
+    assert len(first) == 8
+    for card in first:
+        assert any(ch.isdigit() for ch in card["priceText"]) and Decimal(card["price"]) > 0
+        assert card["alt"] and card["link"].startswith("https://shop.example/products/")
+    wait_for_images(page)
+    page.screenshot(path=str(tmp_path / "page-desktop.png"), full_page=True)
+
+    page.select_option(".lk-category", "heel")
+    page.click(".lk-apply")
+    page.wait_for_function(
+        "document.querySelector('.lk-results-title').textContent.includes('in heel')"
+    )
+    wait_for_results(page, "lookalike")
+    heels = cards(page)
+    assert heels and {card["category"] for card in heels} == {"heel"}
+
+    most_expensive = max(heels, key=lambda card: Decimal(card["price"]))
+    page.click(f'.lk-card[data-sku="{most_expensive["sku"]}"] .lk-cheaper')
+    page.wait_for_function(
+        "sku => document.querySelector('.lk-results-title').textContent.includes('cheaper than '"
+        " + sku)",
+        arg=most_expensive["sku"],
+    )
+    cheaper = cards(page)
+    assert cheaper, "there are cheaper heels"
+    assert all(Decimal(c["price"]) < Decimal(most_expensive["price"]) for c in cheaper)
+
+    share_url = page.input_value(".lk-share-url")
+    assert "?s=" in share_url and page.url == share_url  # the address bar is shareable too
+    shared = browser.new_page()
+    shared.goto(share_url)
+    wait_for_results(shared, "Shared results")
+    assert [c["sku"] for c in cards(shared)] == [c["sku"] for c in cheaper]
+    assert errors == []
+
+
+def test_page_on_a_phone(
+    browser: BrowserContext, server: LiveServer, footwear: Path, tmp_path: Path
+) -> None:
+    page = browser.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(server.url + "/")
+    camera = page.locator(".lk-camera")
+    assert camera.get_attribute("capture") == "environment"
+    page.set_input_files(".lk-camera", str(footwear / "queries" / "search_image_01.jpg"))
+    wait_for_results(page, "8 lookalikes")
+    wait_for_images(page)
+    # Two cards a row on a phone: the page does not scroll sideways.
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390
+    boxes = [page.locator(".lk-card").nth(i).bounding_box() for i in range(2)]
+    assert boxes[0] and boxes[1] and boxes[0]["y"] == boxes[1]["y"]
+    page.screenshot(path=str(tmp_path / "page-phone.png"), full_page=True)
+
+
+def test_keyboard_only_reaches_the_photo_picker_and_filters(
+    browser: BrowserContext, server: LiveServer
+) -> None:
+    page = browser.new_page()
+    page.goto(server.url + "/")
+    reached = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.className"))
+    assert any("lk-file" in name for name in reached)
+    assert any("lk-category" in name for name in reached)
+    assert any("lk-apply" in name for name in reached)
+
+
+def test_embed_js_mounts_the_widget_in_a_host_page(
+    browser: BrowserContext, server: LiveServer, footwear: Path
+) -> None:
+    """/static/embed.html is a host page with the documented snippet (a div and embed.js)."""
+    page = browser.new_page()
+    page.goto(server.url + "/static/embed.html")
+    page.wait_for_selector("#lookalike-demo.lk-widget .lk-file", state="attached")
+    page.set_input_files(
+        "#lookalike-demo .lk-file", str(footwear / "queries" / "search_image_02.jpg")
+    )
+    wait_for_results(page, "8 lookalikes")
+    assert len(cards(page)) == 8
+    assert "?s=" not in page.url  # embedded: the host page's address is left alone

@@ -1,0 +1,133 @@
+"""`python -m web serve` with WEBHOOK_URL set: the bot takes its webhook in the web server's
+process (one model, one engine), checked against the fake Bot API; without a token it refuses
+to start with a clear message."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from lookalike.settings import Settings
+from search.featurizer import Featurizer
+from tests.conftest import REPO_ROOT, settings_env
+from tests.fakebotapi.server import FakeBotAPI
+from tests.web.conftest import copy_catalog
+from tests.web.test_serve import READY_DEADLINE_SECONDS, free_port
+
+CUSTOMER_ID = 4242
+SECRET = "webhook-secret-0123456789"
+
+
+def serve_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
+    env = settings_env(settings)
+    env.update(
+        {
+            "PYTHONPATH": str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+            "WEB_HOST": "127.0.0.1",
+            "WEB_PORT": str(port),
+            "MODEL_RUNTIME": "keras",
+            "LOG_LEVEL": "DEBUG",
+            **extra,
+        }
+    )
+    return env
+
+
+def test_the_bot_webhook_shares_the_web_server(
+    web_catalog: Path,
+    tmp_path: Path,
+    models_dir: Path,
+    extractor: Featurizer,
+    fake_bot_api: FakeBotAPI,
+    query_photo: bytes,
+) -> None:
+    settings = copy_catalog(web_catalog, tmp_path / "db", models_dir)
+    port = free_port()
+    env = serve_env(
+        settings,
+        port,
+        TELEGRAM_BOT_TOKEN=fake_bot_api.token,
+        TELEGRAM_API_BASE_URL=fake_bot_api.base_url,
+        TELEGRAM_FILE_BASE_URL=fake_bot_api.base_file_url,
+        WEBHOOK_URL="https://shop.example/telegram",
+        WEBHOOK_SECRET_TOKEN=SECRET,
+    )
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "web", "serve"],
+            env=env,
+            cwd=tmp_path,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_DEADLINE_SECONDS
+        with httpx.Client(base_url=base, timeout=30) as client:
+            while True:
+                assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "serve did not become ready in time"
+                time.sleep(0.2)  # polling interval; the condition is the check above
+            registered = fake_bot_api.wait_for_call("setWebhook", timeout=60)
+            assert registered.params["url"] == "https://shop.example/telegram"
+            assert registered.params["secret_token"] == SECRET
+
+            update = fake_bot_api.send_text(user_id=CUSTOMER_ID, text="/start")
+            assert client.post("/telegram", json=update).status_code == 403
+            wrong = {"X-Telegram-Bot-Api-Secret-Token": "wrong-secret-value"}
+            assert client.post("/telegram", json=update, headers=wrong).status_code == 403
+            assert not fake_bot_api.calls_to("sendMessage")
+            right = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+            garbage = client.post("/telegram", content=b"{oops", headers=right)
+            assert garbage.status_code == 400
+            mark = fake_bot_api.mark()
+            assert client.post("/telegram", json=update, headers=right).status_code == 200
+            reply = fake_bot_api.wait_for_call("sendMessage", after=mark, timeout=60)
+            assert "photo" in reply.params["text"]
+
+            # The website keeps working beside the bot, on the same engine.
+            found = client.post(
+                "/api/v1/search", files={"photo": ("q.jpg", query_photo, "image/jpeg")}
+            )
+            assert found.status_code == 200 and len(found.json()["results"]) == 8
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log = log_path.read_text(errors="replace")
+    assert SECRET not in log and fake_bot_api.token not in log
+    assert "Traceback" not in log
+
+
+def test_webhook_without_a_token_is_refused_clearly(
+    web_catalog: Path, tmp_path: Path, models_dir: Path
+) -> None:
+    settings = copy_catalog(web_catalog, tmp_path / "db", models_dir)
+    env = serve_env(settings, free_port(), WEBHOOK_URL="https://shop.example/telegram")
+    env.pop("TELEGRAM_BOT_TOKEN", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "web", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "TELEGRAM_BOT_TOKEN is not set" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,107 @@
+"""What every handler shares: the engine, the web config, metrics, limits and key checks,
+and the few steps several handlers take (who the client is, the rate limit, one photo search
+with its errors translated to problems)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+
+from search import CatalogError, InvalidImageError, Requester, SearchQuery
+from web.config import WebConfig
+from web.keys import KeyChecker
+from web.limits import RateLimits, client_address, user_ref_of
+from web.metrics import WebMetrics
+from web.problems import ProblemError
+from web.schemas import SearchParams
+
+if TYPE_CHECKING:
+    from db.api_keys import ApiKeyRecord
+    from search import Engine, SearchResult
+
+SOURCE = "web"  # Requester.source of every search made here
+
+
+@dataclass
+class WebContext:
+    engine: Engine
+    config: WebConfig
+    metrics: WebMetrics
+    limits: RateLimits
+    keys: KeyChecker
+    model_ready: bool = False  # set once the model is loaded and warmed up (readyz)
+
+    @property
+    def max_image_bytes(self) -> int:
+        return int(self.engine.config.max_image_bytes)
+
+    def too_large_message(self) -> str:
+        return f"the photo is larger than {self.max_image_bytes / (1024 * 1024):.0f} MB"
+
+    def user_ref(self, request: Request) -> str:
+        address = client_address(request, self.config.trusted_proxies)
+        return user_ref_of(address, self.config.user_ref_key)
+
+    async def limit_search(self, user_ref: str) -> None:
+        wait = await self.limits.search_wait(user_ref)
+        if wait is not None:
+            raise ProblemError(
+                429,
+                f"too many searches from your address; try again in {wait} s",
+                kind="rate-limited",
+                headers={"Retry-After": str(wait)},
+            )
+
+    async def authorise_write(self, authorization: str | None) -> ApiKeyRecord:
+        key = await self.keys.require(authorization)
+        wait = await self.limits.write_wait(key.id)
+        if wait is not None:
+            raise ProblemError(
+                429,
+                f"too many catalogue changes with this key; try again in {wait} s",
+                kind="rate-limited",
+                headers={"Retry-After": str(wait)},
+            )
+        return key
+
+    async def price_below(self, sku: str) -> Decimal:
+        """The max_price of "cheaper than SKU": that product's price minus one cent."""
+        product = await self.engine.run(self.engine.catalog.get, sku)
+        if product is None or product.removed:
+            raise ProblemError(404, f"there is no product {sku!r}", kind="not-found")
+        if product.price is None:
+            raise ProblemError(422, f"product {sku} has no price to compare with", kind="no-price")
+        return product.price - Decimal("0.01")
+
+    async def search_photo(
+        self,
+        data: bytes,
+        params: SearchParams,
+        max_price: Decimal | None,
+        user_ref: str,
+        source: str,
+    ) -> SearchResult:
+        query = SearchQuery(
+            k=params.k,
+            category=params.category,
+            max_price=max_price,
+            metric=params.metric,
+            infer_category=False if params.all_categories else None,
+        )
+        try:
+            result = await self.engine.search_photo(data, query, Requester(user_ref, SOURCE))
+        except InvalidImageError as error:
+            self.metrics.searches.labels(source=source, outcome="invalid-image").inc()
+            raise ProblemError(422, str(error), kind="invalid-image") from None
+        self.metrics.searches.labels(source=source, outcome="ok").inc()
+        return result
+
+
+def catalog_problem(error: CatalogError) -> ProblemError:
+    """A catalogue request that cannot be done: 404 when it names something unknown."""
+    message = str(error)
+    status = 404 if message.startswith(("there is no", "no product", "unknown")) else 409
+    return ProblemError(status, message, kind="not-found" if status == 404 else "conflict")

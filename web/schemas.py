@@ -1,0 +1,134 @@
+"""The API's JSON shapes (pydantic models): what the OpenAPI schema documents and what the
+handlers return. Prices are decimal strings ("49.90"), never floats: they are money."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+Metric = Literal["cosine", "euclidean", "inner_product"]
+
+
+class ImageOut(BaseModel):
+    file_name: str
+    url: str = Field(description="the full-size image, cached for a year (content-addressed)")
+    thumbnail_url: str = Field(description="a 320 pixel wide JPEG of the same image")
+    width: int
+    height: int
+
+
+class ProductOut(BaseModel):
+    sku: str
+    name: str
+    price: Decimal | None = Field(description="decimal string; null: not priced yet")
+    currency: str
+    url: str | None = Field(description="the product's page in the shop")
+    category: str | None
+    in_stock: bool
+    removed: bool = Field(description="hidden from searches (restorable)")
+    images: list[ImageOut]
+
+
+class ResultOut(BaseModel):
+    rank: int = Field(description="1-based position in the ranking")
+    similarity: float = Field(description="cosine similarity in percent (0-100)")
+    sku: str
+    name: str
+    price: Decimal | None
+    currency: str
+    url: str | None
+    category: str | None
+    in_stock: bool
+    image_url: str
+    thumbnail_url: str
+
+
+class TimingOut(BaseModel):
+    engine_ms: float = Field(description="time the engine took (featurise + rank + log)")
+    total_ms: float = Field(description="time from the request's arrival to the answer")
+
+
+class SearchOut(BaseModel):
+    search_id: int | None
+    share_token: str | None
+    share_url: str | None = Field(description="the page showing this result set")
+    category: str | None = Field(description="the category the results were restricted to")
+    category_inferred: bool = Field(
+        description="true: nobody asked for that category, the nearest products agreed on it"
+    )
+    max_price: Decimal | None
+    metric: str
+    model: str
+    results: list[ResultOut]
+    timing: TimingOut | None = None
+
+
+class SearchParams(BaseModel):
+    """How to search: the multipart form's fields, and the JSON body's besides image_url."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int | None = Field(default=None, ge=1, le=50)
+    category: str | None = Field(default=None, max_length=64)
+    max_price: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
+    metric: Metric | None = None
+    cheaper_than: str | None = Field(default=None, max_length=64, description="a SKU")
+    all_categories: bool = Field(
+        default=False, description="true: never restrict to a guessed category"
+    )
+
+
+class SearchByUrlIn(SearchParams):
+    image_url: HttpUrl = Field(description="http or https; fetched with SSRF checks")
+
+
+class SimilarOut(BaseModel):
+    product: ProductOut
+    search: SearchOut
+
+
+class CategoriesOut(BaseModel):
+    categories: list[str]
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vote: Literal[1, -1] = Field(description="1: helpful, -1: not helpful")
+
+
+class FeedbackOut(BaseModel):
+    search_id: int
+    vote: int
+    recorded: bool
+
+
+class ProductUpdateIn(BaseModel):
+    """Only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    price: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    url: str | None = Field(default=None, max_length=2000)
+    category: str | None = Field(default=None, max_length=64)
+
+
+class StockIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    in_stock: bool
+
+
+class WriteOut(BaseModel):
+    product: ProductOut
+    changed: bool = True
+    warnings: list[str] = Field(default_factory=list)
+
+
+class HealthOut(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

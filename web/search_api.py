@@ -1,0 +1,197 @@
+"""The customer's API: search by photo (an upload or an image URL), a shared result set, and
+feedback on a result set. Handlers parse, make one engine call, render."""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Request
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from search.urlfetch import UrlFetchError, fetch_image
+from web.problems import ProblemError
+from web.render import Urls, search_out
+from web.schemas import FeedbackIn, FeedbackOut, SearchByUrlIn, SearchOut, SearchParams
+
+if TYPE_CHECKING:
+    from search import Engine
+    from web.context import WebContext
+
+SHARE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_FORM_FIELDS = ("k", "category", "max_price", "metric", "cheaper_than", "all_categories")
+# Part types a browser or client may give a photo; the bytes are checked by the engine anyway.
+_PHOTO_TYPES = ("image/", "application/octet-stream")
+
+_SEARCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["photo"],
+                    "properties": {
+                        "photo": {"type": "string", "format": "binary"},
+                        "k": {"type": "integer", "minimum": 1, "maximum": 50},
+                        "category": {"type": "string"},
+                        "max_price": {"type": "string", "example": "80.00"},
+                        "metric": {"enum": ["cosine", "euclidean", "inner_product"]},
+                        "cheaper_than": {"type": "string", "description": "a SKU"},
+                        "all_categories": {"type": "boolean"},
+                    },
+                }
+            },
+            "application/json": {"schema": SearchByUrlIn.model_json_schema()},
+        },
+    }
+}
+
+
+def _invalid(error: ValidationError) -> ProblemError:
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(part) for part in item.get("loc", ())) or "request"
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    return ProblemError(422, "; ".join(parts), kind="invalid-request")
+
+
+async def _read_form(request: Request) -> tuple[bytes, SearchParams]:
+    async with request.form(max_files=1, max_fields=len(_FORM_FIELDS)) as form:
+        photo = form.get("photo")
+        if not isinstance(photo, UploadFile):
+            raise ProblemError(
+                422, "send the photo as the multipart field 'photo'", kind="invalid-request"
+            )
+        part_type = (photo.content_type or "application/octet-stream").lower()
+        if not part_type.startswith(_PHOTO_TYPES):
+            raise ProblemError(
+                415,
+                f"the photo was sent as {part_type[:60]}; send a JPEG, PNG or WebP image",
+                kind="unsupported-media-type",
+            )
+        data = await photo.read()
+        values = {
+            name: value
+            for name in _FORM_FIELDS
+            if isinstance(value := form.get(name), str) and value.strip() != ""
+        }
+    try:
+        params = SearchParams.model_validate(values)
+    except ValidationError as error:
+        raise _invalid(error) from None
+    return data, params
+
+
+async def _read_json(request: Request) -> SearchByUrlIn:
+    try:
+        return SearchByUrlIn.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise _invalid(error) from None
+
+
+def router(engine: Engine, context: WebContext) -> APIRouter:
+    routes = APIRouter(prefix="/api/v1", tags=["search"])
+
+    @routes.post(
+        "/search",
+        response_model=SearchOut,
+        summary="Search by photo: an upload (multipart) or an image URL (JSON)",
+        openapi_extra=_SEARCH_BODY,
+    )
+    async def search(request: Request) -> SearchOut:
+        started = time.perf_counter()
+        content_type = request.headers.get("content-type", "").lower()
+        data: bytes | None = None
+        image_url: str | None = None
+        params: SearchParams
+        if content_type.startswith("multipart/form-data"):
+            data, params = await _read_form(request)
+            source = "upload"
+        elif content_type.startswith("application/json"):
+            params = await _read_json(request)
+            image_url, source = str(params.image_url), "url"
+        else:
+            raise ProblemError(
+                415,
+                "send the photo as multipart/form-data (field 'photo') or a JSON body "
+                "with image_url",
+                kind="unsupported-media-type",
+            )
+        user_ref = context.user_ref(request)
+        await context.limit_search(user_ref)
+        max_price = params.max_price
+        if params.cheaper_than:
+            max_price = await context.price_below(params.cheaper_than)
+        if data is None:
+            assert image_url is not None
+            data = await _fetch(image_url, context)
+        if len(data) > engine.config.max_image_bytes:
+            raise ProblemError(413, context.too_large_message(), kind="too-large")
+        result = await context.search_photo(data, params, max_price, user_ref, source)
+        total_ms = (time.perf_counter() - started) * 1000
+        context.metrics.search_seconds.observe(total_ms / 1000)
+        return search_out(
+            result,
+            Urls.for_request(request, context.config.public_url),
+            requested_category=params.category,
+            total_ms=total_ms,
+        )
+
+    @routes.get(
+        "/searches/{share_token}",
+        response_model=SearchOut,
+        summary="A shared result set, with today's product data",
+    )
+    async def shared_search(request: Request, share_token: str) -> SearchOut:
+        if not SHARE_TOKEN.match(share_token):
+            raise ProblemError(404, "there is no such shared search", kind="not-found")
+        lookup = functools.partial(engine.searcher.get_search, share_token=share_token)
+        result = await engine.run(lookup)
+        if result is None:  # a well-formed token: its search passed the retention period
+            days = engine.history.retention_days
+            raise ProblemError(
+                410,
+                f"these shared results are no longer available: searches are kept for {days} days",
+                kind="expired",
+            )
+        return search_out(result, Urls.for_request(request, context.config.public_url))
+
+    @routes.post(
+        "/searches/{search_id}/feedback",
+        response_model=FeedbackOut,
+        summary="Thumbs up (1) or down (-1) on a result set; a second vote replaces the first",
+    )
+    async def feedback(
+        request: Request,
+        search_id: Annotated[int, Path(ge=1)],
+        body: Annotated[FeedbackIn, Body()],
+    ) -> FeedbackOut:
+        record = functools.partial(
+            engine.history.record_feedback,
+            search_id,
+            user_ref=context.user_ref(request),
+            vote=body.vote,
+        )
+        if not await engine.run(record):
+            raise ProblemError(404, f"there is no search {search_id}", kind="not-found")
+        return FeedbackOut(search_id=search_id, vote=body.vote, recorded=True)
+
+    return routes
+
+
+async def _fetch(url: str, context: WebContext) -> bytes:
+    try:
+        return await fetch_image(
+            url,
+            max_bytes=context.max_image_bytes,
+            timeout=context.config.url_fetch_timeout_seconds,
+            allow_private=context.config.url_fetch_allow_private,
+        )
+    except UrlFetchError as error:
+        raise ProblemError(
+            422, f"the image URL could not be used: {error}", kind="image-url"
+        ) from None

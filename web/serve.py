@@ -1,0 +1,145 @@
+"""`lookalike serve`: one uvicorn server (one process, one event loop) over the engine opened
+from Settings; the app's lifespan starts the engine's inference worker and loads the model."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+from collections.abc import Callable, Coroutine
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+
+from lookalike.app import configure_logging, open_engine, redact_secret_in_logs
+from lookalike.settings import Settings
+from web.app import create_app
+from web.config import web_config_from_settings
+
+if TYPE_CHECKING:
+    from search import Engine
+    from web.telegram import TelegramWebhook
+
+log = logging.getLogger(__name__)
+
+
+class _StopRequestedError(Exception):
+    """SIGTERM arrived. uvicorn handles the signal itself while it runs (finishing open
+    requests), then raises it again once it has stopped; this handler turns that into a
+    normal return, so the engine is closed (SQLite checkpoints its WAL) and the exit is 0."""
+
+
+class ServeError(RuntimeError):
+    """The server cannot start as configured; the message says why, in one line."""
+
+
+def _on_sigterm(_signal: int, _frame: FrameType | None) -> None:
+    raise _StopRequestedError
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
+    """Run until interrupted (Ctrl+C or SIGTERM: uvicorn finishes open requests first)."""
+    configure_logging(settings)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _serve(settings, host=host, port=port)
+    except (_StopRequestedError, KeyboardInterrupt):
+        log.info("stopped")
+        return 0
+    except ServeError as error:
+        log.error("%s", error)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _telegram(settings: Settings, engine: Engine) -> TelegramWebhook | None:
+    """The bot on this server's webhook route when WEBHOOK_URL is set, else None."""
+    if not settings.webhook_url:
+        return None
+    from bot.app import MissingTokenError, build_application
+    from web.telegram import TelegramWebhook
+
+    if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value():
+        raise ServeError(
+            "WEBHOOK_URL is set, so the bot shares this server, but TELEGRAM_BOT_TOKEN is not "
+            "set: set it, or unset WEBHOOK_URL to serve the website alone"
+        )
+    secret = (
+        settings.webhook_secret_token.get_secret_value()
+        if settings.webhook_secret_token
+        else secrets.token_urlsafe(32)
+    )
+    redact_secret_in_logs(secret)
+    try:
+        application = build_application(settings, engine=engine)
+    except MissingTokenError as error:
+        raise ServeError(str(error)) from None
+    return TelegramWebhook(application, webhook_url=settings.webhook_url, secret=secret)
+
+
+def _feed_sync(settings: Settings, engine: Engine) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    """With FEED_URL set, the catalogue follows the shop's feed every FEED_SYNC_MINUTES (one
+    instance at a time: the sync takes a database lease)."""
+    feed_url = settings.feed_url
+    if not feed_url:
+        return []
+    from feed.cli import sync_options
+    from feed.schedule import sync_every
+
+    async def job() -> None:
+        await sync_every(
+            engine,
+            lambda: sync_options(settings, feed_url),
+            minutes=settings.feed_sync_minutes,
+        )
+
+    return [job]
+
+
+# The search log's retention job, as the bot runs it (one process at a time: a lease).
+RETENTION_FIRST_SECONDS = 300.0
+RETENTION_INTERVAL_SECONDS = 24 * 3600.0
+
+
+async def _purge_expired_daily(engine: Engine) -> None:
+    """Fold searches older than SEARCH_LOG_RETENTION_DAYS into daily counts and delete them,
+    every day, for a server that runs without the bot."""
+    await asyncio.sleep(RETENTION_FIRST_SECONDS)
+    while True:
+        try:
+            await engine.run(engine.history.purge_expired)
+        except Exception as exc:  # a database hiccup: tomorrow's run catches up
+            log.warning("search log retention failed (retrying tomorrow): %s", exc)
+        await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
+
+
+def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
+    engine = open_engine(settings)
+    try:
+        telegram = _telegram(settings, engine)
+        app = create_app(
+            engine,
+            web_config_from_settings(settings),
+            telegram=telegram,
+            background=[*_feed_sync(settings, engine), lambda: _purge_expired_daily(engine)],
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=host or settings.web_host,
+                port=settings.web_port if port is None else port,
+                # Our own logging setup (configure_logging) stays in charge.
+                log_config=None,
+                # X-Forwarded-For is read only from WEB_TRUSTED_PROXIES (web.limits).
+                proxy_headers=False,
+                server_header=False,
+                timeout_graceful_shutdown=10,
+            )
+        )
+        server.run()
+        return 0 if server.started else 1
+    finally:
+        engine.close()

@@ -1,0 +1,39 @@
+/* Lookalike's embeddable widget.
+ *
+ *   <div id="lookalike"></div>
+ *   <script src="https://YOUR-LOOKALIKE-SERVER/embed.js" data-target="#lookalike" async></script>
+ *
+ * Loads the widget's style and code from the server this script came from and mounts the
+ * search-by-photo widget in the target element. The host page's origin must be listed in
+ * the server's WEB_CORS_ORIGINS setting.
+ */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  if (!script) { return; }
+  var origin = new URL(script.src, document.baseURI).origin;
+  var selector = script.getAttribute("data-target") || "#lookalike";
+
+  function mount() {
+    var target = document.querySelector(selector);
+    if (!target) {
+      console.error("Lookalike: no element matches " + selector);
+      return;
+    }
+    window.Lookalike.mount(target, { apiBase: origin, useLocation: false });
+  }
+
+  var style = document.createElement("link");
+  style.rel = "stylesheet";
+  style.href = origin + "/static/style.css";
+  document.head.appendChild(style);
+
+  if (window.Lookalike) {
+    mount();
+    return;
+  }
+  var code = document.createElement("script");
+  code.src = origin + "/static/app.js";
+  code.onload = mount;
+  document.head.appendChild(code);
+})();
