@@ -1,0 +1,1 @@
+"""Keeping the catalogue in step with the shop's product feed (Google Merchant Center format)."""

@@ -1,0 +1,118 @@
+"""Feed items -> catalogue products: variants of one product (same item_group_id) become one
+product, so a search shows one result per product rather than eight colours of one shoe.
+
+A group is stored as one product whose SKU is the group id:
+- name and link: the first variant's (in feed order); category: the first variant's the
+  category map knows;
+- price: what the customer pays now (sale prices applied) for the cheapest variant in stock,
+  or the cheapest of all when none is in stock, so "under 60 EUR" finds the product when some
+  colour costs less than 60;
+- in stock: when any variant is;
+- photos: every variant's image_link and additional_image_link, in feed order, without
+  repeats, at most `max_images` (the variants' own SKUs and colours are not stored).
+An item without item_group_id is a product of its own with its id as SKU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from feed.categories import CategoryMap
+from feed.items import FeedItem
+from search.fields import ProductFields
+
+
+@dataclass(frozen=True, slots=True)
+class FeedProduct:
+    """One catalogue product as the feed describes it."""
+
+    fields: ProductFields
+    in_stock: bool
+    image_urls: tuple[str, ...]
+    variants: tuple[str, ...]  # the items' ids (one for a product without variants)
+    label: str  # where it starts in the feed, for messages ("item 12")
+
+    @property
+    def sku(self) -> str:
+        return self.fields.sku
+
+
+@dataclass
+class _Group:
+    label: str
+    items: list[FeedItem] = field(default_factory=list)
+
+
+@dataclass
+class GroupingResult:
+    products: dict[str, FeedProduct]
+    skipped: list[tuple[str, str]]  # (label, reason)
+
+
+def group_items(
+    labelled: Iterable[tuple[str, FeedItem]],
+    *,
+    categories: CategoryMap,
+    now: datetime,
+    max_images: int,
+) -> GroupingResult:
+    groups: dict[str, _Group] = {}
+    seen_ids: set[str] = set()
+    skipped: list[tuple[str, str]] = []
+    for label, item in labelled:
+        if item.sku in seen_ids:
+            skipped.append((label, f"id {item.sku!r} appears twice in the feed"))
+            continue
+        seen_ids.add(item.sku)
+        key = item.group_id or item.sku
+        group = groups.setdefault(key, _Group(label=label))
+        if group.items and group.items[0].currency != item.currency:
+            skipped.append(
+                (
+                    label,
+                    f"variant priced in {item.currency}, its group in {group.items[0].currency}",
+                )
+            )
+            continue
+        group.items.append(item)
+    products = {
+        key: _product(key, group, categories=categories, now=now, max_images=max_images)
+        for key, group in groups.items()
+    }
+    return GroupingResult(products=products, skipped=skipped)
+
+
+def _product(
+    sku: str, group: _Group, *, categories: CategoryMap, now: datetime, max_images: int
+) -> FeedProduct:
+    first = group.items[0]
+    in_stock = [item for item in group.items if item.in_stock]
+    price: Decimal = min(item.price_at(now) for item in (in_stock or group.items))
+    urls: list[str] = []
+    for item in group.items:
+        urls.extend(url for url in item.image_links if url not in urls)
+    category = next(
+        (
+            found
+            for item in group.items
+            if (found := categories.category_for(item.product_type, item.google_category))
+        ),
+        None,
+    )
+    return FeedProduct(
+        fields=ProductFields(
+            sku=sku,
+            name=first.title,
+            price=price,
+            currency=first.currency,
+            url=first.link,
+            category=category,
+        ),
+        in_stock=bool(in_stock),
+        image_urls=tuple(urls[:max_images]),
+        variants=tuple(item.sku for item in group.items),
+        label=group.label,
+    )

@@ -1,0 +1,116 @@
+"""Getting the feed: a local file, or an http(s) URL downloaded (size-limited) to a temporary
+file, then read row by row into catalogue products (blocking: run it through engine.run).
+
+The feed's address is the shop's own configuration (FEED_URL or the command's argument), so
+it may point inside the shop's network; photo URLs inside the feed are another matter and go
+through the SSRF-safe fetcher (feed.images).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from feed.categories import CategoryMap
+from feed.formats import read_records
+from feed.grouping import FeedProduct, group_items
+from feed.items import FeedItem, parse_item
+from search.fields import FieldError
+
+USER_AGENT = "LookalikeFeedSync/1.0"
+
+
+class FeedSourceError(ValueError):
+    """The feed could not be fetched or opened; str() is one line."""
+
+
+@dataclass
+class FeedContents:
+    rows: int = 0
+    products: dict[str, FeedProduct] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (label, reason)
+
+
+def is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def describe_source(source: str) -> str:
+    """The source without query string or credentials (they may carry a token)."""
+    if is_url(source):
+        parts = urlsplit(source)
+        return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"[:300]
+    return Path(source).name[:300]
+
+
+def download_feed(url: str, destination: Path, *, max_bytes: int, timeout: float) -> None:
+    try:
+        with (
+            httpx.Client(timeout=timeout, follow_redirects=True, trust_env=False) as client,
+            client.stream("GET", url, headers={"User-Agent": USER_AGENT}) as response,
+        ):
+            if response.status_code != 200:
+                raise FeedSourceError(f"the feed server answered HTTP {response.status_code}")
+            size = 0
+            with destination.open("wb") as handle:
+                for chunk in response.iter_bytes(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise FeedSourceError(f"the feed is larger than {max_bytes} bytes")
+                    handle.write(chunk)
+    except httpx.HTTPError as exc:
+        raise FeedSourceError(f"cannot download the feed: {type(exc).__name__}") from None
+
+
+def read_feed(
+    source: str,
+    *,
+    categories: CategoryMap,
+    default_currency: str,
+    now: datetime,
+    max_images: int,
+    max_bytes: int,
+    timeout: float = 120.0,
+) -> FeedContents:
+    """Every usable product of the feed; unusable rows in `skipped` with their reason.
+    Raises FeedSourceError or feed.formats.FeedFormatError (nothing may be changed then)."""
+    if not is_url(source):
+        path = Path(source)
+        if not path.is_file():
+            raise FeedSourceError(f"there is no feed file {source[:200]}")
+        if path.stat().st_size > max_bytes:
+            raise FeedSourceError(f"the feed is larger than {max_bytes} bytes")
+        return _read(path, categories, default_currency, now, max_images)
+    handle, name = tempfile.mkstemp(prefix="lookalike-feed-", suffix=".feed")
+    os.close(handle)
+    try:
+        download_feed(source, Path(name), max_bytes=max_bytes, timeout=timeout)
+        return _read(Path(name), categories, default_currency, now, max_images)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def _read(
+    path: Path, categories: CategoryMap, default_currency: str, now: datetime, max_images: int
+) -> FeedContents:
+    contents = FeedContents()
+
+    def items() -> Iterator[tuple[str, FeedItem]]:
+        for record in read_records(path):
+            contents.rows += 1
+            try:
+                yield record.label, parse_item(record.row, default_currency=default_currency)
+            except FieldError as exc:
+                contents.skipped.append((record.label, str(exc)))
+
+    grouped = group_items(items(), categories=categories, now=now, max_images=max_images)
+    contents.products = grouped.products
+    contents.skipped.extend(grouped.skipped)
+    return contents

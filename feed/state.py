@@ -1,0 +1,160 @@
+"""The sync's view of the world before it plans: the catalogue (through the engine) and what
+earlier syncs remembered (db.feed_state, in the catalogue's database). Blocking calls: the
+sync runs them through engine.run."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import feed_state
+from db.feed_state import FeedImageRecord, FeedRunRecord
+from feed.diff import CatalogueProduct, OwnedState, StoredImage
+from search import Engine
+
+LEASE_NAME = "feed-sync"
+
+
+def _process_space() -> str:
+    """Where a pid means this process: the host name and the pid namespace (containers on
+    one host may share a host name but never a pid namespace)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        namespace = "?"
+    return f"{socket.gethostname()[:60]}/{namespace}"
+
+
+def new_holder() -> str:
+    """This process's lease holder name: where, pid and a random part (pids are reused)."""
+    return f"{_process_space()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_is_dead(holder: str) -> bool:
+    """True when `holder` was a process of this host and pid namespace that no longer runs
+    (killed), so its lease may be taken over before it expires."""
+    space, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if space != _process_space() or space.endswith("/?") or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def catalogue_snapshot(engine: Engine) -> dict[str, CatalogueProduct]:
+    return {
+        product.sku: CatalogueProduct(
+            fields=product.fields,
+            in_stock=product.in_stock,
+            removed=product.removed,
+            image_hashes=frozenset(image.content_hash for image in product.images),
+        )
+        for product in engine.catalog.products(include_removed=True)
+    }
+
+
+class FeedStore:
+    """db.feed_state over the engine's sessions, one short transaction per call."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def owned(self) -> dict[str, OwnedState]:
+        with self._sessions() as session:
+            return {
+                sku: OwnedState(hidden_by_feed=hidden)
+                for sku, hidden in feed_state.owned_skus(session).items()
+            }
+
+    def images(self) -> dict[tuple[str, str], StoredImage]:
+        with self._sessions() as session:
+            return {
+                (row.sku, row.url): StoredImage(row.etag, row.last_modified, row.content_hash)
+                for row in feed_state.feed_images(session)
+            }
+
+    def claim(self, skus: Iterable[str], now: datetime) -> int:
+        with self._sessions() as session:
+            new = feed_state.claim_skus(session, skus=skus, now=now)
+            session.commit()
+            return new
+
+    def set_hidden(self, sku: str, *, hidden: bool) -> None:
+        with self._sessions() as session:
+            feed_state.set_hidden_by_feed(session, sku=sku, hidden=hidden)
+            session.commit()
+
+    def save_images(self, records: Iterable[FeedImageRecord], now: datetime) -> None:
+        with self._sessions() as session:
+            for record in records:
+                feed_state.save_feed_image(session, record=record, now=now)
+            session.commit()
+
+    def start_run(self, *, source: str, forced: bool, now: datetime) -> int:
+        with self._sessions() as session:
+            run_id = feed_state.start_run(session, source=source, forced=forced, now=now)
+            session.commit()
+            return run_id
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        counts: dict[str, Any],
+        errors: list[dict[str, Any]],
+        message: str | None,
+        now: datetime,
+    ) -> None:
+        with self._sessions() as session:
+            feed_state.finish_run(
+                session,
+                run_id=run_id,
+                status=status,
+                counts=counts,
+                errors=errors,
+                message=message,
+                now=now,
+            )
+            session.commit()
+
+    def last_run(self) -> FeedRunRecord | None:
+        with self._sessions() as session:
+            return feed_state.last_run(session)
+
+    def take_lease(self, holder: str, *, now: datetime, ttl: timedelta) -> str | None:
+        """None when taken; else who holds it. A holder that was killed on this host is
+        replaced at once rather than after its lease expires."""
+        with self._sessions() as session:
+            if feed_state.take_lease(session, name=LEASE_NAME, holder=holder, now=now, ttl=ttl):
+                return None
+            current = feed_state.lease_holder(session, name=LEASE_NAME, now=now)
+            if current is None:  # it expired just now: try once more
+                taken = feed_state.take_lease(
+                    session, name=LEASE_NAME, holder=holder, now=now, ttl=ttl
+                )
+                return None if taken else "another process"
+            if holder_is_dead(current) and feed_state.replace_lease_holder(
+                session, name=LEASE_NAME, old=current, new=holder, now=now, ttl=ttl
+            ):
+                return None
+            return current
+
+    def renew_lease(self, holder: str, *, now: datetime, ttl: timedelta) -> bool:
+        with self._sessions() as session:
+            return feed_state.renew_lease(session, name=LEASE_NAME, holder=holder, now=now, ttl=ttl)
+
+    def release_lease(self, holder: str, *, now: datetime) -> None:
+        with self._sessions() as session:
+            feed_state.release_lease(session, name=LEASE_NAME, holder=holder, now=now)

@@ -1,0 +1,264 @@
+"""One feed sync from start to end: the lease, reading the feed, the plan, the guard against a
+broken export, applying it (feed.apply), and the summary every door renders.
+
+`sync_feed` is the one call doors make (the CLI, the bot's /sync and its scheduled job).
+Only one process syncs at a time: a lease row (db.feed_state, "feed-sync") taken with a
+conditional UPDATE/INSERT and renewed while the sync runs; a dry run takes no lease and
+changes nothing (it does not even record a run).
+
+The guard: a feed that lists no usable product, or that would hide more than
+`max_hide_share` of the active catalogue, changes nothing unless `force` is set, and the
+summary says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from feed.apply import FEED_USER_ID, apply_changes, finish_new_products, import_photos
+from feed.categories import CategoryMap
+from feed.diff import SyncPlan, plan_sync
+from feed.formats import FeedFormatError
+from feed.images import FetchOptions
+from feed.source import FeedContents, FeedSourceError, describe_source, read_feed
+from feed.state import FeedStore, catalogue_snapshot, new_holder
+from search import Engine
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ok", "dry-run", "refused", "failed", "busy"]
+MAX_RECORDED_PROBLEMS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    source: str  # a local path or an http(s) URL
+    categories: CategoryMap
+    fetch: FetchOptions
+    default_currency: str = "EUR"
+    dry_run: bool = False
+    force: bool = False
+    max_hide_share: float = 0.2
+    concurrency: int = 8
+    max_images: int = 10
+    max_feed_bytes: int = 512 * 1024 * 1024
+    batch_size: int = 32
+    lease_ttl: timedelta = timedelta(minutes=5)
+
+
+@dataclass
+class SyncSummary:
+    status: Status
+    message: str
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (row or photo, reason)
+    plan: SyncPlan | None = None
+    seconds: float = 0.0
+
+    @property
+    def changed_nothing(self) -> bool:
+        return self.status != "ok"
+
+
+@dataclass
+class ProgressHooks:
+    """What a door shows while photos are downloaded and featurised (a tqdm bar)."""
+
+    on_total: Callable[[int], None] = lambda _total: None
+    advance: Callable[[int], None] = lambda _n: None
+
+
+async def sync_feed(
+    engine: Engine, options: SyncOptions, *, progress: ProgressHooks | None = None
+) -> SyncSummary:
+    """Bring the catalogue in step with the feed at `options.source`. Never raises for a bad
+    feed or photo: the summary's status and message say what happened."""
+    started = time.perf_counter()
+    store = FeedStore(engine.sessions)
+    hooks = progress or ProgressHooks()
+    if options.dry_run:
+        summary = await _sync(engine, store, options, hooks)
+    else:
+        holder = new_holder()
+        busy = await engine.run(
+            store.take_lease, holder, now=datetime.now(UTC), ttl=options.lease_ttl
+        )
+        if busy is not None:
+            return SyncSummary("busy", f"a sync is already running ({busy}); nothing done")
+        try:
+            async with _renewing(engine, store, holder, options.lease_ttl):
+                run_id = await engine.run(
+                    store.start_run,
+                    source=describe_source(options.source),
+                    forced=options.force,
+                    now=datetime.now(UTC),
+                )
+                try:
+                    summary = await _sync(engine, store, options, hooks)
+                except Exception as exc:  # a database or engine failure: recorded, not raised
+                    log.exception("feed sync failed")
+                    summary = SyncSummary(
+                        "failed", f"the sync stopped: {type(exc).__name__}: {str(exc)[:200]}"
+                    )
+                await engine.run(
+                    store.finish_run,
+                    run_id,
+                    status=summary.status,
+                    counts=summary.counts,
+                    errors=[
+                        {"label": label, "reason": reason[:200]}
+                        for label, reason in summary.problems[:MAX_RECORDED_PROBLEMS]
+                    ],
+                    message=summary.message,
+                    now=datetime.now(UTC),
+                )
+                await engine.run(
+                    engine.history.audit,
+                    user_id=FEED_USER_ID,
+                    action="feed-sync",
+                    outcome={"ok": "ok", "refused": "refused"}.get(summary.status, "failed"),
+                    target=describe_source(options.source)[:64],
+                    details={"counts": summary.counts, "message": summary.message},
+                )
+        finally:
+            await engine.run(store.release_lease, holder, now=datetime.now(UTC))
+    summary.seconds = time.perf_counter() - started
+    log.info("feed sync %s: %s %s", summary.status, summary.message, summary.counts)
+    return summary
+
+
+@contextlib.asynccontextmanager
+async def _renewing(
+    engine: Engine, store: FeedStore, holder: str, ttl: timedelta
+) -> AsyncIterator[None]:
+    """Renew the lease every third of its time while the body runs."""
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(ttl.total_seconds() / 3)
+            if not await engine.run(store.renew_lease, holder, now=datetime.now(UTC), ttl=ttl):
+                log.warning("feed sync: the lease was lost (another process took it)")
+
+    task = asyncio.create_task(renew())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _sync(
+    engine: Engine,
+    store: FeedStore,
+    options: SyncOptions,
+    hooks: ProgressHooks,
+) -> SyncSummary:
+    try:
+        contents: FeedContents = await engine.run(
+            read_feed,
+            options.source,
+            categories=options.categories,
+            default_currency=options.default_currency,
+            now=datetime.now(UTC),
+            max_images=options.max_images,
+            max_bytes=options.max_feed_bytes,
+        )
+    except (FeedSourceError, FeedFormatError) as exc:
+        return SyncSummary("failed", f"the feed could not be read: {exc}; nothing changed")
+    catalogue = await engine.run(catalogue_snapshot, engine)
+    owned = await engine.run(store.owned)
+    images = await engine.run(store.images)
+    plan = plan_sync(contents.products, catalogue, owned, images)
+    counts = {
+        "rows": contents.rows,
+        "products": len(contents.products),
+        "skipped_rows": len(contents.skipped),
+        **plan.counts(),
+    }
+    problems = list(contents.skipped)
+    refusal = _refusal(contents, plan, options)
+    if refusal is not None and not options.force:
+        status: Status = "dry-run" if options.dry_run else "refused"
+        return SyncSummary(status, refusal, counts, problems, plan)
+    if options.dry_run:
+        message = "dry run: nothing changed" + (f" (forced past: {refusal})" if refusal else "")
+        return SyncSummary("dry-run", message, counts, problems, plan)
+
+    failed = await engine.run(apply_changes, engine, store, plan, contents.products)
+    problems.extend(failed)
+    hooks.on_total(len(plan.images))
+    image_counts, imported = await import_photos(
+        engine,
+        store,
+        plan,
+        contents.products,
+        catalogue,
+        fetch=options.fetch,
+        concurrency=options.concurrency,
+        batch_size=options.batch_size,
+        progress=hooks.advance,
+    )
+    await engine.run(finish_new_products, engine, plan, imported)
+    problems.extend(image_counts.problems)
+    counts.update(
+        {
+            "added": len(imported.added),
+            "photos_added": len(imported.images_added),
+            "images_downloaded": image_counts.downloaded,
+            "images_not_modified": image_counts.not_modified,
+            "images_same_bytes": image_counts.same_bytes,
+            "images_failed": image_counts.failed,
+            "images_rejected": len(imported.skipped),
+            "featurised": imported.featurised,
+            "not_added": len(plan.add) - len(imported.added),
+            "change_errors": len(failed),
+        }
+    )
+    message = "synced" + (f" (forced past: {refusal})" if refusal else "")
+    return SyncSummary("ok", message, counts, problems, plan)
+
+
+def _refusal(contents: FeedContents, plan: SyncPlan, options: SyncOptions) -> str | None:
+    """Why this feed looks like a broken export, or None."""
+    if not contents.products:
+        return (
+            f"the feed lists no usable product ({contents.rows} rows); refusing to hide the "
+            "catalogue; use --force if this is right"
+        )
+    if plan.hide_share > options.max_hide_share:
+        return (
+            f"the feed would hide {len(plan.hide)} of {plan.active_before} active products "
+            f"({plan.hide_share:.0%} > FEED_MAX_HIDE_SHARE {options.max_hide_share:.0%}); "
+            "nothing changed; use --force if this is right"
+        )
+    return None
+
+
+def last_sync_text(engine: Engine, *, now: datetime | None = None) -> str:
+    """One or two plain-text lines on the last sync, for /stats (blocking: engine.run)."""
+    run = FeedStore(engine.sessions).last_run()
+    if run is None:
+        return "Feed sync: never run."
+    now = now or datetime.now(UTC)
+    minutes = max(0, int((now - run.started_at).total_seconds() // 60))
+    ago = f"{minutes} min ago" if minutes < 120 else f"{minutes // 60} h ago"
+    keys = ("added", "update", "stock", "hide", "restore", "featurised", "images_failed")
+    figures = ", ".join(f"{key} {run.counts[key]}" for key in keys if key in run.counts)
+    line = f"Feed sync: {run.status} {ago} ({run.started_at:%Y-%m-%d %H:%M} UTC)"
+    if figures:
+        line += f": {figures}"
+    if run.status == "running" and run.finished_at is None:
+        line += " (still running, or killed: the next sync finishes it)"
+    if run.errors:
+        line += f"\n{len(run.errors)} problem(s), e.g. {run.errors[0]['label']}: "
+        line += str(run.errors[0]["reason"])[:120]
+    elif run.message and run.status != "ok":
+        line += f"\n{run.message[:200]}"
+    return line
