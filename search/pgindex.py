@@ -1,31 +1,18 @@
 """The k-nearest query inside PostgreSQL with pgvector: `PgVectorIndex`, a `SearchIndex`.
 
-On PostgreSQL `embeddings.index_vector` is a pgvector `vector` without a fixed dimension (one
-column for every model); each model gets a partial HNSW index over the vector cast to its own
-dimension, e.g. (migration 0003)
-
-    CREATE INDEX ix_embeddings_hnsw_vgg16_avgpool ON embeddings USING hnsw
-        ((index_vector::vector(512)) vector_cosine_ops) WHERE model_name = 'vgg16_avgpool'
-
-A search is one SQL statement: embeddings -> product_images -> products, every filter in the
-WHERE clause, ordered by the metric's operator on `index_vector::vector(dim)` (cosine `<=>`,
-euclidean `<->`, inner product `<#>`, which is already -(q . x)), LIMIT n. The expression and the
-model name (a literal, not a parameter: the planner must prove the partial index's predicate)
-are exactly those of the index, so the cosine query can walk the HNSW graph; the other metrics
-have no index and scan. Whether it does is the planner's choice, from the table's statistics:
-on a small table (below ~1,000 vectors) or with a very selective filter (a category of a few
-dozen products) it reads the few rows and sorts them, which is both exact and cheaper; from a
-few thousand vectors on it walks the graph (tests/test_pgindex.py, docs/benchmarks.md).
-Settings for the transaction only (SET LOCAL, one round trip):
-
-- plan_cache_mode = force_custom_plan: psycopg prepares a statement run 5 times, and a generic
-  plan (LIMIT and filter values unknown) could give up the index; a custom plan costs ~0.3 ms;
-- hnsw.ef_search: candidates kept while walking the graph (recall against speed);
-- hnsw.iterative_scan = relaxed_order: when the filters reject most of the rows the graph
-  yields, the scan goes on (up to hnsw.max_scan_tuples) instead of stopping after ef_search
-  rows, so a narrow filter still fills the LIMIT. The rows then come in nearly, not strictly,
-  ascending order: they are re-sorted here;
-- `exact=True`: enable_indexscan = off, an exact sequential scan (ties ordered by ids as well).
+Each model has a partial HNSW index over its vectors (`search.pg_hnsw`: the index's DDL, the
+settings a search walks it with, EXPLAIN). A search is one SQL statement: embeddings ->
+product_images -> products, every filter in the WHERE clause, ordered by the metric's operator on
+`index_vector::vector(dim)` (cosine `<=>`, euclidean `<->`, inner product `<#>`, which is already
+-(q . x)), LIMIT n. The expression and the model name (a literal, not a parameter: the planner must
+prove the partial index's predicate) are exactly those of the index, so the cosine query can walk
+the HNSW graph; the other metrics have no index and scan. Whether it does is the planner's choice,
+from the table's statistics: on a small table (below ~1,000 vectors) or with a very selective filter
+(a category of a few dozen products) it reads the few rows and sorts them, which is both exact and
+cheaper; from a few thousand vectors on it walks the graph (tests/test_pgindex.py,
+docs/benchmarks.md). hnsw.iterative_scan = relaxed_order lets a narrow filter still fill the LIMIT,
+at the price of rows in nearly, not strictly, ascending order: they are re-sorted here; `exact=True`
+scans sequentially (ties ordered by ids as well).
 
 A product with several images would take several of the n rows, so n starts at 4k; the rows
 are deduplicated to one hit per product (its best image) in Python, and the query is repeated
@@ -48,10 +35,8 @@ rows), and nothing is loaded at start.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import re
 from collections.abc import Collection, Sequence
 from decimal import Decimal
 from typing import Any
@@ -60,7 +45,6 @@ import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
 from pgvector.sqlalchemy import VECTOR
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Embedding, Product, ProductImage
@@ -73,128 +57,16 @@ from search.index import (
     _normalised_with_norms,
     _top_k_products,
 )
+from search.pg_hnsw import check_model_name, configure_search, explain_plan
 from search.postprocess import Metric
 
-__all__ = [
-    "HNSW_MAX_DIM",
-    "PgVectorIndex",
-    "ensure_hnsw_index",
-    "hnsw_index_name",
-    "index_info",
-]
+__all__ = ["PgVectorIndex"]
 
 log = logging.getLogger(__name__)
 
-HNSW_MAX_DIM = 2000  # pgvector's limit for an HNSW index over `vector`
 _CANDIDATE_FACTOR = 4  # first LIMIT is 4k rows: enough unless products have many images
 _GROWTH = 4  # the LIMIT grows this much per repeat (each repeat walks the graph again)
-_MAX_IDENTIFIER = 63  # PostgreSQL truncates longer identifiers
-_MODEL_NAME = re.compile(r"[A-Za-z0-9_]+")  # a model name that is safe as a literal and a name
-_VECTOR_LITERAL = re.compile(r"'\[[^']*\]'::vector")
 _OPERATORS: dict[Metric, str] = {"cosine": "<=>", "euclidean": "<->", "inner_product": "<#>"}
-
-
-def hnsw_index_name(model_name: str) -> str:
-    """`ix_embeddings_hnsw_<model_name>`; a name too long for PostgreSQL is shortened and
-    given a hash suffix, so two long model names never share an index."""
-    _check_model_name(model_name)
-    name = f"ix_embeddings_hnsw_{model_name}"
-    if len(name) <= _MAX_IDENTIFIER:
-        return name
-    digest = hashlib.sha256(model_name.encode()).hexdigest()[:8]
-    return f"{name[: _MAX_IDENTIFIER - 9]}_{digest}"
-
-
-def _check_model_name(model_name: str) -> None:
-    # The name goes into DDL and (as a literal) into the search query: letters, digits, _ only.
-    if not _MODEL_NAME.fullmatch(model_name):
-        raise ValueError(f"model name must be letters, digits and _ only, got {model_name!r}")
-
-
-def _connection(connection_or_session: Connection | Session) -> Connection:
-    if isinstance(connection_or_session, Session):
-        return connection_or_session.connection()
-    return connection_or_session
-
-
-def ensure_hnsw_index(
-    connection_or_session: Connection | Session,
-    *,
-    model_name: str,
-    dim: int,
-    maintenance_work_mem: str | None = None,
-) -> bool:
-    """Create the model's partial HNSW cosine index if it is missing; True if created.
-
-    The same form as migration 0003's index for vgg16_avgpool, for a backbone that becomes
-    active later. Runs in the caller's transaction (the caller commits); the build locks
-    `embeddings` against writes while it runs (seconds at 10k vectors, minutes at 1M).
-    `maintenance_work_mem` (e.g. "2GB"): memory for this build only; a graph that does not
-    fit is built much more slowly. False, with a warning, when `dim` exceeds what pgvector's
-    HNSW supports (2000): that model's searches then scan exactly.
-    """
-    if dim <= 0:
-        raise ValueError(f"dim must be positive, got {dim}")
-    name = hnsw_index_name(model_name)
-    connection = _connection(connection_or_session)
-    if connection.dialect.name != "postgresql":
-        raise ValueError(f"HNSW indexes need PostgreSQL, not {connection.dialect.name}")
-    if _index_exists(connection, name):
-        return False
-    if dim > HNSW_MAX_DIM:
-        log.warning(
-            "no HNSW index for %s: %d dimensions, pgvector's HNSW takes at most %d; "
-            "its searches scan exactly",
-            model_name,
-            dim,
-            HNSW_MAX_DIM,
-        )
-        return False
-    if maintenance_work_mem is not None:
-        connection.execute(
-            sa.select(sa.func.set_config("maintenance_work_mem", maintenance_work_mem, True))
-        )
-    # DDL takes no bind parameters: the name and the model are checked above (letters, digits
-    # and _ only), the dim is an int.
-    connection.execute(
-        sa.text(
-            f"CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw "
-            f"((index_vector::vector({int(dim)})) vector_cosine_ops) "
-            f"WHERE model_name = '{model_name}'"
-        )
-    )
-    log.info("HNSW index %s created (%d dimensions)", name, dim)
-    return True
-
-
-def _index_exists(connection: Connection, name: str) -> bool:
-    found = connection.execute(sa.select(sa.func.to_regclass(name).is_not(None))).scalar_one()
-    return bool(found)
-
-
-def index_info(connection_or_session: Connection | Session, *, model_name: str) -> dict[str, Any]:
-    """For logs: {"index": name, "present": bool, "valid": bool, "bytes": index size,
-    "rows": the model's embeddings with an index vector}."""
-    connection = _connection(connection_or_session)
-    name = hnsw_index_name(model_name)
-    rows = connection.execute(
-        sa.select(sa.func.count())
-        .select_from(Embedding)
-        .where(Embedding.model_name == model_name, Embedding.index_vector.is_not(None))
-    ).scalar_one()
-    info: dict[str, Any] = {"index": name, "present": False, "valid": False, "bytes": 0}
-    if connection.dialect.name == "postgresql":
-        found = connection.execute(
-            sa.text(
-                "SELECT i.indisvalid, pg_relation_size(i.indexrelid) FROM pg_index i "
-                "WHERE i.indexrelid = to_regclass(:name)"
-            ),
-            {"name": name},
-        ).first()
-        if found is not None:
-            info.update(present=True, valid=bool(found[0]), bytes=int(found[1]))
-    info["rows"] = int(rows)
-    return info
 
 
 def _from_vector_send(data: bytes, dim: int) -> FloatRows:
@@ -216,6 +88,8 @@ class PgVectorIndex:
     measuring recall).
     """
 
+    reads_database = True
+
     def __init__(
         self,
         session_factory: sessionmaker[Session],
@@ -225,7 +99,7 @@ class PgVectorIndex:
         ef_search: int = 100,
         exact: bool = False,
     ) -> None:
-        _check_model_name(model_name)
+        check_model_name(model_name)
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
         if not 1 <= ef_search <= 1000:  # pgvector's bounds for hnsw.ef_search
@@ -400,15 +274,7 @@ class PgVectorIndex:
         )
         with self._sessions() as session, session.begin():
             self._configure(session, exact=self._exact)
-            connection = session.connection()
-            # Values inlined: the plan is the custom plan `search` gets for the same values.
-            compiled = statement.compile(
-                dialect=connection.dialect, compile_kwargs={"literal_binds": True}
-            )
-            prefix = "EXPLAIN (ANALYZE, BUFFERS) " if analyze else "EXPLAIN "
-            cursor = connection.exec_driver_sql(prefix + str(compiled))
-            plan = "\n".join(str(row[0]) for row in cursor)
-        return _VECTOR_LITERAL.sub("'[...]'::vector", plan)  # not 512 numbers per line
+            return explain_plan(session.connection(), statement, analyze=analyze)
 
     # ------------------------------------------------------------------ the query
 
@@ -435,21 +301,8 @@ class PgVectorIndex:
         return q_sql, q_unit, q_norm
 
     def _configure(self, session: Session, *, exact: bool) -> None:
-        """Settings for this transaction only (set_config(..., true) = SET LOCAL), in one
-        round trip."""
-        # Every execution planned with its values: psycopg prepares a statement run 5 times,
-        # and PostgreSQL's generic plan (LIMIT and filters unknown) may give up the index.
-        settings = [("plan_cache_mode", "force_custom_plan")]
-        if exact:
-            settings.append(("enable_indexscan", "off"))
-        else:
-            settings += [
-                ("hnsw.ef_search", str(self._ef_search)),
-                ("hnsw.iterative_scan", "relaxed_order"),
-            ]
-        session.execute(
-            sa.select(*(sa.func.set_config(name, value, True) for name, value in settings))
-        )
+        """The transaction's search settings (`search.pg_hnsw.configure_search`)."""
+        configure_search(session, exact=exact, ef_search=self._ef_search)
 
     def _statement(
         self,

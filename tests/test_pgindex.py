@@ -1,12 +1,11 @@
 """PgVectorIndex (search/pgindex.py): the k-nearest query inside PostgreSQL gives what the
 in-memory VectorIndex gives over the same rows, exactly (sequential scan) and through the HNSW
-graph; the plan uses the HNSW index; a narrow filter still fills k thanks to the iterative
-scan; per-model HNSW indexes. On the session's embedded PostgreSQL (tests/conftest.py:
-postgres_server), in every pass, SQLite's included."""
+graph; bad input refused; live reads; per-model HNSW indexes. (The planner's own choice of the
+HNSW index and narrow filters: tests/test_pgindex_hnsw.py.) On the session's embedded
+PostgreSQL (tests/conftest.py: postgres_server), in every pass, SQLite's included."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,54 +16,30 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import migrate
-from db.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
+from db.embedded_pg import EmbeddedPostgres
 from db.engine import create_db_engine, create_session_factory
 from db.models import Embedding, Product, ProductImage
-from search.bench_pg import copy_catalog
-from search.index import Hit, ProductFacts, VectorIndex
-from search.pgindex import (
-    PgVectorIndex,
-    ensure_hnsw_index,
-    hnsw_index_name,
-    index_info,
-)
+from search.index import Hit, ProductFacts
+from search.pg_hnsw import ensure_hnsw_index, hnsw_index_name, index_info
+from search.pgindex import PgVectorIndex
 from search.postprocess import METRICS
+from search.vector_index import VectorIndex
+from tests.pgindex_support import (
+    DIM,
+    HNSW_SCAN,
+    MODEL,
+    graph_walking_sessions,
+    new_database,
+    running_server,
+)
 
-MODEL = "vgg16_avgpool"
-DIM = 512
-HNSW_SCAN = "Index Scan using ix_embeddings_hnsw_vgg16_avgpool"
 CATEGORIES = ("boots", "sandals", "sneakers", "heels", None)
 PRICES = (Decimal("9.99"), Decimal("19.99"), Decimal("20.00"), Decimal("49.50"), None)
 
 
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest) -> EmbeddedPostgres:
-    try:
-        started: EmbeddedPostgres = request.getfixturevalue("postgres_server")
-    except EmbeddedPostgresError as exc:
-        pytest.skip(
-            f"no PostgreSQL for the pgvector tests: the embedded server did not start: {exc}"
-        )
-    return started
-
-
-def _new_database(server: EmbeddedPostgres) -> tuple[str, str]:
-    name = f"pgindex_{uuid.uuid4().hex[:10]}"
-    server.create_database(name)
-    url = server.url(name)
-    engine = create_db_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    return name, url
-
-
-def _graph_sessions(url: str) -> tuple[sa.Engine, sessionmaker[Session]]:
-    """Sessions whose planner may not sort: an ORDER BY distance can then only come from the
-    HNSW index, so the non-exact index walks the graph even on a table this small (where
-    PostgreSQL rightly prefers to scan and sort). Exact mode (index scans off) still sorts."""
-    engine = sa.create_engine(url, connect_args={"options": "-c enable_sort=off"})
-    return engine, create_session_factory(engine)
+    return running_server(request)
 
 
 @dataclass
@@ -85,7 +60,7 @@ def catalogue(server: EmbeddedPostgres) -> Iterator[Catalogue]:
     computed yet, vectors of another model; two products sharing a vector (a tie across
     products) and a product whose two images share one (a tie inside a product). The same
     rows go into a VectorIndex: the reference answer."""
-    name, url = _new_database(server)
+    name, url = new_database(server)
     engine = create_db_engine(url)
     sessions = create_session_factory(engine)
     rng = np.random.default_rng(20261124)
@@ -168,7 +143,7 @@ def catalogue(server: EmbeddedPostgres) -> Iterator[Catalogue]:
         vectors=np.stack([vectors[i] for i in image_ids]),
         ann_min_rows=None,
     )
-    graph_engine, graph_sessions = _graph_sessions(url)
+    graph_engine, graph_sessions = graph_walking_sessions(url)
     yield Catalogue(
         url=url,
         sessions=sessions,
@@ -284,106 +259,6 @@ def test_zero_query_ranks_by_ids_like_vector_index(catalogue: Catalogue) -> None
                 _assert_same(got, want, (metric, filters))
         assert index.exact_fallbacks == 0  # ordered by ids, no graph involved
     assert catalogue.reference.search(zero, k=1)[0].distance == 1.0
-
-
-@dataclass
-class Loaded:
-    sessions: sessionmaker[Session]  # the planner's own choices
-    graph_sessions: sessionmaker[Session]  # no sorting: the HNSW graph is walked
-    vectors: np.ndarray  # (2000, DIM) float32, product i + 1's vector in row i
-
-
-@pytest.fixture(scope="module")
-def loaded(server: EmbeddedPostgres) -> Iterator[Loaded]:
-    """2,000 products (one image each, 6 categories, price 10) bulk-loaded as the benchmark
-    does; 40 of them (1 in 50) moved to category "rare", products 5-7 to "tiny". The HNSW
-    index is built after the load (ensure_hnsw_index), then VACUUM ANALYZE."""
-    name, url = _new_database(server)
-    engine = create_db_engine(url)
-    graph_engine, graph_sessions = _graph_sessions(url)
-    vectors = np.random.default_rng(11).random((2000, DIM), dtype=np.float32) ** 3
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"DROP INDEX {hnsw_index_name(MODEL)}")
-    raw = engine.raw_connection()
-    copy_catalog(raw.driver_connection, vectors)
-    raw.commit()
-    raw.close()
-    with engine.begin() as connection:
-        connection.execute(sa.update(Product).where(Product.id % 50 == 0).values(category="rare"))
-        connection.execute(
-            sa.update(Product).where(Product.id.in_([5, 6, 7])).values(category="tiny")
-        )
-        assert ensure_hnsw_index(connection, model_name=MODEL, dim=DIM) is True
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql("VACUUM ANALYZE")
-    yield Loaded(create_session_factory(engine), graph_sessions, vectors)
-    graph_engine.dispose()
-    engine.dispose()
-    server.drop_database(name)
-
-
-def test_plan_uses_hnsw_with_default_planner_settings(loaded: Loaded) -> None:
-    """No planner settings forced: on 2,000 vectors PostgreSQL itself picks the HNSW index for
-    the cosine query (with a price filter too), and the exact mode scans the table."""
-    query = loaded.vectors[3] + 0.05
-    check = PgVectorIndex(loaded.sessions, model_name=MODEL, dim=DIM)
-    assert len(check) == check.product_count() == 2000  # the benchmark's COPY, row for row
-    assert np.array_equal(check.product_vectors(4), loaded.vectors[3:4])  # bit for bit
-    for ef in (40, 100):
-        index = PgVectorIndex(loaded.sessions, model_name=MODEL, dim=DIM, ef_search=ef)
-        assert HNSW_SCAN in index.explain(query, k=8)
-        assert HNSW_SCAN in index.explain(query, k=8, max_price=50.0)
-        hits = index.search(query, k=8)
-        assert len(hits) == 8 and hits[0].product_id == 4  # vectors[3] is product 4's
-    exact = PgVectorIndex(loaded.sessions, model_name=MODEL, dim=DIM, exact=True)
-    plan = exact.explain(query, k=8)
-    assert HNSW_SCAN not in plan and "Seq Scan on embeddings" in plan
-    # Euclidean and inner product have no index: they scan, whatever the mode.
-    assert HNSW_SCAN not in index.explain(query, k=8, metric="euclidean")
-
-
-def test_narrow_filter_still_returns_k_products(loaded: Loaded) -> None:
-    """A category with 1 product in 50: ef_search 40 alone finds ~1 of them among its 40
-    candidates; the iterative scan goes on until k pass, without an exact fallback. A filter
-    with fewer than k products returns them all (the HNSW scan runs out, the exact query
-    confirms)."""
-    index = PgVectorIndex(loaded.graph_sessions, model_name=MODEL, dim=DIM, ef_search=40)
-    rare = np.arange(50, 2001, 50)  # (40,) product ids
-    unit = loaded.vectors / np.linalg.norm(loaded.vectors, axis=1, keepdims=True)
-    rng = np.random.default_rng(12)
-    found = 0
-    for trial in range(10):
-        query = rng.random(DIM, dtype=np.float32) ** 3
-        assert HNSW_SCAN in index.explain(query, k=8, category="rare")
-        hits = index.search(query, k=8, category="rare")
-        assert len(hits) == 8, trial
-        assert all(h.product_id % 50 == 0 for h in hits)
-        scores = unit[rare - 1] @ (query / np.linalg.norm(query))  # (40,)
-        truth = set(rare[np.argsort(-scores)[:8]].tolist())
-        found += len(truth & {h.product_id for h in hits})
-    assert found >= 0.9 * 80  # the relaxed order is re-sorted: (nearly) the exact answer
-    assert index.exact_fallbacks == 0
-
-    # Without the iterative scan the same SQL stops short: that is what it is there for.
-    with loaded.graph_sessions() as session, session.begin():
-        session.execute(sa.text("SET LOCAL hnsw.ef_search = 40"))
-        session.execute(sa.text("SET LOCAL hnsw.iterative_scan = off"))
-        statement = index._statement(  # the very SQL `search` runs
-            (query / np.linalg.norm(query)).astype(np.float32),
-            float(np.linalg.norm(query)),
-            limit=32,
-            exact=False,
-            category="rare",
-            max_price=None,
-            include_inactive=False,
-            exclude_product_ids=(),
-            metric="cosine",
-        )
-        assert len(session.execute(statement).all()) < 8
-
-    hits = index.search(query, k=8, category="tiny")
-    assert sorted(h.product_id for h in hits) == [5, 6, 7]
-    assert index.exact_fallbacks == 1
 
 
 @pytest.mark.parametrize(
