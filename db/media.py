@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,10 @@ _EXTENSIONS = {
     "TIFF": "tiff",
 }
 TMP_DIR_NAME = ".tmp"
+# A file younger than this is never swept: another process (a bot instance sharing MEDIA_DIR)
+# may have written it and not yet committed its row. An add takes seconds from writing its
+# file to committing; an hour is far more than any add can take.
+ORPHAN_GRACE_SECONDS = 3600.0
 
 
 class MediaStoreError(OSError):
@@ -64,6 +69,10 @@ class MediaStore:
         file_name = file_name_for(content_hash, image_format)
         target = self.path_for(file_name)
         if target.is_file() and target.stat().st_size == len(data):
+            # The file may be an orphan awaiting its sweep: fresh again, it is safe from it
+            # until this add has committed its row.
+            with contextlib.suppress(OSError):
+                os.utime(target)
             return StoredFile(file_name=file_name, created=False)
         tmp_dir = self.root / TMP_DIR_NAME
         tmp_path: Path | None = None
@@ -93,15 +102,27 @@ class MediaStore:
         with contextlib.suppress(FileNotFoundError):
             self.path_for(file_name).unlink()
 
-    def sweep_orphans(self, referenced: Collection[str]) -> list[str]:
+    def sweep_orphans(
+        self,
+        referenced: Collection[str],
+        *,
+        grace_seconds: float = ORPHAN_GRACE_SECONDS,
+        now: float | None = None,
+    ) -> list[str]:
         """Delete temporary files and files no database row references (left by a crash
-        between writing the file and committing its row). Returns what was deleted."""
+        between writing the file and committing its row), once they are older than
+        `grace_seconds`: younger ones may belong to another process's add in flight.
+        Returns what was deleted."""
         removed: list[str] = []
         if not self.root.is_dir():
             return removed
         keep = set(referenced)
+        cutoff = (time.time() if now is None else now) - grace_seconds
         for path in sorted(self.root.rglob("*")):
-            if not path.is_file():
+            try:
+                if not path.is_file() or path.stat().st_mtime > cutoff:
+                    continue
+            except OSError:  # gone meanwhile (another process's rename or sweep)
                 continue
             relative = path.relative_to(self.root).as_posix()
             is_tmp = relative.startswith(f"{TMP_DIR_NAME}/")
