@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 from PIL import Image
 
 from db.media import MediaStore
+from search import SearchResult
 from search.preprocess import load_rgb
-from search.service import SearchResult
 
 
 def plot_search(query: bytes, result: SearchResult, media: MediaStore, out: Path) -> None:
@@ -22,7 +22,7 @@ def plot_search(query: bytes, result: SearchResult, media: MediaStore, out: Path
     panels = 1 + len(result.items)
     columns = min(panels, 5)
     rows = -(-panels // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.4 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.7 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     axes.flat[0].imshow(load_rgb(query))
@@ -38,5 +38,7 @@ def plot_search(query: bytes, result: SearchResult, media: MediaStore, out: Path
         )
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100)
+    # The layout places the axes but not always their three-line titles (the top row's ran
+    # off the top edge): save the box around everything drawn, with a margin.
+    figure.savefig(out, dpi=100, bbox_inches="tight", pad_inches=0.2)
     plt.close(figure)

@@ -1,9 +1,10 @@
 """Fetching an image from a URL a staff member sent, without letting that URL reach inside.
 
 `fetch_image` takes http and https URLs only, without credentials, on any port. Every host is
-resolved here (asyncio getaddrinfo) and *every* address it resolves to is checked with the
-ipaddress module; the TCP connection then goes to one of those checked addresses, so a DNS
-answer that changes between the check and the connection (DNS rebinding) cannot redirect it.
+resolved here (by a `Resolver`: asyncio getaddrinfo unless the caller gives another) and
+*every* address it resolves to is checked with the ipaddress module; the TCP connection then
+goes to one of those checked addresses, so a DNS answer that changes between the check and the
+connection (DNS rebinding) cannot redirect it.
 The Host header, TLS SNI and certificate checks keep using the URL's host name: the checks run
 inside the connection's network backend (httpcore), which is handed the host name and decides
 which address to dial. No proxy from the environment is used (it would bypass the checks).
@@ -21,7 +22,8 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import httpcore
@@ -29,7 +31,16 @@ import httpx
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_REDIRECTS", "UrlFetchError", "address_allowed", "fetch_image"]
+__all__ = [
+    "MAX_REDIRECTS",
+    "FetchedImage",
+    "Resolver",
+    "UrlFetchError",
+    "address_allowed",
+    "fetch_image",
+    "fetch_image_conditional",
+    "system_resolver",
+]
 
 MAX_REDIRECTS: Final = 3
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
@@ -44,9 +55,39 @@ _HEADERS: Final = [
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""(host, port) -> the addresses (as text) the host name or literal resolves to; raises OSError
+(e.g. socket.gaierror) when it cannot. What it returns is checked before anything is dialled."""
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The system's answer (asyncio getaddrinfo, TCP)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return [str(sockaddr[0]) for _, _, _, _, sockaddr in infos]
+
 
 class UrlFetchError(Exception):
-    """The image could not be fetched; str(err) is one line, safe to show the user."""
+    """The image could not be fetched; str(err) is one line, safe to show the user.
+    `retryable`: the failure may pass (a timeout, a broken connection, HTTP 429 or 5xx)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedImage:
+    """What a conditional fetch got: the body (None when the server answered 304 Not
+    Modified) and the validators to send next time."""
+
+    data: bytes | None
+    etag: str | None
+    last_modified: str | None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.data is None
 
 
 def address_allowed(address: IPAddress) -> bool:
@@ -76,38 +117,80 @@ async def fetch_image(
     max_bytes: int,
     timeout: float,  # noqa: ASYNC109 - the brief's signature; applied with asyncio.timeout
     allow_private: bool,
+    resolver: Resolver = system_resolver,
+    network_backend: httpcore.AsyncNetworkBackend | None = None,
 ) -> bytes:
-    """The body of an image at `url` (http or https). Raises UrlFetchError."""
-    backend = _CheckedBackend(allow_private=allow_private)
+    """The body of an image at `url` (http or https). Raises UrlFetchError.
+
+    `network_backend` dials the checked addresses (default: httpcore's AnyIO backend); tests
+    give one that routes a public address to a local server."""
+    fetched = await fetch_image_conditional(
+        url,
+        max_bytes=max_bytes,
+        timeout=timeout,
+        allow_private=allow_private,
+        resolver=resolver,
+        network_backend=network_backend,
+    )
+    assert fetched.data is not None  # no validator was sent, so no 304 is accepted
+    return fetched.data
+
+
+async def fetch_image_conditional(
+    url: str,
+    *,
+    max_bytes: int,
+    timeout: float,  # noqa: ASYNC109 - as fetch_image; applied with asyncio.timeout
+    allow_private: bool,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    resolver: Resolver = system_resolver,
+    network_backend: httpcore.AsyncNetworkBackend | None = None,
+) -> FetchedImage:
+    """Like fetch_image, sending If-None-Match / If-Modified-Since when `etag` /
+    `last_modified` (from an earlier FetchedImage) are given: an unchanged image then comes
+    back as FetchedImage(data=None) without its body. Raises UrlFetchError."""
+    conditions = [(b"If-None-Match", etag), (b"If-Modified-Since", last_modified)]
+    headers = _HEADERS + [(name, value.encode("latin-1")) for name, value in conditions if value]
+    backend = _CheckedBackend(allow_private=allow_private, resolver=resolver, inner=network_backend)
     try:
         async with (
             asyncio.timeout(timeout),
             httpcore.AsyncConnectionPool(network_backend=backend, retries=0) as pool,
         ):
-            return await _follow(pool, _parse(url), max_bytes=max_bytes, seconds=timeout)
-    except TimeoutError:
-        raise UrlFetchError(f"the server did not send the image within {timeout:g} s.") from None
-    except httpcore.TimeoutException:
-        raise UrlFetchError(f"the server did not send the image within {timeout:g} s.") from None
+            return await _follow(
+                pool, _parse(url), max_bytes=max_bytes, seconds=timeout, headers=headers
+            )
+    except (TimeoutError, httpcore.TimeoutException):
+        raise UrlFetchError(
+            f"the server did not send the image within {timeout:g} s.", retryable=True
+        ) from None
     except httpcore.ConnectError as exc:
         log.info("url fetch: cannot connect: %s", exc)
-        raise UrlFetchError("I could not connect to that server.") from None
+        raise UrlFetchError("I could not connect to that server.", retryable=True) from None
     except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
         log.info("url fetch: broken response: %s", exc)
-        raise UrlFetchError("the server's answer was broken or cut short.") from None
+        raise UrlFetchError(
+            "the server's answer was broken or cut short.", retryable=True
+        ) from None
     except httpcore.UnsupportedProtocol:
         raise UrlFetchError("only http and https links are supported.") from None
 
 
 async def _follow(
-    pool: httpcore.AsyncConnectionPool, url: httpx.URL, *, max_bytes: int, seconds: float
-) -> bytes:
+    pool: httpcore.AsyncConnectionPool,
+    url: httpx.URL,
+    *,
+    max_bytes: int,
+    seconds: float,
+    headers: list[tuple[bytes, bytes]],
+) -> FetchedImage:
     extensions = {
         "timeout": {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
     }
     for _ in range(MAX_REDIRECTS + 1):
         async with pool.stream(
-            "GET", _core_url(url), headers=_HEADERS, extensions=extensions
+            "GET", _core_url(url), headers=headers, extensions=extensions
         ) as response:
             if response.status in _REDIRECT_STATUSES:
                 location = _header(response, b"location")
@@ -118,8 +201,15 @@ async def _follow(
                 except httpx.InvalidURL:
                     raise UrlFetchError("the server redirected to an invalid link.") from None
                 continue
+            etag = _header(response, b"etag")
+            last_modified = _header(response, b"last-modified")
+            if response.status == 304 and len(headers) > len(_HEADERS):
+                return FetchedImage(data=None, etag=etag, last_modified=last_modified)
             if not 200 <= response.status < 300:
-                raise UrlFetchError(f"the server answered with HTTP status {response.status}.")
+                raise UrlFetchError(
+                    f"the server answered with HTTP status {response.status}.",
+                    retryable=response.status == 429 or response.status >= 500,
+                )
             content_type = (_header(response, b"content-type") or "").split(";")[0].strip()
             if not content_type.lower().startswith("image/"):
                 shown = content_type[:50] or "no content type"
@@ -127,7 +217,8 @@ async def _follow(
             length = _header(response, b"content-length")
             if length is not None and length.strip().isdigit() and int(length) > max_bytes:
                 raise UrlFetchError(f"the image is larger than {_megabytes(max_bytes)}.")
-            return await _read_limited(response, max_bytes)
+            data = await _read_limited(response, max_bytes)
+            return FetchedImage(data=data, etag=etag, last_modified=last_modified)
     raise UrlFetchError(f"the link redirects more than {MAX_REDIRECTS} times.")
 
 
@@ -183,19 +274,17 @@ def _megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):g} MB" if size >= 1024 * 1024 else f"{size} bytes"
 
 
-async def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[str]:
+async def resolve_checked(
+    host: str, port: int, *, allow_private: bool, resolver: Resolver = system_resolver
+) -> list[str]:
     """Every address `host` resolves to, each checked; refuses if any one is not allowed."""
     literal = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(
-            literal, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-        )
-    except (socket.gaierror, UnicodeError):
+        resolved = await resolver(literal, port)
+    except (OSError, UnicodeError):
         raise UrlFetchError(f"I could not find the server {host[:100]}.") from None
     addresses: list[str] = []
-    for _, _, _, _, sockaddr in infos:
-        text = str(sockaddr[0])
+    for text in resolved:
         try:
             address = ipaddress.ip_address(text.split("%", 1)[0])
         except ValueError:
@@ -213,9 +302,16 @@ async def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[
 class _CheckedBackend(httpcore.AsyncNetworkBackend):
     """Dials only addresses it has just resolved and checked itself."""
 
-    def __init__(self, *, allow_private: bool) -> None:
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        resolver: Resolver,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
         self._allow_private = allow_private
-        self._inner = httpcore.AnyIOBackend()
+        self._resolver = resolver
+        self._inner = inner or httpcore.AnyIOBackend()
 
     async def connect_tcp(
         self,
@@ -225,7 +321,9 @@ class _CheckedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await resolve_checked(host, port, allow_private=self._allow_private)
+        addresses = await resolve_checked(
+            host, port, allow_private=self._allow_private, resolver=self._resolver
+        )
         error: httpcore.ConnectError | None = None
         for address in addresses:
             try:

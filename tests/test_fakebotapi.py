@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dtm
+import http.client
 import io
 import os
+import socket
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -300,10 +303,13 @@ async def test_delay_provokes_client_timeout(fake_bot_api: FakeBotAPI) -> None:
     mark = fake_bot_api.mark()
     fake_bot_api.add_chat(USER)
     fake_bot_api.delay_next("sendMessage", 0.6)
+    with pytest.raises(AssertionError, match="delayed sendMessage"):
+        await fake_bot_api.wait_delays_taken_async("sendMessage", timeout=0.1)  # no call yet
     request = HTTPXRequest(read_timeout=0.2)
     async with Bot(**fake_bot_api.bot_kwargs(), request=request) as impatient:
         with pytest.raises(TimedOut):
             await impatient.send_message(USER, "slow")
+    await fake_bot_api.wait_delays_taken_async("sendMessage", timeout=1)
     # Telegram still delivers what it received: the message exists after the delay.
     call = await fake_bot_api.wait_for_call_async("sendMessage", after=mark, timeout=3)
     assert call.ok and call.answered_at - call.at >= 0.5 and call.client_gone
@@ -334,19 +340,46 @@ async def test_invalid_token_with_ptb(fake_bot_api: FakeBotAPI) -> None:
 
 @pytest.mark.asyncio
 async def test_get_updates_long_poll(fake_bot_api: FakeBotAPI, bot: Bot) -> None:
-    loop = asyncio.get_running_loop()
-    loop.call_later(0.15, lambda: fake_bot_api.send_text(user_id=7, text="hello"))
+    poll = asyncio.create_task(bot.get_updates(timeout=5))
+    await asyncio.to_thread(fake_bot_api.wait_polling, timeout=5)
     started = time.monotonic()
-    updates = await bot.get_updates(timeout=5)
+    fake_bot_api.send_text(user_id=7, text="hello")  # arrives while the poll waits
+    updates = await poll
     assert time.monotonic() - started < 1.0
     assert [u.message.text for u in updates if u.message] == ["hello"]
 
     # Not confirmed yet: the same update comes again until the offset moves past it.
     assert [u.update_id for u in await bot.get_updates(timeout=0)] == [updates[0].update_id]
+    with pytest.raises(AssertionError, match=f"updates up to #{updates[0].update_id} confirmed"):
+        await fake_bot_api.wait_confirmed_async(timeout=0.2)
     started = time.monotonic()
-    assert await bot.get_updates(offset=updates[-1].update_id + 1, timeout=1) == ()
+    confirming = asyncio.create_task(bot.get_updates(offset=updates[-1].update_id + 1, timeout=1))
+    await fake_bot_api.wait_confirmed_async(timeout=5)  # as soon as the offset arrives
+    assert time.monotonic() - started < 0.9 and not confirming.done()
+    assert await confirming == ()
     assert 0.9 <= time.monotonic() - started < 2.0
     assert fake_bot_api.pending_updates == 0
+
+
+def test_a_client_resetting_its_connection_is_not_an_error(
+    fake_bot_api: FakeBotAPI, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A bot killed with kill -9 resets its keep-alive connections: the fake closes them
+    quietly (no traceback in the test output) and keeps serving."""
+    done = fake_bot_api.connections_done
+    host, port = fake_bot_api.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    connection.request("GET", f"/bot{fake_bot_api.token}/getMe")
+    assert connection.getresponse().read().startswith(b'{"ok": true')
+    # The server now waits for the next request on this connection: reset it (RST, not FIN).
+    assert connection.sock is not None
+    connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+    fake_bot_api.wait_connections_done(done + 1, timeout=5)
+    assert "Traceback" not in capfd.readouterr().err
+    assert fake_bot_api.server_errors == []
+    with httpx.Client(base_url=fake_bot_api.url) as client:
+        assert client.post(f"/bot{fake_bot_api.token}/getMe").json()["ok"] is True
 
 
 def test_stop_is_prompt_during_long_poll() -> None:
@@ -366,7 +399,7 @@ def test_stop_is_prompt_during_long_poll() -> None:
 
     thread = threading.Thread(target=poll)
     thread.start()
-    time.sleep(0.3)  # let the poll reach the server and start waiting
+    fake.wait_polling(timeout=5)  # the poll has reached the server and waits there
     started = time.monotonic()
     fake.stop()
     thread.join(5)

@@ -1,19 +1,24 @@
-"""bot.urlfetch.fetch_image against a real HTTP server on a loopback address."""
+"""search.urlfetch.fetch_image against a real HTTP server on a loopback address.
+
+Names that must look public (so that the unpatched address guard lets them through) are given
+by a hand-written resolver and reach the local server through a routed network backend: the
+internet faked at its edge, never the guard."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpcore
 import pytest
 
-from bot import urlfetch
-from bot.urlfetch import UrlFetchError, address_allowed, fetch_image
+from search.urlfetch import UrlFetchError, address_allowed, fetch_image, system_resolver
 
 PNG_1PX = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108020000009077"
@@ -100,6 +105,60 @@ def server() -> Iterator[LocalHttpServer]:
         yield http
     finally:
         http.stop()
+
+
+PUBLIC_ADDRESS = "93.184.216.34"  # a public unicast address: the guard lets it through
+
+
+class StaticResolver:
+    """DNS for the test: `names` answer with the given addresses, anything else (literals,
+    localhost) is asked of the system. `lookups` lists every host asked, in order."""
+
+    def __init__(self, names: dict[str, list[str]]) -> None:
+        self.names = names
+        self.lookups: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.lookups.append(host)
+        if host in self.names:
+            return list(self.names[host])
+        return await system_resolver(host, port)
+
+
+class RoutedNetwork(httpcore.AsyncNetworkBackend):
+    """The network under the fetcher's checks: a connection to a routed (public) address goes
+    to a local server instead; any other address is dialled as it is. `dialled` lists every
+    (address, port) asked for, in order."""
+
+    def __init__(self, routes: dict[str, tuple[str, int]]) -> None:
+        self.routes = routes
+        self.dialled: list[tuple[str, int]] = []
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        self.dialled.append((host, port))
+        host, port = self.routes.get(host, (host, port))
+        return await self._inner.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # httpcore's interface
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("no unix sockets here")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 async def fetch(url: str, **options: Any) -> bytes:
@@ -229,36 +288,91 @@ async def test_too_many_redirects(server: LocalHttpServer) -> None:
     assert server.hits == ["/r1", "/r2", "/r3", "/r4"]
 
 
-async def test_redirect_to_a_private_address_is_refused(
-    server: LocalHttpServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The first hop is allowed (the policy lets 127.0.0.1 through for this test); the
-    redirect to another loopback address, where a server listens, never reaches it."""
+async def test_redirect_to_a_private_address_is_refused(server: LocalHttpServer) -> None:
+    """The first hop is a public name (it resolves to a public address, which the guard
+    allows; the network routes that address to the local server); the redirects to a loopback
+    address where a server listens, to a name resolving to it, and to the cloud metadata
+    address never reach them."""
     inner = LocalHttpServer("127.0.0.2").start()
     try:
+        resolver = StaticResolver(
+            {"images.shop.test": [PUBLIC_ADDRESS], "intranet.shop.test": ["127.0.0.2"]}
+        )
+        network = RoutedNetwork({PUBLIC_ADDRESS: ("127.0.0.1", server.port)})
+        options: dict[str, Any] = {
+            "allow_private": False,
+            "resolver": resolver,
+            "network_backend": network,
+        }
         inner.routes["/secret.png"] = Route(body=PNG_1PX)
+        server.routes["/a.png"] = Route(body=PNG_1PX)
         server.routes["/go"] = Route(
             status=302, headers={"Location": inner.url("/secret.png")}, content_type=None
+        )
+        server.routes["/dns"] = Route(
+            status=302,
+            headers={"Location": inner.url("/secret.png", host="intranet.shop.test")},
+            content_type=None,
         )
         server.routes["/meta"] = Route(
             status=302,
             headers={"Location": "http://169.254.169.254/latest/meta-data/"},
             content_type=None,
         )
-        policy = urlfetch.address_allowed
-        monkeypatch.setattr(
-            urlfetch,
-            "address_allowed",
-            lambda address: str(address) == "127.0.0.1" or policy(address),
-        )
+        # The first hop on its own passes the real guard and reaches the server by name.
+        assert await fetch("http://images.shop.test/a.png", **options) == PNG_1PX
+        assert server.host_headers == ["images.shop.test"]
+        for path in ("/go", "/dns"):
+            with pytest.raises(UrlFetchError, match="private or local network address"):
+                await fetch(f"http://images.shop.test{path}", **options)
         with pytest.raises(UrlFetchError, match="private or local network address"):
-            await fetch(server.url("/go"), allow_private=False)
-        with pytest.raises(UrlFetchError, match="private or local network address"):
-            await fetch(server.url("/meta"), allow_private=False, timeout=2.0)
-        assert server.hits == ["/go", "/meta"]
+            await fetch("http://images.shop.test/meta", **options, timeout=2.0)
+        assert server.hits == ["/a.png", "/go", "/dns", "/meta"]
         assert inner.hits == []
+        assert resolver.lookups == [
+            *["images.shop.test"] * 2,
+            "127.0.0.2",
+            "images.shop.test",
+            "intranet.shop.test",
+            "images.shop.test",
+            "169.254.169.254",
+        ]
+        assert {address for address, _ in network.dialled} == {PUBLIC_ADDRESS}
     finally:
         inner.stop()
+
+
+async def test_a_name_resolving_to_a_private_address_is_refused(server: LocalHttpServer) -> None:
+    """The guard runs on what the resolver answers, not on the name: a name resolving to a
+    loopback address, or to a public and a private one (either may be dialled), is refused
+    before any connection; with private addresses allowed the same name is fetched from the
+    address it resolved to."""
+    server.routes["/a.png"] = Route(body=PNG_1PX)
+    resolver = StaticResolver(
+        {
+            "printer.shop.test": ["127.0.0.1"],
+            "mixed.shop.test": [PUBLIC_ADDRESS, "127.0.0.1"],
+        }
+    )
+    network = RoutedNetwork({})
+    for name in ("printer.shop.test", "mixed.shop.test"):
+        with pytest.raises(UrlFetchError, match="private or local network address"):
+            await fetch(
+                server.url("/a.png", host=name),
+                allow_private=False,
+                resolver=resolver,
+                network_backend=network,
+            )
+    assert network.dialled == [] and server.hits == []
+    fetched = await fetch(
+        server.url("/a.png", host="printer.shop.test"),
+        allow_private=True,
+        resolver=resolver,
+        network_backend=network,
+    )
+    assert fetched == PNG_1PX
+    assert network.dialled == [("127.0.0.1", server.port)]
+    assert server.host_headers == [f"printer.shop.test:{server.port}"]
 
 
 async def test_redirect_to_another_scheme_is_refused(server: LocalHttpServer) -> None:

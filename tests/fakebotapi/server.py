@@ -14,7 +14,9 @@ thread) and speaks the Bot API the way python-telegram-bot 22 uses it:
 Three sides of the API:
 
 * what the bot did: ``calls`` (every request, in order of completion), ``calls_to``,
-  ``wait_for_call`` / ``wait_for_call_async``, ``mark``, ``chat_history``;
+  ``wait_for_call`` / ``wait_for_call_async``, ``mark``, ``chat_history``; and what it has
+  taken so far: ``wait_confirmed`` (every queued update confirmed by a getUpdates offset past
+  it), ``wait_polling`` (a long poll is waiting at the server), ``wait_delays_taken``;
 * what users do: ``send_text``, ``send_photo``, ``send_album``, ``send_document``,
   ``send_sticker``, ``send_voice``, ``edit_message``, ``press_button``, ``inline_query``,
   ``queue_update`` - each queues an update for ``getUpdates`` and returns it;
@@ -376,6 +378,9 @@ class FakeBotAPI:
 
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
+        self._last_update_id = 0
+        self._polls_waiting = 0
+        self._connections_done = 0
         self._allowed_updates: set[str] | None = None
         self._poll_generation = 0
         self._webhook_url = ""
@@ -604,6 +609,68 @@ class FakeBotAPI:
         with self._cond:
             key = (self._scope_key(scope), language_code)
             return copy.deepcopy(self._my_commands.get(key, []))
+
+    def wait_confirmed(self, *, timeout: float = 30.0) -> None:
+        """Block until the bot has confirmed every update queued so far: a getUpdates with an
+        offset past it has reached the server. python-telegram-bot asks with that offset only
+        after it has put the earlier updates into its Application's update_queue (whose
+        ``join()`` then says they have been handled). Raises AssertionError on timeout."""
+        with self._cond:
+            last = self._last_update_id
+        self._wait_until(
+            lambda: not any(u["update_id"] <= last for u in self._updates),
+            timeout=timeout,
+            what=f"updates up to #{last} confirmed",
+        )
+
+    async def wait_confirmed_async(self, *, timeout: float = 30.0) -> None:
+        """``wait_confirmed`` without blocking the event loop."""
+        await asyncio.to_thread(self.wait_confirmed, timeout=timeout)
+
+    def wait_polling(self, *, timeout: float = 30.0) -> None:
+        """Block until a getUpdates long poll is waiting at the server for updates."""
+        self._wait_until(lambda: self._polls_waiting > 0, timeout=timeout, what="a waiting poll")
+
+    def wait_delays_taken(self, method: str, *, timeout: float = 30.0) -> None:
+        """Block until every delay ``delay_next`` queued for ``method`` has been taken by a
+        call that reached the server (and is now being held back)."""
+        self._wait_until(
+            lambda: not self._delays.get(method),
+            timeout=timeout,
+            what=f"the delayed {method} call(s) arriving",
+        )
+
+    async def wait_delays_taken_async(self, method: str, *, timeout: float = 30.0) -> None:
+        """``wait_delays_taken`` without blocking the event loop."""
+        await asyncio.to_thread(self.wait_delays_taken, method, timeout=timeout)
+
+    @property
+    def connections_done(self) -> int:
+        """Client connections handled to the end so far (closed, errors reported)."""
+        with self._cond:
+            return self._connections_done
+
+    def wait_connections_done(self, count: int, *, timeout: float = 30.0) -> None:
+        """Block until ``count`` client connections have been handled to the end: closed, and
+        any error in the HTTP layer printed by then."""
+        self._wait_until(
+            lambda: self._connections_done >= count,
+            timeout=timeout,
+            what=f"{count} connections handled",
+        )
+
+    def _wait_until(self, condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+        """Wait on the server's condition until ``condition()`` (checked under its lock)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not condition():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stopping:
+                    why = "the server stopped" if self._stopping else f"{timeout:g}s passed"
+                    raise AssertionError(
+                        f"no {what} before {why}.\n" + self.describe_calls(polls=True, limit=10)
+                    )
+                self._cond.wait(remaining)
 
     @property
     def pending_updates(self) -> int:
@@ -1114,6 +1181,8 @@ class FakeBotAPI:
             delay = delays.popleft() if delays else 0.0
             faults = self._faults.get(method)
             fault = faults.popleft() if faults else None
+            if delay > 0 or fault is not None:
+                self._cond.notify_all()  # for wait_delays_taken
         if delay > 0:
             self._stop_event.wait(delay)
         return fault
@@ -1221,6 +1290,7 @@ class FakeBotAPI:
 
     def _queue_update(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         update = {"update_id": next(self._update_ids), kind: copy.deepcopy(payload)}
+        self._last_update_id = int(update["update_id"])
         self._updates.append(update)
         self._cond.notify_all()
         return copy.deepcopy(update)
@@ -1533,7 +1603,12 @@ class FakeBotAPI:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            self._cond.wait(remaining)
+            self._polls_waiting += 1
+            self._cond.notify_all()  # for wait_polling
+            try:
+                self._cond.wait(remaining)
+            finally:
+                self._polls_waiting -= 1
 
     def _set_webhook(self, req: _Request) -> bool:
         url = req.params.get("url") or ""
@@ -1857,6 +1932,14 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 64
     api: FakeBotAPI
 
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.api._cond:
+                self.api._connections_done += 1
+                self.api._cond.notify_all()
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -1865,6 +1948,15 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.server.api._track(self.connection, threading.current_thread(), True)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except ConnectionError:
+            # The client reset the connection between requests or mid-request (a bot killed
+            # with kill -9, a client timing out): there is nobody left to answer. Any other
+            # exception still reaches socketserver's handle_error and prints its traceback.
+            self.close_connection = True
 
     def finish(self) -> None:
         try:
