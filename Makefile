@@ -4,14 +4,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LOOKALIKE := $(VENV)/bin/lookalike
 CATALOG_DIR ?= ../shared/footwear/catalog
+# Product data for those photos (sku,name,price,currency,url,category,image); empty: photos only,
+# each product named after its file.
+CATALOG_CSV ?= ../shared/footwear/products.csv
 QUERY ?= ../shared/footwear/queries/search_image_01.jpg
 PYTEST_ARGS ?=
 # The tests that touch the database, run a second time on PostgreSQL (an embedded server the
-# tests start and stop themselves) once the whole suite has passed on SQLite.
-PG_TESTS ?= tests/test_catalog.py tests/test_cli.py tests/test_migrations.py tests/test_postgres.py \
-	tests/bot tests/reliability
+# tests start and stop themselves) once the whole suite has passed on SQLite. Left out: tests
+# that never open a database, and tests/test_pgindex*.py, which run on PostgreSQL in both passes.
+PG_TESTS ?= tests/test_bench.py tests/test_catalog.py tests/test_cli.py tests/test_live_quality.py \
+	tests/test_migrations.py tests/test_postgres.py tests/test_postgres_copy.py tests/test_privacy.py \
+	tests/test_quality.py tests/test_reindex.py tests/bot tests/reliability \
+	$(wildcard tests/web tests/feed)
 
-.PHONY: setup catalog run demo test test-fast lint bench bench-quick clean
+.PHONY: setup catalog run serve demo test test-fast lint bench bench-quick clean
 
 setup: $(VENV)/.installed
 
@@ -21,14 +27,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# The catalogue imported (a no-op when it is already there).
+# The catalogue imported with its product data (a no-op when it is already there).
 catalog: setup
 	$(LOOKALIKE) db upgrade
-	$(LOOKALIKE) catalog import $(CATALOG_DIR)
+	$(LOOKALIKE) catalog import $(CATALOG_DIR) $(if $(CATALOG_CSV),--csv $(CATALOG_CSV))
 
 # The main job: the Telegram bot over the imported catalogue.
 run: catalog
 	$(LOOKALIKE) bot
+
+# The website and HTTP API over the imported catalogue: http://127.0.0.1:8080/ (WEB_PORT).
+serve: catalog
+	$(LOOKALIKE) serve
 
 # Without Telegram: one search from the command line, saved as a picture too.
 demo: catalog

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
@@ -16,19 +15,19 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Contex
 from bot import jobs
 from bot.context import BotData, BotServices, Context
 from bot.drafts import DraftStore
-from bot.handlers import admin, admin_add, customer, support
-from bot.inference import InferenceWorker
+from bot.handlers import admin, admin_add, customer, feed, privacy, support
 from bot.ratelimit import RateLimiter
-from bot.tracking import ResultTracking
-from lookalike.app import open_service, redact_secret_in_logs
+from lookalike.app import open_engine, redact_secret_in_logs
 from lookalike.settings import Settings
-from search.service import SearchService
+from search import Engine
 
 log = logging.getLogger(__name__)
 
 CUSTOMER_COMMANDS = [
     BotCommand("start", "What this bot does"),
     BotCommand("help", "How to search by photo"),
+    BotCommand("privacy", "What we keep about you, and for how long"),
+    BotCommand("forget", "Delete everything we keep about you"),
 ]
 ADMIN_COMMANDS = [
     BotCommand("add", "Add a product (photo captioned /add SKU | Name | Price | URL | Category)"),
@@ -37,6 +36,7 @@ ADMIN_COMMANDS = [
     BotCommand("stock", "In or out of stock: /stock SKU in|out"),
     BotCommand("product", "A product's card: /product SKU"),
     BotCommand("stats", "Searches, feedback and catalogue figures"),
+    BotCommand("sync", "Sync the catalogue with the shop's product feed now"),
     BotCommand("link", "A link that opens a product: /link SKU"),
 ]
 SUPPORT_COMMANDS = [BotCommand("link", "A link that opens a product: /link SKU")]
@@ -46,8 +46,8 @@ class MissingTokenError(RuntimeError):
     pass
 
 
-def build_application(settings: Settings, *, service: SearchService | None = None) -> Application:  # type: ignore[type-arg]
-    """The Application with every handler, its services in bot_data. No network I/O here."""
+def bot_token(settings: Settings) -> str:
+    """The token, from now on kept out of every log line; MissingTokenError without one."""
     if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value():
         raise MissingTokenError(
             "TELEGRAM_BOT_TOKEN is not set: get a token from @BotFather and put it in .env "
@@ -55,16 +55,20 @@ def build_application(settings: Settings, *, service: SearchService | None = Non
         )
     token = settings.telegram_bot_token.get_secret_value()
     redact_secret_in_logs(token)
-    service = service or open_service(settings)
+    return token
+
+
+def build_application(settings: Settings, *, engine: Engine | None = None) -> Application:  # type: ignore[type-arg]
+    """The Application with every handler, its services in bot_data. No network I/O here."""
+    token = bot_token(settings)
+    engine = engine or open_engine(settings)
     services = BotServices(
         settings=settings,
-        search=service,
-        inference=InferenceWorker(service, max_batch=settings.inference_batch_size),
+        engine=engine,
         # Everything a second instance must see lives in the database, not in this process:
         # the rate limit, /add drafts, result links (search_log), opened results.
-        rate_limiter=RateLimiter(service.session, limit=settings.searches_per_minute),
-        drafts=DraftStore(service.session, timeout_seconds=admin_add.CONVERSATION_TIMEOUT_SECONDS),
-        tracking=ResultTracking(service.session),
+        rate_limiter=RateLimiter(engine.sessions, limit=settings.searches_per_minute),
+        drafts=DraftStore(engine.sessions, timeout_seconds=admin_add.CONVERSATION_TIMEOUT_SECONDS),
         # Derived from the token, so user references cannot be reversed by trying user ids.
         user_ref_key=hashlib.sha256(b"lookalike-user-ref\0" + token.encode()).digest(),
     )
@@ -90,7 +94,9 @@ def build_application(settings: Settings, *, service: SearchService | None = Non
     application.bot_data.services = services
     application.add_handlers(admin_add.draft_handlers(), group=-1)
     for handler in (
-        admin.handlers()
+        privacy.handlers()
+        + admin.handlers()
+        + feed.handlers()
         + support.handlers()
         + customer.handlers()
         + support.message_handlers()
@@ -99,17 +105,19 @@ def build_application(settings: Settings, *, service: SearchService | None = Non
         application.add_handler(handler)
     application.add_error_handler(_on_error)
     jobs.schedule(application)
+    feed.schedule(application)  # only with FEED_URL
     return application
 
 
 async def _post_init(application: Application) -> None:  # type: ignore[type-arg]
     """Before the first update: model loaded and warmed up, orphans swept, menu set."""
     services: BotServices = application.bot_data.services
-    await asyncio.to_thread(services.search.warm_up)
-    swept = await asyncio.to_thread(services.search.sweep_orphan_files)
+    engine = services.engine
+    await engine.run(engine.warm_up)
+    swept = await engine.run(engine.sweep_orphan_files)
     if swept:
         log.info("removed %d image file(s) left by an interrupted change", len(swept))
-    await services.inference.start()
+    await engine.start()
     bot = application.bot
     await bot.set_my_commands(CUSTOMER_COMMANDS)
     staff = services.settings.admin_ids | services.settings.support_ids
@@ -119,17 +127,18 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
             await bot.set_my_commands(
                 CUSTOMER_COMMANDS + commands, scope=BotCommandScopeChat(chat_id=user_id)
             )
+    status = engine.status()
     log.info(
         "ready: @%s, %d products searchable, model %s",
         bot.username,
-        services.search.index.product_count(),
-        services.search.model_name,
+        status.products_searchable,
+        status.model_name,
     )
 
 
 async def _post_stop(application: Application) -> None:  # type: ignore[type-arg]
     services: BotServices = application.bot_data.services
-    await services.inference.stop()
+    await services.engine.stop()
 
 
 async def _on_error(update: object, context: Context) -> None:

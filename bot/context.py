@@ -10,29 +10,33 @@ from typing import TYPE_CHECKING, TypeAlias
 from telegram.ext import CallbackContext, ExtBot
 
 from lookalike.settings import Settings
-from search.service import SearchService
+from search import Engine, Requester
 
 if TYPE_CHECKING:
     from bot.drafts import DraftStore
-    from bot.inference import InferenceWorker
     from bot.ratelimit import RateLimiter
-    from bot.tracking import ResultTracking
 
 
 @dataclass
 class BotServices:
     settings: Settings
-    search: SearchService
-    inference: InferenceWorker
+    engine: Engine
     rate_limiter: RateLimiter  # shared by every instance (in the database)
     drafts: DraftStore  # admins' guided /add, in the database
-    tracking: ResultTracking  # opened results and the quality figures
     user_ref_key: bytes  # HMAC key for opaque user references in the search log
 
     def user_ref(self, user_id: int) -> str:
         """An opaque, stable reference for a Telegram user (the search log stores no ids)."""
         digest = hmac.new(self.user_ref_key, str(user_id).encode(), hashlib.sha256)
         return digest.hexdigest()[:32]
+
+    async def within_limit(self, user_id: int) -> float | None:
+        """None if the user may search now (and it counts), else seconds until they may."""
+        return await self.engine.run(self.rate_limiter.try_acquire, self.user_ref(user_id))
+
+    def who(self, user_id: int, source: str = "telegram") -> Requester:
+        """A Telegram user as the search log knows them."""
+        return Requester(user_ref=self.user_ref(user_id), source=source)
 
     def is_admin(self, user_id: int | None) -> bool:
         return user_id is not None and user_id in self.settings.admin_ids

@@ -95,7 +95,7 @@ def _draft_of(record: DraftRecord, *, expired: bool) -> Draft | None:
 
 
 class DraftStore:
-    """Blocking (database): handlers call these methods with asyncio.to_thread."""
+    """Blocking (database): handlers call these methods through `Engine.run`."""
 
     def __init__(
         self,

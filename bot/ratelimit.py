@@ -5,7 +5,6 @@ the same searches: a user cannot get around the limit by landing on another inst
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +33,7 @@ class RateLimiter:
 
     def try_acquire(self, user_ref: str) -> float | None:
         """None if the user may go ahead (and counts it), else seconds until they may.
-        Blocking (database): call it through `acquire` from the event loop."""
+        Blocking (database): call it through `Engine.run` from the event loop."""
         with self._session_factory() as session:
             wait = shared_state.take_rate_slot(
                 session,
@@ -45,6 +44,3 @@ class RateLimiter:
             )
             session.commit()
             return wait
-
-    async def acquire(self, user_ref: str) -> float | None:
-        return await asyncio.to_thread(self.try_acquire, user_ref)

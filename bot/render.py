@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from db.records import ProductRecord
-from search.service import ResultItem, SearchResult
+from search import ResultItem, SearchResult
 
 CAPTION_LIMIT = 1024  # Telegram's limit for a photo caption
 MESSAGE_LIMIT = 4096

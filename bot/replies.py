@@ -17,8 +17,7 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.context import BotServices
 from bot.render import result_caption, results_keyboard, results_message
-from db.records import ProductRecord
-from search.service import ResultItem, SearchResult
+from search import ProductRecord, ResultItem, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ async def chat_action(
 async def _photo_input(services: BotServices, item: ResultItem, *, upload: bool) -> str | bytes:
     if item.image.telegram_file_id and not upload:
         return item.image.telegram_file_id
-    return await asyncio.to_thread(services.search.media.read, item.image.file_name)
+    return await services.engine.run(services.engine.media.read, item.image.file_name)
 
 
 async def _remember_file_ids(
@@ -70,9 +69,8 @@ async def _remember_file_ids(
             continue
         file_id = message.photo[-1].file_id
         if file_id != item.image.telegram_file_id:
-            await asyncio.to_thread(
-                services.search.remember_telegram_file_id, item.image.id, file_id
-            )
+            catalog = services.engine.catalog
+            await services.engine.run(catalog.remember_telegram_file_id, item.image.id, file_id)
 
 
 async def _send_photos(
@@ -189,7 +187,7 @@ async def send_card_photo(
         except BadRequest as exc:  # a file_id Telegram no longer knows: upload instead
             log.warning("cached file_id of image %s refused: %s", image.id, exc)
     try:
-        data = await asyncio.to_thread(services.search.media.read, image.file_name)
+        data = await services.engine.run(services.engine.media.read, image.file_name)
     except OSError as exc:
         log.error("image file of %s is unreadable: %s", product.sku, exc)
         return False
@@ -201,7 +199,8 @@ async def send_card_photo(
         reply_markup=reply_markup,
     )
     if sent.photo:
-        await asyncio.to_thread(
-            services.search.remember_telegram_file_id, image.id, sent.photo[-1].file_id
+        catalog = services.engine.catalog
+        await services.engine.run(
+            catalog.remember_telegram_file_id, image.id, sent.photo[-1].file_id
         )
     return True

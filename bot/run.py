@@ -7,7 +7,7 @@ import secrets
 
 from telegram import Update
 
-from bot.app import MissingTokenError, build_application
+from bot.app import bot_token, build_application
 from lookalike.app import redact_secret_in_logs
 from lookalike.settings import Settings
 from search.featurizer import ModelUnavailableError
@@ -16,12 +16,9 @@ log = logging.getLogger(__name__)
 
 
 def run_bot(settings: Settings) -> int:
-    """Run until SIGINT/SIGTERM; returns the process exit code."""
-    if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value():
-        raise MissingTokenError(
-            "TELEGRAM_BOT_TOKEN is not set: get a token from @BotFather and put it in .env "
-            "or the environment"
-        )
+    """Run until SIGINT/SIGTERM; returns the process exit code. MissingTokenError without a
+    token (before anything is opened)."""
+    bot_token(settings)
     application = build_application(settings)  # also keeps the token out of every log line
     try:
         if settings.webhook_url:

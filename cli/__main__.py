@@ -1,5 +1,5 @@
-"""`python -m lookalike` is the `lookalike` command."""
+"""`python -m cli` is the `lookalike` command."""
 
-from lookalike.cli import run
+from cli.main import run
 
 run()

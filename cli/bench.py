@@ -1,6 +1,6 @@
 """`lookalike bench [--quick] [--json OUT]`: the performance comparisons of issue #5 in one run.
 
-The work is in search.bench (each section in its own process); this module only parses the
+The work is in tools.bench (each section in its own process); this module only parses the
 options, prints the table and writes the JSON. docs/benchmarks.md holds the latest full run.
 """
 
@@ -13,8 +13,7 @@ import tempfile
 from pathlib import Path
 
 from lookalike.settings import Settings
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tools.bench_common import DEFAULT_DATA
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,7 +36,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     bench.add_argument(
         "--data",
         type=Path,
-        default=REPO_ROOT.parent / "shared" / "footwear",
+        default=DEFAULT_DATA,
         help="folder with catalog/, queries/ and vgg16_avgpool_reference.npy "
         "(default: ../shared/footwear beside the repository)",
     )
@@ -72,7 +71,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from search.bench import Options, format_table, run_benchmarks
+    from tools.bench import Options, format_table, run_benchmarks
 
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     data = Path(args.data)

@@ -93,7 +93,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def cmd_db_postgres(args: argparse.Namespace, settings: Settings) -> int:
-    from db.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError, read_postmaster
+    from db.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
+    from db.pg_process import read_postmaster
 
     data_dir: Path = args.dir
     try:

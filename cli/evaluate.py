@@ -4,6 +4,10 @@ Two inputs: a folder with one sub-folder per category (featurised with the confi
 or precomputed vectors (`--vectors FILE.npy --names FILE.txt --labels FILE.csv`). Prints
 precision@k, recall@k and mAP@k per method, per category and a confusion summary, or `--json`;
 `--chart` draws per-category precision@k bars for each method. See docs/evaluation.md.
+
+With no `--postprocess`, the method scored (beside plain) is the one the live search runs with
+the settings (POSTPROCESS, QUERY_EXPANSION, INFER_CATEGORY: sqrt+centre+qe+cat by default), so
+the first figure a shop sees is what its customers get.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from search.postprocess import METRICS
 
 if TYPE_CHECKING:
     from lookalike.settings import Settings
-    from search.evaluate import EvaluationReport, MethodReport
+    from tools.evaluate import EvaluationReport, MethodReport
+    from tools.evaluate_methods import Method
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,11 +57,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     ev.add_argument(
         "--postprocess",
-        default="none",
+        default=None,
         metavar="STEPS",
         help=(
             "'none' (plain only), 'all', or a comma-separated list of methods made of the steps "
-            "sqrt, centre, whiten and one of qe, krr joined with '+', e.g. sqrt+centre+qe"
+            "sqrt, centre, whiten, one of qe, krr, and cat joined with '+', e.g. sqrt+centre+qe "
+            "(default: plain and what the live search runs with the settings POSTPROCESS, "
+            "QUERY_EXPANSION and INFER_CATEGORY, sqrt+centre+qe+cat unless changed)"
         ),
     )
     ev.add_argument(
@@ -68,7 +75,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "would (default), or refit without each query (loo: honest, slower)"
         ),
     )
-    ev.add_argument("--qe-neighbours", type=int, default=3, help="qe: neighbours averaged (3)")
+    ev.add_argument(
+        "--qe-neighbours",
+        type=int,
+        default=None,
+        help="qe: neighbours averaged (default: QUERY_EXPANSION, or 3 when that is 0)",
+    )
     ev.add_argument("--krr-k1", type=int, default=20, help="krr: reciprocal neighbours (20)")
     ev.add_argument("--krr-k2", type=int, default=6, help="krr: local expansion (6)")
     ev.add_argument("--krr-lambda", type=float, default=0.3, help="krr: original weight (0.3)")
@@ -82,24 +94,30 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from lookalike.cli import EXIT_BAD_INPUT, EXIT_OK, CommandError
-    from search.evaluate import EvaluationError, EvaluationOptions, evaluate, parse_methods
+    from cli.common import EXIT_BAD_INPUT, EXIT_OK, CommandError
+    from tools.evaluate import evaluate
+    from tools.evaluate_methods import EvaluationError, EvaluationOptions, parse_methods
 
+    live = _live_method(settings)
     try:
         options = EvaluationOptions(
             k=args.k,
             metric=args.metric,
             fit=args.fit,
-            qe_neighbours=args.qe_neighbours,
+            qe_neighbours=(
+                args.qe_neighbours
+                if args.qe_neighbours is not None
+                else settings.query_expansion or 3
+            ),
             krr_k1=args.krr_k1,
             krr_k2=args.krr_k2,
             krr_lambda=args.krr_lambda,
             whiten_dim=args.whiten_dim,
             shrinkage=args.shrinkage,
         )
-        methods = parse_methods(args.postprocess)
+        methods = parse_methods(live.name if args.postprocess is None else args.postprocess)
         vectors, labels, source, skipped = _load_input(args, settings)
-        report = evaluate(vectors, labels, methods, options, source=source)
+        report = evaluate(vectors, labels, methods, options, source=source, live=live)
     except EvaluationError as exc:
         raise CommandError(str(exc), EXIT_BAD_INPUT) from exc
 
@@ -122,11 +140,25 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _live_method(settings: Settings) -> Method:
+    """What the live search runs. The labels are the categories its cat step infers from, as
+    a shop's product categories would be, so the step can always run here."""
+    from tools.evaluate_methods import live_method
+
+    return live_method(
+        postprocess=settings.postprocess,
+        query_expansion=settings.query_expansion,
+        infer_category=settings.infer_category,
+        has_categories=True,
+    )
+
+
 def _load_input(
     args: argparse.Namespace, settings: Settings
 ) -> tuple[Any, list[str], dict[str, Any], list[tuple[str, str]]]:
     """(vectors, labels, source description, skipped files) from a folder or from files."""
-    from search.evaluate import EvaluationError, labels_for, read_labels, read_vectors
+    from tools.evaluate_input import labels_for, read_labels, read_vectors
+    from tools.evaluate_methods import EvaluationError
 
     precomputed = (args.vectors, args.names, args.labels)
     if args.folder is not None:
@@ -150,7 +182,8 @@ def _featurise(
 
     from lookalike import app
     from search.backbones import get_backbone
-    from search.evaluate import EvaluationError, featurise_folder
+    from tools.evaluate_input import featurise_folder
+    from tools.evaluate_methods import EvaluationError
 
     try:
         spec = get_backbone(args.backbone)
@@ -190,7 +223,7 @@ def _featurise(
 
 
 def print_report(report: EvaluationReport, out: TextIO) -> None:
-    from lookalike.cli import print_table
+    from cli.common import print_table
 
     k = report.k
     fitted = (
@@ -204,6 +237,12 @@ def print_report(report: EvaluationReport, out: TextIO) -> None:
     )
     if report.singletons:
         out.write(f"not evaluated as queries (one item only): {', '.join(report.singletons)}\n")
+    live = report.live
+    if live is not None:
+        out.write(
+            f"what customers get (the live search, {live.name}): P@{k} {live.precision:.4f}, "
+            f"R@{k} {live.recall:.4f}, mAP@{k} {live.map:.4f}\n"
+        )
     plain = report.plain
     rows = [
         [
@@ -241,7 +280,7 @@ def print_report(report: EvaluationReport, out: TextIO) -> None:
 
 
 def _print_confusion(report: EvaluationReport, method: MethodReport, out: TextIO) -> None:
-    from lookalike.cli import print_table
+    from cli.common import print_table
 
     columns = list(report.categories)
     rows = []

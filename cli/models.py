@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from db import repository as repo
-from lookalike.app import open_service
+from lookalike.app import open_engine
 from lookalike.settings import Settings
 from search.backbones import BACKBONES, get_backbone
 
@@ -45,8 +45,8 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     if args.model_action == "build":
         from search.extractor import KerasExtractor
 
-        service = open_service(settings)
-        backbone = args.backbone or service.model.backbone.name
+        engine = open_engine(settings)
+        backbone = args.backbone or engine.models.active.backbone.name
         extractor = KerasExtractor.load(
             models_dir=settings.models_dir,
             backbone=backbone,
@@ -57,12 +57,12 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
         extractor.warm_up()
         print(f"model ready: {backbone}, {extractor.dim} values per image ({extractor.source})")
         return 0
-    service = open_service(settings)
+    engine = open_engine(settings)
     if args.model_action == "refit":
-        service.refit_postprocess()
-        print(f"post-processing of {service.model_name} fitted again")
+        engine.models.refit()
+        print(f"post-processing of {engine.models.active.name} fitted again")
         return 0
-    with service.session() as session:
+    with engine.sessions() as session:
         images = repo.count_images(session)
         rows = [
             (
@@ -74,7 +74,7 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
             )
             for row in repo.list_models(session)
         ]
-    from lookalike.cli import print_table
+    from cli.common import print_table
 
     print_table(rows, ["MODEL", "DIM", "VECTORS", "STATE", ""], sys.stdout)
     return 0
@@ -86,7 +86,7 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
     from search.reindex import reindex
 
     spec = get_backbone(args.model)
-    service = open_service(settings)
+    engine = open_engine(settings)
     bar: tqdm[Any] | None = None
 
     def on_total(total: int) -> None:
@@ -100,7 +100,7 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         summary = reindex(
-            service,
+            engine,
             args.model,
             batch_size=args.batch_size or settings.inference_batch_size,
             progress=progress,
@@ -111,6 +111,6 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
             bar.close()
     print(
         f"{summary.model_name}: {summary.computed} vector(s) computed, {summary.already} already "
-        f"stored; searches now use {service.model_name} ({summary.seconds:.1f} s)"
+        f"stored; searches now use {engine.models.active.name} ({summary.seconds:.1f} s)"
     )
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -250,3 +251,105 @@ class ResultOpen(Base):
     rank: Mapped[int | None] = mapped_column(Integer)
     user_ref: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    """A key the shop's back office uses for catalogue writes over the web API. Only the
+    sha256 of the secret is stored: the secret itself is shown once, when it is created."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # sha256 hex of the whole secret; a 256-bit random secret needs no salt or slow hash.
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The secret's first characters, so a key can be recognised in `api-key list`.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class FeedProduct(Base):
+    """A SKU the shop's product feed has listed (feed/ sync): only these may be hidden when
+    the feed stops listing them, so products an admin added by hand are never hidden."""
+
+    __tablename__ = "feed_products"
+
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # True while the product is hidden because the feed stopped listing it; a product an
+    # admin removed by hand is not restored by the feed.
+    hidden_by_feed: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FeedImage(Base):
+    """The last download of one photo URL of a feed product: its validators for the next
+    conditional request, and the hash of the bytes the catalogue stored."""
+
+    __tablename__ = "feed_images"
+    __table_args__ = (UniqueConstraint("sku", "url_hash", name="uq_feed_images_sku_url"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), index=True)
+    # sha256 of the URL: URLs may be 2000 characters, too long for a portable unique index.
+    url_hash: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2000))
+    etag: Mapped[str | None] = mapped_column(String(256))
+    last_modified: Mapped[str | None] = mapped_column(String(64))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FeedRun(Base):
+    """One feed sync: when, from where, what it changed or why it changed nothing."""
+
+    __tablename__ = "feed_runs"
+    __table_args__ = (Index("ix_feed_runs_started_at", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The feed's scheme, host and path (never a query string: it may carry a token).
+    source: Mapped[str] = mapped_column(String(300))
+    # "running", "ok", "refused" (the guard), "failed", "dry-run"
+    status: Mapped[str] = mapped_column(String(16))
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The first problems: [{"label": "item 12", "reason": "..."}, ...]
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class JobLease(Base):
+    """Who runs a shared job (the feed sync, ...) until when: one row per job name, taken with
+    a conditional UPDATE (or the INSERT of the first row), so two processes never hold it."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SearchDaily(Base):
+    """Searches of one UTC day, one model and one metric, folded into counts when the search
+    log's rows pass SEARCH_LOG_RETENTION_DAYS (db/retention.py): what /stats needs for all-time
+    figures, and no per-customer data (no user reference, no query, no results)."""
+
+    __tablename__ = "search_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(16), primary_key=True)
+    searches: Mapped[int] = mapped_column(Integer, default=0)
+    thumbs_up: Mapped[int] = mapped_column(Integer, default=0)
+    thumbs_down: Mapped[int] = mapped_column(Integer, default=0)
+    opens: Mapped[int] = mapped_column(Integer, default=0)  # result_opens of these searches
+    # Sum of the searches' latencies: the mean survives; medians are over the live log only.
+    latency_ms_sum: Mapped[float] = mapped_column(default=0.0)
+    # Best-match cosine distances as a histogram of 0.01-wide buckets, {"66": 3}: bucket b
+    # holds distances in ((b-1)/100, b/100], so "over a weak threshold t" (t a multiple of
+    # 0.01, like WEAK_MATCH_DISTANCE) is exact: the buckets above round(t * 100).
+    best_distance_buckets: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 
@@ -34,15 +34,30 @@ class ImageRecord:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ProductRecord:
-    id: int
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProductFields:
+    """A product's data as people and feeds give it (validated by search.fields). The one
+    definition of these six fields: ProductRecord extends it with what the catalogue adds."""
+
     sku: str
     name: str
     price: Decimal | None
     currency: str
     url: str | None
     category: str | None
+
+    @property
+    def fields(self) -> ProductFields:
+        """Just the six fields (of a ProductRecord too), e.g. to compare with typed ones."""
+        return ProductFields(**{f.name: getattr(self, f.name) for f in fields(ProductFields)})
+
+
+PRODUCT_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ProductFields))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProductRecord(ProductFields):
+    id: int
     in_stock: bool
     removed: bool
     created_at: datetime
@@ -63,13 +78,8 @@ class ProductRecord:
     @classmethod
     def from_row(cls, row: Product) -> ProductRecord:
         return cls(
+            **{name: getattr(row, name) for name in PRODUCT_FIELD_NAMES},
             id=row.id,
-            sku=row.sku,
-            name=row.name,
-            price=row.price,
-            currency=row.currency,
-            url=row.url,
-            category=row.category,
             in_stock=row.in_stock,
             removed=row.removed,
             created_at=row.created_at,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from db.models import (
     SearchLog,
     SearchModel,
 )
-from db.records import ProductRecord, SearchRecord
+from db.records import PRODUCT_FIELD_NAMES, ProductFields, ProductRecord, SearchRecord
 
 VECTOR_DTYPE = np.dtype("<f4")  # little-endian float32, 4 bytes per value
 SHARE_TOKEN_BYTES = 12  # 16 URL-safe characters
@@ -92,29 +91,26 @@ def search_products(session: Session, *, text: str, limit: int = 20) -> list[Pro
     return [ProductRecord.from_row(row) for row in session.scalars(query)]
 
 
-def create_product(
-    session: Session,
-    *,
-    sku: str,
-    name: str,
-    price: Decimal | None,
-    currency: str,
-    url: str | None,
-    category: str | None,
-) -> Product:
+def create_product(session: Session, *, fields: ProductFields) -> Product:
     product = Product(
-        sku=sku,
-        name=name,
-        price=price,
-        currency=currency,
-        url=url,
-        category=category,
+        **{name: getattr(fields, name) for name in PRODUCT_FIELD_NAMES},
         in_stock=True,
         removed=False,
     )
     session.add(product)
     session.flush()
     return product
+
+
+def update_product_fields(session: Session, *, product: Product, fields: ProductFields) -> bool:
+    """Give `product` these fields; whether anything changed (nothing is written if not)."""
+    changed = False
+    for name in PRODUCT_FIELD_NAMES:
+        value = getattr(fields, name)
+        if getattr(product, name) != value:
+            setattr(product, name, value)
+            changed = True
+    return changed
 
 
 def active_categories(session: Session) -> list[str]:

@@ -1,4 +1,7 @@
-"""Assembly of the search service from Settings, shared by the command line and the bot."""
+"""The composition root: the engine assembled from Settings, logging, and secret redaction.
+
+Every door (the bot, the command line, the web server, the feed sync) gets its engine here;
+the engine itself never reads Settings."""
 
 from __future__ import annotations
 
@@ -8,10 +11,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from db.media import MediaStore
 from lookalike.settings import Settings
+from search import Engine, EngineConfig
 from search.featurizer import Featurizer
-from search.service import SearchService
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -22,6 +24,10 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # python-telegram-bot logs every update and Bot API call in full at DEBUG: customers'
+    # names, messages and photos' file ids. Those stay out of the log even at LOG_LEVEL=DEBUG.
+    level = logging.getLevelNamesMapping()[settings.log_level]
+    logging.getLogger("telegram").setLevel(max(level, logging.INFO))
 
 
 REDACTED = "[REDACTED]"
@@ -86,17 +92,12 @@ def uses_pgvector(settings: Settings) -> bool:
     return settings.vector_search == "pgvector"
 
 
-def open_service(
-    settings: Settings, *, featurizer: Callable[[str], Featurizer] | None = None
-) -> SearchService:
-    """The database brought up to date, the index loaded; the model loads on first use
-    (from `featurizer(backbone)`, by default the Keras model the settings describe)."""
+def engine_config(settings: Settings) -> EngineConfig:
     if uses_pgvector(settings) and not settings.database_url.startswith("postgresql"):
         raise ValueError("VECTOR_SEARCH=pgvector needs a PostgreSQL DATABASE_URL")
-    return SearchService.open(
+    return EngineConfig(
         database_url=settings.database_url,
-        media=MediaStore(settings.media_dir),
-        featurizer_provider=featurizer or featurizer_provider(settings),
+        media_dir=settings.media_dir,
         top_k=settings.top_k,
         near_duplicate_distance=settings.near_duplicate_distance,
         max_image_pixels=settings.max_image_pixels,
@@ -107,4 +108,16 @@ def open_service(
         hnsw_ef_search=settings.hnsw_ef_search,
         infer_category=settings.infer_category,
         query_expansion=settings.query_expansion,
+        inference_batch_size=settings.inference_batch_size,
+        search_log_retention_days=settings.search_log_retention_days,
+    )
+
+
+def open_engine(
+    settings: Settings, *, featurizer: Callable[[str], Featurizer] | None = None
+) -> Engine:
+    """The database brought up to date, the index loaded; the model loads on first use
+    (from `featurizer(backbone)`, by default the Keras model the settings describe)."""
+    return Engine.open(
+        engine_config(settings), featurizer_provider=featurizer or featurizer_provider(settings)
     )

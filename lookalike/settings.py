@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     vector_search: Literal["auto", "memory", "pgvector"] = "auto"
     hnsw_ef_search: Annotated[int, Field(ge=1, le=1000)] = 100
     index_sync_seconds: Annotated[float, Field(gt=0)] = 2.0
+    # Customers' data (issue 16): days a search is kept (then folded into anonymous daily
+    # counts); at least 7, since /stats shows the last 7 days from the log itself.
+    search_log_retention_days: Annotated[int, Field(ge=7, le=3650)] = 90
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Telegram (used by `lookalike bot` only)
@@ -69,6 +72,39 @@ class Settings(BaseSettings):
     url_fetch_allow_private: bool = False
     url_fetch_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
 
+    # The website and HTTP API (`lookalike serve`, package web/)
+    web_host: str = "127.0.0.1"
+    web_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    # Origins allowed to call the API from a browser (CORS), comma-separated; empty: none.
+    web_cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Public base URL of this server (https://shop.example/lookalike) for absolute image URLs;
+    # None: URLs relative to the request's own host.
+    web_public_url: str | None = None
+    web_searches_per_minute: Annotated[int, Field(ge=1)] = 20
+    web_writes_per_minute: Annotated[int, Field(ge=1)] = 120
+    # Salt of the pseudonymous reference a web search is logged under (an HMAC of the
+    # client's address); generated per process when empty (then it changes at restart).
+    web_user_ref_secret: SecretStr | None = None
+    # Trust X-Forwarded-For from these proxy addresses (comma-separated), for the per-address
+    # rate limit behind a reverse proxy; empty: the socket's peer address is the client.
+    web_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # The shop's product feed (`lookalike catalog sync`, package feed/)
+    # Google Merchant Center feed (XML RSS/Atom, TSV or CSV) synced every FEED_SYNC_MINUTES by
+    # the running bot/web server; None: no scheduled sync.
+    feed_url: str | None = None
+    feed_sync_minutes: Annotated[int, Field(ge=1)] = 60
+    # A feed that would hide more than this share of the catalogue changes nothing unless forced.
+    feed_max_hide_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+    # TOML file mapping product_type / google_product_category patterns to shop categories;
+    # None: the packaged default (feed/default_categories.toml).
+    feed_category_map: Path | None = None
+    feed_download_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    feed_image_timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+    feed_image_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    feed_max_images_per_product: Annotated[int, Field(ge=1, le=50)] = 10
+    feed_max_bytes: Annotated[int, Field(gt=0)] = 512 * 1024 * 1024
+
     @field_validator("admin_ids", "support_ids", mode="before")
     @classmethod
     def _parse_id_list(cls, value: object) -> object:
@@ -83,15 +119,18 @@ class Settings(BaseSettings):
             return frozenset({value})
         return value
 
+    @field_validator("web_cors_origins", "web_trusted_proxies", mode="before")
+    @classmethod
+    def _parse_str_list(cls, value: object) -> object:
+        """Accept "a, b" from the environment as well as a real sequence."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
     @field_validator("currency")
     @classmethod
     def _upper_currency(cls, value: str) -> str:
         return value.upper()
-
-    @property
-    def model_name(self) -> str:
-        """The name vectors are stored under: backbone plus pooling (one per model in the DB)."""
-        return "vgg16_avgpool"
 
     @property
     def sqlite_path(self) -> Path | None:

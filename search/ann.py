@@ -1,6 +1,6 @@
 """Approximate nearest-neighbour candidates for large catalogues (faiss IVF, 8-bit codes).
 
-`search.index.VectorIndex` uses this above a size threshold: the IVF index proposes a few
+`search.vector_index.VectorIndex` uses this above a size threshold: the IVF index proposes a few
 hundred candidate rows for a query, and VectorIndex applies its filters and re-ranks them
 exactly with its float32 vectors. Below the threshold, or when the candidates do not hold
 enough products that pass the filters, VectorIndex scans every row exactly as before.
@@ -39,7 +39,7 @@ def default_nlist(rows: int) -> int:
 
 def default_nprobe(nlist: int) -> int:
     """Lists probed per query: about 4 * sqrt(nlist), at least 32 (a quarter of the lists at
-    10k rows, a tenth at 1M). Measured on calibrated synthetic vectors (search.bench_data):
+    10k rows, a tenth at 1M). Measured on calibrated synthetic vectors (tools.bench_data):
     recall@8 >= 0.995 at 10k, 100k and 1M rows; see docs/benchmarks.md."""
     return int(min(nlist, max(32, round(4 * math.sqrt(nlist)))))
 

@@ -8,9 +8,23 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
+
+from db.records import ProductFields
+
+__all__ = [
+    "FieldError",
+    "ProductFields",
+    "clean_category",
+    "clean_currency",
+    "clean_name",
+    "clean_price",
+    "clean_product_fields",
+    "clean_sku",
+    "clean_url",
+    "sku_from_file_name",
+]
 
 SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 CATEGORY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -22,18 +36,6 @@ MAX_PRICE = Decimal("99999999.99")
 
 class FieldError(ValueError):
     """A field a person typed is not acceptable; str() is the reason, one line."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProductFields:
-    """The validated data of a product, as the catalogue stores it."""
-
-    sku: str
-    name: str
-    price: Decimal | None
-    currency: str
-    url: str | None
-    category: str | None
 
 
 def clean_sku(value: str) -> str:

@@ -1,8 +1,10 @@
-"""`lookalike catalog import DIR [--csv FILE]`: a folder of photos becomes catalogue products.
+"""Bulk import: many products with their photos, pipelined, in bounded memory.
 
-Running it again changes nothing: an image already stored for its SKU is recognised by its hash
-and skipped before any featurisation. Files are read lazily, decoding runs in threads while the
+`import_entries` takes any stream of entries (a folder, a CSV, a product feed); running it
+again changes nothing: an image already stored for its SKU is recognised by its hash and
+skipped before any featurisation. Photos are loaded lazily, decoding runs in threads while the
 model works on the current batch, and a writer thread stores the previous batch meanwhile.
+`import_directory` is `lookalike catalog import DIR [--csv FILE]`.
 """
 
 from __future__ import annotations
@@ -15,20 +17,36 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import select
 
 from db.models import Product, ProductImage
+from search.errors import CatalogError, InvalidImageError
 from search.fields import (
     FieldError,
     ProductFields,
     clean_product_fields,
     sku_from_file_name,
 )
-from search.preprocess import InvalidImageError
-from search.service import CatalogError, PreparedImage, SearchService, content_hash
+from search.images import PreparedImage, content_hash
+
+if TYPE_CHECKING:
+    from search.engine import Engine
+
+__all__ = [
+    "CSV_COLUMNS",
+    "IMAGE_SUFFIXES",
+    "ImportEntry",
+    "ImportSummary",
+    "featurise_files",
+    "import_directory",
+    "import_entries",
+    "plan_entries",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +77,14 @@ class ImportSummary:
 
 @dataclass(frozen=True, slots=True)
 class ImportEntry:
-    label: str  # what the summary calls it: the file name, or "line N" of the CSV
-    path: Path
+    label: str  # what the summary calls it: the file name, "line N" of the CSV, a feed row
     fields: ProductFields
-    from_csv: bool
+    # The photo's bytes, called once, when the pipeline gets to it. May raise OSError (or
+    # CatalogError / InvalidImageError with a reason): the entry is then skipped.
+    load: Callable[[], bytes]
+    # An existing product's name, price, URL and category are replaced by these fields
+    # (False for a plain folder of photos, whose names are made up from file names).
+    update_fields: bool = True
 
 
 def _humanise(stem: str) -> str:
@@ -88,7 +110,14 @@ def plan_entries(
             except FieldError as exc:
                 summary.skipped.append((path.name, str(exc)))
                 continue
-            entries.append(ImportEntry(label=path.name, path=path, fields=fields, from_csv=False))
+            entries.append(
+                ImportEntry(
+                    label=path.name,
+                    fields=fields,
+                    load=partial(path.read_bytes),
+                    update_fields=False,
+                )
+            )
         return entries
     return list(_csv_entries(directory, csv_path, currency=currency, summary=summary))
 
@@ -129,11 +158,11 @@ def _csv_entries(
             if not image_name or path.parent != root or not path.is_file():
                 summary.skipped.append((label, f"no image file {image_name!r} in {directory}"))
                 continue
-            yield ImportEntry(label=label, path=path, fields=fields, from_csv=True)
+            yield ImportEntry(label=label, fields=fields, load=partial(path.read_bytes))
 
 
 def featurise_files(
-    service: SearchService, paths: Iterable[Path], *, batch_size: int = 32
+    engine: Engine, paths: Iterable[Path], *, batch_size: int = 32
 ) -> Iterator[tuple[Path, np.ndarray | InvalidImageError]]:
     """(path, (dim,) vector) for each image file, in order; (path, error) for unusable ones.
 
@@ -148,12 +177,12 @@ def featurise_files(
     batch: list[tuple[Path, PreparedImage]] = []
 
     def flush() -> Iterator[tuple[Path, np.ndarray | InvalidImageError]]:
-        vectors = service.embed([prepared for _, prepared in batch])  # (n, dim)
+        vectors = engine.models.embed([prepared for _, prepared in batch])  # (n, dim)
         for (path, _), vector in zip(batch, vectors, strict=True):
             yield path, vector
         batch.clear()
 
-    for key, result in service.prepare_many(payloads(), lookahead=2 * batch_size):
+    for key, result in engine.models.prepare_many(payloads(), lookahead=2 * batch_size):
         if isinstance(result, InvalidImageError):
             yield Path(key), result
             continue
@@ -164,8 +193,8 @@ def featurise_files(
         yield from flush()
 
 
-def import_catalog(
-    service: SearchService,
+def import_directory(
+    engine: Engine,
     directory: Path,
     *,
     csv_path: Path | None = None,
@@ -174,68 +203,15 @@ def import_catalog(
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> ImportSummary:
-    """Import every image (or CSV row) of `directory`. `progress(n)` is called as n more
-    entries are done; `on_total(total)` once the work is known.
-
-    A pipeline with bounded memory, however large the folder: files are read lazily; worker
-    threads decode the next images while the model works on the current batch; a writer
-    thread stores each featurised batch (file, database row, index) while the model works on
-    the next one. Results are stored in the order of the entries.
-    """
+    """Import every image (or CSV row) of `directory`. `on_total(total)` is called once the
+    work is known; `progress(n)` as n more entries are done."""
     started = time.perf_counter()
     summary = ImportSummary()
     entries = plan_entries(directory, csv_path, currency=currency, summary=summary)
     if on_total is not None:
         on_total(len(entries))
-    advance = progress or (lambda _n: None)
-
-    # Cheap check first: what is already stored needs no decoding and no model.
-    with service.session() as session:
-        rows = session.execute(select(ProductImage.content_hash, ProductImage.product_id))
-        known = {image_hash: product_id for image_hash, product_id in rows}
-        sku_ids = {
-            sku: product_id for sku, product_id in session.execute(select(Product.sku, Product.id))
-        }
-    in_flight: dict[str, ImportEntry] = {}
-
-    def to_featurise() -> Iterator[tuple[str, bytes]]:
-        """(label, bytes) of the entries that need the model, read one file at a time."""
-        for entry in entries:
-            try:
-                data = entry.path.read_bytes()
-            except OSError as exc:
-                writer.put(_Skip(entry.label, f"cannot read the file: {exc.strerror}"))
-                continue
-            owner = known.get(content_hash(data))
-            if owner is not None and owner == sku_ids.get(entry.fields.sku):
-                writer.put(_Unchanged(entry))
-                continue
-            in_flight[entry.label] = entry
-            yield entry.label, data
-
-    writer = _Writer(service, summary, advance)
-    try:
-        batch: list[tuple[ImportEntry, PreparedImage]] = []
-        decoded = service.prepare_many(to_featurise(), lookahead=2 * batch_size)
-        for label, result in decoded:
-            entry = in_flight.pop(label)
-            if isinstance(result, InvalidImageError):
-                writer.put(_Skip(label, str(result)))
-            else:
-                batch.append((entry, result))
-            if len(batch) >= batch_size:
-                _featurise(service, batch, writer, summary)
-                batch = []
-        if batch:
-            _featurise(service, batch, writer, summary)
-    except BaseException:
-        writer.close(raise_error=False)  # the first error is the one to report
-        raise
-    writer.close()
-    if summary.added:
-        # A catalogue that has doubled gets its post-processing fitted again (the mean moves).
-        service.refit_postprocess_if_due()
-    summary.seconds = time.perf_counter() - started
+    import_entries(engine, entries, batch_size=batch_size, progress=progress, summary=summary)
+    summary.seconds = time.perf_counter() - started  # planning included
     log.info(
         "import of %s: %d added, %d updated, %d unchanged, %d skipped in %.1f s",
         directory,
@@ -248,13 +224,85 @@ def import_catalog(
     return summary
 
 
+def import_entries(
+    engine: Engine,
+    entries: Iterable[ImportEntry],
+    *,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+    summary: ImportSummary | None = None,
+) -> ImportSummary:
+    """Store every entry's product and photo; `progress(n)` as n more entries are done.
+
+    A pipeline with bounded memory, however many entries: photos are loaded lazily; worker
+    threads decode the next images while the model works on the current batch; a writer
+    thread stores each featurised batch (file, database row, index) while the model works on
+    the next one. Results are stored in the order of the entries.
+    """
+    started = time.perf_counter()
+    summary = summary if summary is not None else ImportSummary()
+    advance = progress or (lambda _n: None)
+
+    # Cheap check first: what is already stored needs no decoding and no model.
+    with engine.sessions() as session:
+        rows = session.execute(select(ProductImage.content_hash, ProductImage.product_id))
+        known = {image_hash: product_id for image_hash, product_id in rows}
+        sku_ids = {
+            sku: product_id for sku, product_id in session.execute(select(Product.sku, Product.id))
+        }
+    in_flight: dict[str, ImportEntry] = {}
+
+    def to_featurise() -> Iterator[tuple[str, bytes]]:
+        """(label, bytes) of the entries that need the model, loaded one at a time."""
+        for entry in entries:
+            try:
+                data = entry.load()
+            except OSError as exc:
+                writer.put(_Skip(entry.label, f"cannot read the file: {exc.strerror or exc}"))
+                continue
+            except (CatalogError, InvalidImageError) as exc:
+                writer.put(_Skip(entry.label, str(exc)))
+                continue
+            owner = known.get(content_hash(data))
+            if owner is not None and owner == sku_ids.get(entry.fields.sku):
+                writer.put(_Unchanged(entry))
+                continue
+            in_flight[entry.label] = entry
+            yield entry.label, data
+
+    writer = _Writer(engine, summary, advance)
+    try:
+        batch: list[tuple[ImportEntry, PreparedImage]] = []
+        decoded = engine.models.prepare_many(to_featurise(), lookahead=2 * batch_size)
+        for label, result in decoded:
+            entry = in_flight.pop(label)
+            if isinstance(result, InvalidImageError):
+                writer.put(_Skip(label, str(result)))
+            else:
+                batch.append((entry, result))
+            if len(batch) >= batch_size:
+                _featurise(engine, batch, writer, summary)
+                batch = []
+        if batch:
+            _featurise(engine, batch, writer, summary)
+    except BaseException:
+        writer.close(raise_error=False)  # the first error is the one to report
+        raise
+    writer.close()
+    if summary.added:
+        # A catalogue that has doubled gets its post-processing fitted again (the mean moves).
+        engine.models.refit_if_due()
+    summary.seconds += time.perf_counter() - started
+    return summary
+
+
 def _featurise(
-    service: SearchService,
+    engine: Engine,
     batch: list[tuple[ImportEntry, PreparedImage]],
     writer: _Writer,
     summary: ImportSummary,
 ) -> None:
-    vectors = service.embed([prepared for _, prepared in batch])  # (n, dim)
+    vectors = engine.models.embed([prepared for _, prepared in batch])  # (n, dim)
     summary.featurised += len(batch)
     # The writer needs the file bytes, not the (224, 224, 3) model input: free that now.
     stored = [
@@ -294,9 +342,9 @@ class _Writer:
     """
 
     def __init__(
-        self, service: SearchService, summary: ImportSummary, advance: Callable[[int], None]
+        self, engine: Engine, summary: ImportSummary, advance: Callable[[int], None]
     ) -> None:
-        self._service = service
+        self._catalog = engine.catalog
         self._summary = summary
         self._advance = advance
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=4)
@@ -326,14 +374,14 @@ class _Writer:
                 self._error = exc
 
     def _apply(self, job: _Job) -> None:
-        summary, service = self._summary, self._service
+        summary, catalog = self._summary, self._catalog
         if isinstance(job, _Skip):
             summary.skipped.append((job.label, job.reason))
             self._advance(1)
         elif isinstance(job, _Unchanged):
             entry = job.entry
-            if entry.from_csv:
-                _, changed = service.update_product(entry.fields)
+            if entry.update_fields:
+                _, changed = catalog.update(entry.fields)
                 (summary.updated if changed else summary.unchanged).append(entry.fields.sku)
             else:
                 summary.unchanged.append(entry.fields.sku)
@@ -344,9 +392,9 @@ class _Writer:
                 self._advance(1)
 
     def _store(self, entry: ImportEntry, prepared: PreparedImage, vector: np.ndarray) -> None:
-        summary, service = self._summary, self._service
+        summary, catalog = self._summary, self._catalog
         try:
-            outcome = service.store_prepared(entry.fields, prepared, vector)
+            outcome = catalog.store(entry.fields, prepared, vector)
         except CatalogError as exc:
             summary.skipped.append((entry.label, str(exc)))
             return
@@ -356,7 +404,7 @@ class _Writer:
             summary.images_added.append(entry.fields.sku)
         else:
             summary.unchanged.append(entry.fields.sku)
-        if entry.from_csv and not outcome.created_product:
-            _, changed = service.update_product(entry.fields)
+        if entry.update_fields and not outcome.created_product:
+            _, changed = catalog.update(entry.fields)
             if changed:
                 summary.updated.append(entry.fields.sku)

@@ -1,17 +1,20 @@
-"""One inference worker for the whole bot: searches queue here and are batched when several
-wait, so 50 customers at once cost a few batched model calls, and the event loop never runs
-the model itself (it runs in a worker thread)."""
+"""One inference worker per process: photos to featurise queue here and are batched when
+several wait, so 50 customers at once cost a few batched model calls, and the event loop never
+runs the model itself (it runs in a worker thread). Every door's searches and adds share it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from search.service import PreparedImage, SearchService
+from search.images import PreparedImage
+
+__all__ = ["InferenceWorker"]
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +26,20 @@ class _Job:
 
 
 class InferenceWorker:
-    def __init__(self, service: SearchService, *, max_batch: int = 16) -> None:
-        self._service = service
+    def __init__(
+        self, embed: Callable[[Sequence[PreparedImage]], np.ndarray], *, max_batch: int = 16
+    ) -> None:
+        """`embed`: prepared images -> (n, dim) vectors, blocking (run in a worker thread)."""
+        self._embed = embed
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self.batches_run = 0
         self.images_embedded = 0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
 
     async def start(self) -> None:
         if self._task is None:
@@ -62,7 +72,7 @@ class InferenceWorker:
                 continue
             try:
                 vectors = await asyncio.to_thread(
-                    self._service.embed, [job.prepared for job in live]
+                    self._embed, [job.prepared for job in live]
                 )  # (n, dim)
             except Exception as exc:  # one bad batch must not stop the worker
                 log.exception("inference failed for a batch of %d", len(live))

@@ -5,7 +5,7 @@ The work is resumable: each batch of vectors is committed as it is computed (sto
 new model's name, beside the old model's), so an interrupted run (Ctrl-C, a crash, kill -9)
 loses at most one batch and the next run continues where it stopped. Until the switch, the
 old model stays active: searches, /add and every other process keep using it. The switch
-happens under the service's write lock, after a last pass over images added meanwhile: the new
+happens under the model manager's write lock, after a last pass over images added meanwhile: the new
 model's post-processing is fitted on its vectors, its index vectors written (and its HNSW index
 created on PostgreSQL), it becomes the active model, and a catalog_changes row tells the other
 processes to reload.
@@ -17,13 +17,19 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from db import repository as repo
+from db.locks import hold_catalogue_exclusively
 from db.media import MediaStoreError
 from db.models import ProductImage, SearchModel
 from search.backbones import BackboneSpec, get_backbone
+from search.errors import CatalogError
+from search.images import PreparedImage
 from search.preprocess import InvalidImageError
-from search.service import CatalogError, PreparedImage, SearchService
+
+if TYPE_CHECKING:
+    from search.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,7 @@ class ReindexSummary:
 
 
 def reindex(
-    service: SearchService,
+    engine: Engine,
     backbone_name: str,
     *,
     batch_size: int = 32,
@@ -57,12 +63,12 @@ def reindex(
     spec = get_backbone(backbone_name)
     summary = ReindexSummary(model_name=spec.model_name)
     advance = progress or (lambda _n: None)
-    _register(service, spec)
-    with service.session() as session:
+    _register(engine, spec)
+    with engine.sessions() as session:
         summary.already = repo.count_embeddings(session, model_name=spec.model_name)
     for _ in range(_MAX_PASSES):
         failed = {image_id for image_id, _ in summary.failed}
-        with service.session() as session:
+        with engine.sessions() as session:
             missing = [
                 (image.id, image.file_name)
                 for image in repo.images_missing_embedding(session, model_name=spec.model_name)
@@ -71,20 +77,20 @@ def reindex(
         if on_total is not None and summary.computed == 0:
             on_total(len(missing))
         if missing:
-            _compute(service, spec, missing, batch_size, summary, advance)
+            _compute(engine, spec, missing, batch_size, summary, advance)
             continue
         if summary.failed:
             raise CatalogError(
                 f"{len(summary.failed)} image(s) could not be featurised "
                 f"(first: image {summary.failed[0][0]}: {summary.failed[0][1]}); "
-                f"searches still use {service.model_name}"
+                f"searches still use {engine.models.active.name}"
             )
-        if _switch(service, spec):
+        if _switch(engine, spec):
             summary.switched = True
             break
     else:
         raise CatalogError("images kept being added while reindexing; run the command again")
-    service.reload_index()
+    engine.models.reload()
     summary.seconds = time.perf_counter() - started
     log.info(
         "reindex %s: %d computed, %d already there, switched in %.1f s",
@@ -96,8 +102,8 @@ def reindex(
     return summary
 
 
-def _register(service: SearchService, spec: BackboneSpec) -> None:
-    with service.session() as session:
+def _register(engine: Engine, spec: BackboneSpec) -> None:
+    with engine.sessions() as session:
         if repo.get_model(session, name=spec.model_name) is None:
             session.add(
                 SearchModel(
@@ -112,7 +118,7 @@ def _register(service: SearchService, spec: BackboneSpec) -> None:
 
 
 def _compute(
-    service: SearchService,
+    engine: Engine,
     spec: BackboneSpec,
     missing: list[tuple[int, str]],
     batch_size: int,
@@ -125,7 +131,7 @@ def _compute(
         """(image id, bytes), one file at a time (files are read lazily)."""
         for image_id, file_name in missing:
             try:
-                data = service.media.path_for(file_name).read_bytes()
+                data = engine.media.path_for(file_name).read_bytes()
             except (OSError, MediaStoreError) as exc:
                 summary.failed.append((image_id, f"cannot read {file_name}: {exc}"))
                 advance(1)
@@ -133,28 +139,30 @@ def _compute(
             yield str(image_id), data
 
     batch: list[tuple[int, PreparedImage]] = []
-    for key, result in service.prepare_many(read_all(), lookahead=2 * batch_size, backbone=spec):
+    for key, result in engine.models.prepare_many(
+        read_all(), lookahead=2 * batch_size, backbone=spec
+    ):
         if isinstance(result, InvalidImageError):
             summary.failed.append((int(key), str(result)))
             advance(1)
             continue
         batch.append((int(key), result))
         if len(batch) >= batch_size:
-            _store_batch(service, spec, batch, summary, advance)
+            _store_batch(engine, spec, batch, summary, advance)
             batch = []
     if batch:
-        _store_batch(service, spec, batch, summary, advance)
+        _store_batch(engine, spec, batch, summary, advance)
 
 
 def _store_batch(
-    service: SearchService,
+    engine: Engine,
     spec: BackboneSpec,
     batch: list[tuple[int, PreparedImage]],
     summary: ReindexSummary,
     advance: Callable[[int], None],
 ) -> None:
-    vectors = service.embed([prepared for _, prepared in batch], backbone=spec)  # (n, dim)
-    with service.session() as session:
+    vectors = engine.models.embed([prepared for _, prepared in batch], backbone=spec)  # (n, dim)
+    with engine.sessions() as session:
         for (image_id, _), vector in zip(batch, vectors, strict=True):
             if session.get(ProductImage, image_id) is None:
                 continue  # deleted meanwhile
@@ -166,16 +174,19 @@ def _store_batch(
     advance(len(batch))
 
 
-def _switch(service: SearchService, spec: BackboneSpec) -> bool:
+def _switch(engine: Engine, spec: BackboneSpec) -> bool:
     """Make the model active if every image has its vector; False if some were added since."""
-    with service.write_lock, service.session() as session:
+    with engine.models.write_lock, engine.sessions() as session:
+        # Checked and switched under the database's lock: no other process's add can commit
+        # in between (it would have only the old model's vector).
+        hold_catalogue_exclusively(session)
         if repo.images_missing_embedding(session, model_name=spec.model_name):
             return False
         row = repo.get_model(session, name=spec.model_name)
         assert row is not None
-        service.fit_postprocess(session, row)  # index vectors written, change logged
+        engine.models.fit_postprocess(session, row)  # index vectors written, change logged
         if session.get_bind().dialect.name == "postgresql":
-            from search.pgindex import ensure_hnsw_index
+            from search.pg_hnsw import ensure_hnsw_index
 
             ensure_hnsw_index(session, model_name=spec.model_name, dim=spec.dim)
         for other in repo.list_models(session):

@@ -18,10 +18,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from db.media import MediaStore
-from lookalike.app import open_service
+from lookalike.app import open_engine
 from lookalike.settings import Settings
+from search import Engine
 from search.featurizer import Featurizer
-from search.service import SearchService
+
+# Helpers that assert outside test modules still get pytest's detailed failure messages.
+pytest.register_assert_rewrite("tests.index_catalogue")
 
 if TYPE_CHECKING:
     from db.embedded_pg import EmbeddedPostgres
@@ -242,9 +245,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def open_test_service(settings: Settings, extractor: Featurizer) -> SearchService:
-    """The real service, wired like the application, sharing the session's model."""
-    return open_service(settings, featurizer=lambda _backbone: extractor)
+def open_test_engine(settings: Settings, extractor: Featurizer) -> Engine:
+    """The real engine, wired like the application, sharing the session's model."""
+    return open_engine(settings, featurizer=lambda _backbone: extractor)
 
 
 @pytest.fixture
@@ -253,9 +256,9 @@ def settings(tmp_path: Path, models_dir: Path) -> Settings:
 
 
 @pytest.fixture
-def service(settings: Settings, extractor: Featurizer) -> SearchService:
+def engine(settings: Settings, extractor: Featurizer) -> Engine:
     """An empty catalogue in a fresh SQLite file with migrations applied."""
-    return open_test_service(settings, extractor)
+    return open_test_engine(settings, extractor)
 
 
 @pytest.fixture(scope="session")
@@ -267,15 +270,15 @@ def imported_catalog(
 ) -> Path:
     """A folder holding lookalike.db and media/ after importing all 300 catalogue photos.
     Built once; tests copy it (catalog_settings) before changing anything."""
-    from search.catalog_import import import_catalog
+    from search.importer import import_directory
 
     root = tmp_path_factory.mktemp("imported")
     if _Backend.postgres is not None:
         _Backend.postgres.url_for(root, keep=True)  # lives for the session, not the first test
-    service = open_test_service(make_settings(root, models_dir), extractor)
-    summary = import_catalog(service, footwear / "catalog")
+    engine = open_test_engine(make_settings(root, models_dir), extractor)
+    summary = import_directory(engine, footwear / "catalog")
     assert len(summary.added) == 300, summary.skipped
-    service.close()  # checkpoints the WAL: the folder can be copied as it is
+    engine.close()  # checkpoints the WAL: the folder can be copied as it is
     if _Backend.postgres is not None:
         _Backend.postgres.freeze_as_template(root)
     return root
@@ -292,8 +295,8 @@ def catalog_settings(imported_catalog: Path, tmp_path: Path, models_dir: Path) -
 
 
 @pytest.fixture
-def catalog_service(catalog_settings: Settings, extractor: Featurizer) -> Iterator[SearchService]:
-    yield open_test_service(catalog_settings, extractor)
+def catalog_engine(catalog_settings: Settings, extractor: Featurizer) -> Iterator[Engine]:
+    yield open_test_engine(catalog_settings, extractor)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The approximate index behind VectorIndex: same API, same filters, exact re-ranking, kept up
-to date with every change, exact scan as the fallback (search.ann, search.index)."""
+to date with every change, exact scan as the fallback (search.ann, search.vector_index)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.bench_data import SyntheticCatalog, load_reference
-from search.index import ProductFacts, VectorIndex
+from search.index import ProductFacts
+from search.vector_index import VectorIndex
+from tools.bench_data import SyntheticCatalog, load_reference
 
 ROWS = 4000
 THRESHOLD = 1000

@@ -3,6 +3,7 @@ these prove the command works and that its JSON has the agreed shape, never how 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,13 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lookalike.cli import main
+from cli.main import main
 from lookalike.settings import Settings
-from search.bench import build_table, conv_macs, format_table
-from search.bench_data import SyntheticCatalog, calibrate, describe, load_reference
-from search.catalog_import import featurise_files, import_catalog
-from search.preprocess import InvalidImageError
-from tests.conftest import open_test_service, settings_env
+from search import InvalidImageError
+from search.fields import clean_product_fields
+from search.importer import featurise_files, import_directory
+from tests.conftest import open_test_engine, settings_env
+from tools.bench import PLUGGED_SECTIONS, PluggedSection, build_table, format_table
+from tools.bench_data import SyntheticCatalog, calibrate, describe, load_reference
+from tools.bench_pipeline import customers_at_once
+from tools.bench_runtimes import conv_macs
 
 
 class CountingFeaturizer:
@@ -53,7 +57,7 @@ def test_synthetic_vectors_look_like_the_reference(footwear: Path) -> None:
 
 
 def test_prepare_many_reads_its_input_lazily(settings: Settings) -> None:
-    service = open_test_service(settings, CountingFeaturizer())
+    engine = open_test_engine(settings, CountingFeaturizer())
     photo = next((Path(__file__).parents[2] / "shared" / "footwear" / "catalog").glob("*.jpg"))
     data = photo.read_bytes()
     pulled = 0
@@ -64,7 +68,7 @@ def test_prepare_many_reads_its_input_lazily(settings: Settings) -> None:
             pulled += 1
             yield str(pulled), data
 
-    stream = iter(service.prepare_many(endless(), lookahead=8))
+    stream = iter(engine.models.prepare_many(endless(), lookahead=8))
     keys = [next(stream)[0] for _ in range(20)]
     assert keys == [str(i) for i in range(1, 21)]  # in order
     assert pulled <= 20 + 8  # never more than `lookahead` ahead of the consumer
@@ -75,30 +79,49 @@ def test_pipeline_in_small_batches(
     settings: Settings, catalog_photos: list[Path], tmp_path: Path
 ) -> None:
     featurizer = CountingFeaturizer()
-    service = open_test_service(settings, featurizer)
+    engine = open_test_engine(settings, featurizer)
     folder = tmp_path / "photos"
     folder.mkdir()
     for photo in catalog_photos[:10]:
         (folder / photo.name).write_bytes(photo.read_bytes())
     (folder / "broken.jpg").write_bytes(catalog_photos[0].read_bytes()[:300])
 
-    results = list(featurise_files(service, sorted(folder.iterdir()), batch_size=3))
+    results = list(featurise_files(engine, sorted(folder.iterdir()), batch_size=3))
     assert [path.name for path, _ in results] == sorted(p.name for p in folder.iterdir())
     assert sum(isinstance(r, InvalidImageError) for _, r in results) == 1
     assert featurizer.batches == [3, 3, 3, 1]
 
-    summary = import_catalog(service, folder, batch_size=4)
+    summary = import_directory(engine, folder, batch_size=4)
     assert sorted(summary.added) == sorted(p.stem for p in catalog_photos[:10])
     assert [label for label, _ in summary.skipped] == ["broken.jpg"]
-    assert summary.featurised == 10 and len(service.index) == 10
+    assert summary.featurised == 10 and len(engine.models.index) == 10
     for photo in catalog_photos[:10]:
-        product = service.require_product(photo.stem)
-        stored = service.index.product_vectors(product.id)
-        expected = service.embed([service.prepare(photo.read_bytes())])[0]
+        product = engine.catalog.require(photo.stem)
+        stored = engine.models.index.product_vectors(product.id)
+        expected = engine.models.embed([engine.models.prepare(photo.read_bytes())])[0]
         # The index holds the post-processed vector of exactly what the model gave.
-        np.testing.assert_allclose(stored[0], service.to_index_space(expected), atol=1e-6)
-    again = import_catalog(service, folder, batch_size=4)
+        np.testing.assert_allclose(stored[0], engine.models.to_index_space(expected), atol=1e-6)
+    again = import_directory(engine, folder, batch_size=4)
     assert again.featurised == 0 and len(again.unchanged) == 10
+
+
+def test_customers_at_once_go_through_the_engines_worker(
+    settings: Settings, catalog_photos: list[Path]
+) -> None:
+    """The bench's load figure: concurrent `engine.search_photo` calls, featurised by the
+    engine's batching worker (every photo once, in the batches the worker counted)."""
+    featurizer = CountingFeaturizer()
+    engine = open_test_engine(settings, featurizer)
+    for photo in catalog_photos[:4]:
+        fields = clean_product_fields(sku=photo.stem, name=photo.stem, price="10", currency="EUR")
+        engine.catalog.add(fields, photo.read_bytes())
+    featurizer.batches.clear()
+    payloads = [photo.read_bytes() for photo in catalog_photos[4:7]]
+    load = asyncio.run(customers_at_once(engine, payloads, 7))
+    assert load["customers"] == 7 and load["p95_s"] >= load["p50_s"] > 0
+    assert sum(featurizer.batches) == 7  # each customer's photo featurised once
+    assert load["batches"] == len(featurizer.batches)
+    engine.close()
 
 
 def test_table_from_partial_results() -> None:
@@ -110,11 +133,38 @@ def test_table_from_partial_results() -> None:
                 {"variant": "onnxruntime b8", "skipped": "not installed: onnxruntime"},
             ],
             "pipeline": {"error": "pipeline exited 1 without a result"},
+            "web": {"error": "web exited 1 without a result"},
         }
     )
     text = format_table(rows)
     assert "21.4 images/s" in text and "not measured" in text and "error" in text
     assert all(set(row) == {"section", "measure", "value", "target", "verdict"} for row in rows)
+    # A plugged section (tools.bench_web, tools.bench_sync) that failed gives an error row.
+    assert [row["value"] for row in rows if row["section"] == "web"] == [
+        "error: web exited 1 without a result"
+    ]
+
+
+def test_plugged_sections_run_only_when_their_module_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert {"web", "sync"} <= {plugged.name for plugged in PLUGGED_SECTIONS}
+    assert not PluggedSection("nothing", "bench_nothing_here", "-").available()
+    # A module without the two functions (section, table_rows) is not run either.
+    assert not PluggedSection("index", "tools.bench_index", "-").available()
+    (tmp_path / "bench_example_section.py").write_text(
+        "from tools.bench_common import row\n"
+        "def section(args):\n"
+        "    return {'mode': args['mode']}\n"
+        "def table_rows(result):\n"
+        "    return [row('example', 'mode', result['mode'])]\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))  # where the example module is found
+    example = PluggedSection("example", "bench_example_section", "-")
+    assert example.available()
+    result = example.function("section")({"mode": "smoke"})
+    assert example.function("table_rows")(result)[0]["value"] == "smoke"
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lookalike.cli import main
+from cli.main import main
 from lookalike.settings import Settings
 from tests.conftest import REPO_ROOT, settings_env
 
@@ -32,7 +32,7 @@ def cli_env(
 
 def run_cli(*args: str, settings: Settings) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lookalike", *args],
+        [sys.executable, "-m", "cli", *args],
         env=settings_env(settings),
         cwd=REPO_ROOT,
         capture_output=True,
@@ -63,6 +63,12 @@ def test_search_json_and_plot(
     assert all(Path(r["image"]).is_file() for r in results)
     with Image.open(plot) as image:
         assert image.width > 600 and image.height > 300
+        # A blank margin all round: no title runs off the top edge (nor anything off another).
+        grey = image.convert("L")
+        edges = [grey.crop(box) for box in ((0, 0, grey.width, 10), (0, 0, 10, grey.height))]
+        edges += [grey.crop((0, grey.height - 10, grey.width, grey.height))]
+        edges += [grey.crop((grey.width - 10, 0, grey.width, grey.height))]
+        assert all(edge.getextrema() == (255, 255) for edge in edges)
 
 
 def test_search_table_and_k(

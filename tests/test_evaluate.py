@@ -6,26 +6,28 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.cli import main
-from search.evaluate import (
+from cli.main import main
+from search.featurizer import Featurizer
+from search.postprocess import l2_normalise, pairwise_distances
+from tests.conftest import make_settings, settings_env
+from tests.images import encode, photo_like
+from tools.evaluate import evaluate, score_neighbours
+from tools.evaluate_methods import (
     EvaluationError,
     EvaluationOptions,
     Method,
-    evaluate,
     k_reciprocal_distances,
     leave_one_out_neighbours,
+    live_method,
     parse_methods,
-    score_neighbours,
 )
-from search.featurizer import Featurizer
-from search.postprocess import l2_normalise, pairwise_distances
-from tests.images import encode, photo_like
 
 # Six unit vectors on a circle, two categories. Cosine distance grows with the angle between
 # them, so neighbours are ordered by angular difference:
@@ -139,6 +141,16 @@ def test_method_names() -> None:
             Method.parse(bad)
 
 
+def test_live_method_follows_the_settings() -> None:
+    defaults = {"postprocess": "sqrt-centre", "query_expansion": 3, "infer_category": True}
+    assert live_method(**defaults).name == "sqrt+centre+qe+cat"  # what the engine runs
+    assert live_method(**defaults, has_categories=False).name == "sqrt+centre+qe"
+    assert live_method(**{**defaults, "infer_category": False}).name == "sqrt+centre+qe"
+    off = {"postprocess": "none", "query_expansion": 0, "infer_category": False}
+    assert live_method(**off).name == "plain"
+    assert live_method(**{**off, "query_expansion": 5}).name == "qe"
+
+
 def test_honest_fit_refits_without_the_query() -> None:
     rng = np.random.default_rng(5)
     vectors = rng.random((12, 6))
@@ -242,6 +254,35 @@ def test_cli_on_the_real_reference_vectors(
         assert image.width > 400 and image.height > 300
 
 
+def test_cli_scores_what_the_live_search_runs_by_default(
+    footwear: Path,
+    no_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No --postprocess: plain and the live chain; its figure is the first one printed."""
+    monkeypatch.setenv("POSTPROCESS", "sqrt-centre")
+    monkeypatch.setenv("QUERY_EXPANSION", "3")
+    monkeypatch.setenv("INFER_CATEGORY", "true")
+    assert main([*reference_args(footwear), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in payload["methods"]] == ["plain", "sqrt+centre+qe+cat"]
+    assert payload["live"] == "sqrt+centre+qe+cat"
+    assert payload["methods"][1]["precision_at_k"] == pytest.approx(0.8979, abs=0.005)
+
+    assert main(reference_args(footwear)) == 0
+    scored = [line for line in capsys.readouterr().out.splitlines() if re.search(r"0\.\d{4}", line)]
+    assert scored[0].startswith(
+        "what customers get (the live search, sqrt+centre+qe+cat): P@8 0.8979"
+    )
+
+    monkeypatch.setenv("INFER_CATEGORY", "false")
+    assert main([*reference_args(footwear), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["live"] == "sqrt+centre+qe"
+    assert payload["methods"][1]["precision_at_k"] == pytest.approx(0.8717, abs=0.005)
+
+
 def test_cli_table(footwear: Path, no_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*reference_args(footwear), "--postprocess", "sqrt+centre", "-k", "4"]) == 0
     out = capsys.readouterr().out
@@ -267,15 +308,14 @@ def test_cli_bad_input(footwear: Path, no_env: Path, capsys: pytest.CaptureFixtu
 
 
 def test_cli_folder_with_real_vgg16(
-    extractor: Featurizer,
+    extractor: Featurizer,  # the session's model, cached under MODELS_DIR
+    models_dir: Path,
     no_env: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """One sub-folder per category, featurised by VGG16 (random weights: the scores mean
     nothing visually, the mechanics are what is tested)."""
-    from lookalike import app
-
     folder = no_env / "photos"
     for category, seeds in (("striped", (1, 2, 3)), ("plain", (4, 5, 6))):
         (folder / category).mkdir(parents=True)
@@ -285,17 +325,10 @@ def test_cli_folder_with_real_vgg16(
     (folder / "plain" / "notes.txt").write_text("not a photo", encoding="utf-8")
     (folder / "loose.jpg").write_bytes(encode(photo_like(seed=9), "JPEG"))  # not in a category
     (folder / "plain" / ".hidden.jpg").write_bytes(b"")
+    # The configured model: the session's VGG16, loaded from the MODELS_DIR cache.
+    for key, value in settings_env(make_settings(no_env, models_dir)).items():
+        monkeypatch.setenv(key, value)
 
-    built: list[str] = []
-
-    def provider(settings: object) -> object:
-        def load(backbone: str = "vgg16") -> Featurizer:
-            built.append(backbone)
-            return extractor
-
-        return load
-
-    monkeypatch.setattr(app, "featurizer_provider", provider)
     chart = no_env / "folder.png"
     args = ["evaluate", str(folder), "-k", "2", "--batch-size", "4", "-q", "--json"]
     saved = no_env / "vectors.npy"
@@ -314,7 +347,7 @@ def test_cli_folder_with_real_vgg16(
         == 0
     )
     payload = json.loads(capsys.readouterr().out)
-    assert built == ["vgg16"]
+    assert payload["source"]["model"] == "vgg16_avgpool"
     assert np.load(saved).shape == (6, 512)
     assert len(saved.with_suffix(".txt").read_text().split()) == 6
     assert payload["vectors"] == 6

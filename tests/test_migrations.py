@@ -11,10 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from cli.main import main
 from db import migrate
 from db.engine import create_db_engine
 from db.models import Base
-from lookalike.cli import main
 from tests.conftest import current_backend, database_url_for
 
 EXPECTED_TABLES = {
@@ -24,6 +24,7 @@ EXPECTED_TABLES = {
     "search_log",
     "feedback",
     "audit_log",
+    "search_daily",
     "alembic_version",
 }
 

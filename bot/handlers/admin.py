@@ -6,24 +6,22 @@ in ADMIN_IDS may use them, only in a private chat; every use, allowed or not, is
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
+from functools import partial
 from html import escape
 
 from telegram import Update
 from telegram.ext import BaseHandler, CommandHandler, filters
 
 from bot.context import Context
-from bot.handlers import admin_add
+from bot.handlers import admin_add, feed
 from bot.handlers.admin_common import AdminRequest, authorise
 from bot.render import product_card
 from bot.replies import send_card_photo
-from bot.tracking import QualityReport
 from db.quality import ModelQuality
-from db.records import ProductRecord
-from search.fields import FieldError, clean_sku
-from search.service import CatalogError, CatalogStats
+from search import CatalogError, CatalogStats, FieldError, ProductRecord, QualityReport
+from search.fields import clean_sku
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +45,10 @@ def _target(context: Context) -> str | None:
 async def _change(
     req: AdminRequest, action: str, raw_sku: str, change: Callable[[str], ProductRecord]
 ) -> ProductRecord | None:
-    """Run a catalogue change off the event loop; audit it; None (and the admin told) if it
-    could not be done."""
+    """Run a catalogue change; audit it; None (and the admin told) if it could not be done."""
     try:
         sku = clean_sku(raw_sku)
-        product = await asyncio.to_thread(change, sku)
+        product = await req.services.engine.run(change, sku)
     except (FieldError, CatalogError) as exc:
         await req.fail(action, raw_sku, f"Nothing changed: {exc}.")
         return None
@@ -65,57 +62,51 @@ def _visibility(product: ProductRecord) -> str:
     return f"customers still don't see it: it is {escape(product.status)}"
 
 
-async def remove(update: Update, context: Context) -> None:
-    req = await authorise(update, context, "remove", _target(context))
-    if req is None:
-        return
-    args = _args(context)
-    if len(args) != 1:
-        await req.fail("remove", _target(context), USAGE["remove"])
-        return
-    product = await _change(req, "remove", args[0], req.services.search.remove_product)
-    if product is not None:
-        sku = escape(product.sku)
-        await req.reply(
+def _changed_text(action: str, product: ProductRecord) -> str:
+    sku = escape(product.sku)
+    if action == "remove":
+        return (
             f"🗑 <b>{sku}</b> is removed: customers no longer see it. It stays in the "
             f"catalogue; /restore {sku} brings it back."
         )
+    if action == "restore":
+        return f"↩️ <b>{sku}</b> is restored: {_visibility(product)}."
+    if product.in_stock:
+        return f"📦 <b>{sku}</b> is in stock: {_visibility(product)}."
+    return f"📭 <b>{sku}</b> is out of stock: customers no longer see it."
 
 
-async def restore(update: Update, context: Context) -> None:
-    req = await authorise(update, context, "restore", _target(context))
+def _args_valid(action: str, args: list[str]) -> bool:
+    if action == "stock":
+        return len(args) == 2 and args[1].lower() in ("in", "out")
+    return len(args) == 1
+
+
+async def change_visibility(update: Update, context: Context, action: str) -> None:
+    """/remove SKU, /restore SKU, /stock SKU in|out: whether customers see a product."""
+    req = await authorise(update, context, action, _target(context))
     if req is None:
         return
     args = _args(context)
-    if len(args) != 1:
-        await req.fail("restore", _target(context), USAGE["restore"])
+    if not _args_valid(action, args):
+        await req.fail(action, _target(context), USAGE[action])
         return
-    product = await _change(req, "restore", args[0], req.services.search.restore_product)
+    catalog = req.services.engine.catalog
+    changes: dict[str, Callable[[str], ProductRecord]] = {
+        "remove": catalog.remove,
+        "restore": catalog.restore,
+        "stock": partial(catalog.set_stock, in_stock=args[-1].lower() == "in"),
+    }
+    product = await _change(req, action, args[0], changes[action])
     if product is not None:
-        await req.reply(f"↩️ <b>{escape(product.sku)}</b> is restored: {_visibility(product)}.")
+        await req.reply(_changed_text(action, product))
 
 
-async def stock(update: Update, context: Context) -> None:
-    req = await authorise(update, context, "stock", _target(context))
-    if req is None:
-        return
-    args = _args(context)
-    if len(args) != 2 or args[1].lower() not in ("in", "out"):
-        await req.fail("stock", _target(context), USAGE["stock"])
-        return
-    in_stock = args[1].lower() == "in"
+def _visibility_handler(action: str) -> CommandHandler[Context, None]:
+    async def handle(update: Update, context: Context) -> None:
+        await change_visibility(update, context, action)
 
-    def change(sku: str) -> ProductRecord:
-        return req.services.search.set_stock(sku, in_stock=in_stock)
-
-    product = await _change(req, "stock", args[0], change)
-    if product is None:
-        return
-    sku = escape(product.sku)
-    if in_stock:
-        await req.reply(f"📦 <b>{sku}</b> is in stock: {_visibility(product)}.")
-    else:
-        await req.reply(f"📭 <b>{sku}</b> is out of stock: customers no longer see it.")
+    return CommandHandler(action, handle, filters=filters.UpdateType.MESSAGE)
 
 
 async def product(update: Update, context: Context) -> None:
@@ -127,7 +118,8 @@ async def product(update: Update, context: Context) -> None:
     if len(args) != 1:
         await req.fail("product", _target(context), USAGE["product"])
         return
-    record = await asyncio.to_thread(req.services.search.get_product, args[0].strip())
+    engine = req.services.engine
+    record = await engine.run(engine.catalog.get, args[0].strip())
     if record is None:
         await req.fail("product", args[0], f"There is no product with SKU {args[0][:64]}.")
         return
@@ -143,10 +135,14 @@ async def stats(update: Update, context: Context) -> None:
     if req is None:
         return
     weak = req.services.settings.weak_match_distance
-    figures = await asyncio.to_thread(req.services.search.stats, weak_distance=weak)
-    quality = await asyncio.to_thread(req.services.tracking.report)
+    engine = req.services.engine
+    figures = await engine.run(engine.history.stats, weak_distance=weak)
+    quality = await engine.run(engine.history.quality_report)
+    text = stats_text(figures, quality, weak_distance=weak)
+    if req.services.settings.feed_url:  # the shop's feed keeps the catalogue current
+        text += "\n<b>Product feed</b>\n" + await feed.stats_line(context)
     await req.audit("stats", "ok")
-    await req.reply(stats_text(figures, quality, weak_distance=weak))
+    await req.reply(text)
 
 
 def stats_text(figures: CatalogStats, quality: QualityReport, *, weak_distance: float) -> str:
@@ -210,9 +206,7 @@ def handlers() -> list[BaseHandler[Update, Context, None]]:
     new = filters.UpdateType.MESSAGE
     return [
         *admin_add.handlers(),
-        CommandHandler("remove", remove, filters=new),
-        CommandHandler("restore", restore, filters=new),
-        CommandHandler("stock", stock, filters=new),
+        *(_visibility_handler(action) for action in ("remove", "restore", "stock")),
         CommandHandler("product", product, filters=new),
         CommandHandler("stats", stats, filters=new),
     ]

@@ -2,13 +2,12 @@
 conversation when /add comes alone (photo first, then the details line; /cancel stops).
 
 "Added" is said only once the product, its image file and its vector are stored and searchable
-(SearchService.store_prepared does all three atomically). The vector comes from the shared
+(`Engine.add_photo` does all three atomically). The vector comes from the engine's shared
 inference worker, so admin adds queue with customers' searches instead of competing with them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Coroutine
@@ -29,18 +28,16 @@ from telegram.ext import (
 
 from bot.context import BotServices, Context
 from bot.drafts import DETAILS, PHOTO, Draft, PhotoRef
+from bot.files import DownloadFailure, download
 from bot.handlers.admin_common import AdminRequest, audit, authorise
 from bot.render import product_card
 from bot.replies import chat_action
 from db.media import MediaStoreError
-from db.records import ProductRecord
-from search.fields import FieldError, ProductFields, clean_product_fields, clean_sku
-from search.preprocess import InvalidImageError
-from search.service import AddOutcome, CatalogError
+from search import AddOutcome, CatalogError, FieldError, InvalidImageError, ProductFields
+from search.fields import clean_product_fields, clean_sku
 
 log = logging.getLogger(__name__)
 
-MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # a bot cannot download more from Telegram
 CONVERSATION_TIMEOUT_SECONDS = 5 * 60  # a draft unchanged for this long has expired
 DRAFT_SWEEP_SECONDS = 30  # how often expired drafts are looked for (and their admins told)
 
@@ -111,23 +108,13 @@ def _target_of(details: str) -> str | None:
     return details.split("|", 1)[0].strip()[:64] or None
 
 
-def _fields_of(product: ProductRecord) -> ProductFields:
-    return ProductFields(
-        sku=product.sku,
-        name=product.name,
-        price=product.price,
-        currency=product.currency,
-        url=product.url,
-        category=product.category,
-    )
-
-
 async def _resolve(req: AdminRequest, request: AddRequest) -> ProductFields | None:
     """The fields to store; for a bare SKU, the existing product's (None, and the admin told,
     when there is no such product)."""
     if request.fields is not None:
         return request.fields
-    product = await asyncio.to_thread(req.services.search.get_product, request.sku)
+    engine = req.services.engine
+    product = await engine.run(engine.catalog.get, request.sku)
     if product is None:
         await req.fail(
             "add",
@@ -136,30 +123,26 @@ async def _resolve(req: AdminRequest, request: AddRequest) -> ProductFields | No
             "SKU | Name | Price | URL | Category",
         )
         return None
-    return _fields_of(product)
+    return product.fields
 
 
 async def _store(
     services: BotServices, context: Context, photo: PhotoRef, fields: ProductFields
 ) -> AddOutcome | str:
     """Download, check, embed and store the photo; a str is why it was not added."""
-    if photo.file_size is not None and photo.file_size > MAX_DOWNLOAD_BYTES:
+    data = await download(context.bot, photo.file_id, photo.file_size)
+    if data is DownloadFailure.TOO_LARGE:
         return "Not added: that file is over 20 MB. Please send a smaller photo."
+    if isinstance(data, DownloadFailure):
+        return "Not added: I couldn't download that photo from Telegram. Please send it again."
     try:
-        telegram_file = await context.bot.get_file(photo.file_id)
-        data = bytes(await telegram_file.download_as_bytearray())
-        prepared = await asyncio.to_thread(services.search.prepare, data)
-        vector = await services.inference.embed(prepared)
-        return await asyncio.to_thread(services.search.store_prepared, fields, prepared, vector)
+        return await services.engine.add_photo(fields, data)
     except InvalidImageError as exc:
         return f"Not added: I couldn't use that image: {exc}"
     except CatalogError as exc:
         return f"Not added: {exc}."
     except MediaStoreError as exc:
         return f"Not added: the image file could not be stored ({exc})."
-    except TelegramError as exc:
-        log.warning("could not download an admin's photo: %s", exc)
-        return "Not added: I couldn't download that photo from Telegram. Please send it again."
     except Exception:
         log.exception("adding a product failed")
         return "Not added: something went wrong (the details are in the log). Please try again."
@@ -179,9 +162,8 @@ async def add_photo(
         return False
     if photo.is_photo and outcome.created_image and outcome.image.telegram_file_id is None:
         # The admin's photo is these exact bytes: customers' albums can reuse its file_id.
-        await asyncio.to_thread(
-            req.services.search.remember_telegram_file_id, outcome.image.id, photo.file_id
-        )
+        engine = req.services.engine
+        await engine.run(engine.catalog.remember_telegram_file_id, outcome.image.id, photo.file_id)
     near = [item.product.sku for item in outcome.near_duplicates]
     await req.audit(
         "add",
@@ -205,7 +187,7 @@ def added_text(outcome: AddOutcome, typed: ProductFields | None) -> str:
         lines = [f"✅ Added another photo to <b>{sku}</b> ({len(product.images)} photos now)."]
     else:
         lines = [f"This photo is already an image of <b>{sku}</b>: nothing changed."]
-    if typed is not None and not outcome.created_product and typed != _fields_of(product):
+    if typed is not None and not outcome.created_product and typed != product.fields:
         lines.append("The product already existed, so the details you typed were not applied.")
     if outcome.near_duplicates:
         similar = ", ".join(
@@ -263,10 +245,10 @@ async def start(update: Update, context: Context) -> None:
         try:
             parse_details(details, currency=req.services.settings.currency)
         except FieldError as exc:
-            await asyncio.to_thread(drafts.clear, req.user_id)
+            await req.services.engine.run(drafts.clear, req.user_id)
             await req.fail("add", _target_of(details), f"Not added: {exc}.", hint=USAGE)
             return
-    await asyncio.to_thread(drafts.start, req.user_id, PHOTO, details=details or None)
+    await req.services.engine.run(drafts.start, req.user_id, PHOTO, details=details or None)
     await req.reply(ASK_PHOTO)
 
 
@@ -275,7 +257,7 @@ async def start_with_photo(update: Update, context: Context) -> None:
     req = await authorise(update, context, "add")
     if req is None:
         return
-    await asyncio.to_thread(
+    await req.services.engine.run(
         req.services.drafts.start, req.user_id, DETAILS, photo=PhotoRef.of(req.message)
     )
     await req.reply(ASK_DETAILS)
@@ -294,11 +276,11 @@ async def continue_draft(update: Update, context: Context) -> None:
         return
     if not services.is_admin(user.id):
         return
-    draft = await asyncio.to_thread(services.drafts.get, user.id)
+    draft = await services.engine.run(services.drafts.get, user.id)
     if draft is None:
         return
     if draft.expired:  # handled as if there were no draft; the admin is told it timed out
-        if await asyncio.to_thread(services.drafts.take, draft):
+        if await services.engine.run(services.drafts.take, draft):
             await tell_timed_out(services, context.bot, draft)
         return
     command = bool(filters.COMMAND.check_update(update))
@@ -327,10 +309,10 @@ async def got_photo(update: Update, context: Context, draft: Draft) -> None:
     photo = PhotoRef.of(req.message)
     drafts = req.services.drafts
     if draft.details is None:
-        if await asyncio.to_thread(drafts.advance, draft, DETAILS, photo=photo):
+        if await req.services.engine.run(drafts.advance, draft, DETAILS, photo=photo):
             await req.reply(ASK_DETAILS)
         return  # else another message of this conversation got there first
-    if not await asyncio.to_thread(drafts.take, draft):
+    if not await req.services.engine.run(drafts.take, draft):
         return
     try:
         request = parse_details(draft.details, currency=req.services.settings.currency)
@@ -361,7 +343,7 @@ async def got_details(update: Update, context: Context, draft: Draft) -> None:
         return  # the draft stays: the admin can send the line again
     if request.fields is None and await _resolve(req, request) is None:
         return  # told there is no such product; the draft stays
-    if not await asyncio.to_thread(req.services.drafts.take, draft):
+    if not await req.services.engine.run(req.services.drafts.take, draft):
         return  # another message of this conversation got there first
     await add_photo(req, context, draft.photo, request)
 
@@ -371,7 +353,7 @@ async def cancel(update: Update, context: Context) -> None:
     req = await authorise(update, context, "cancel")
     if req is None:
         return
-    draft = await asyncio.to_thread(req.services.drafts.clear, req.user_id)
+    draft = await req.services.engine.run(req.services.drafts.clear, req.user_id)
     await req.audit("add", "failed", _sku_of(draft), error="cancelled by the admin")
     await req.reply("Cancelled: nothing was added.")
 
@@ -395,7 +377,7 @@ async def expire_drafts(context: Context) -> None:
     """A repeating job: drafts nobody continued within the timeout are deleted, and their
     admins told (by whichever instance deletes each first)."""
     services = context.bot_data.services
-    for draft in await asyncio.to_thread(services.drafts.take_expired):
+    for draft in await services.engine.run(services.drafts.take_expired):
         try:
             await tell_timed_out(services, context.bot, draft)
         except TelegramError as exc:

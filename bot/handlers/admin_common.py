@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from html import escape
@@ -53,8 +52,8 @@ async def audit(
     target: str | None = None,
     **details: Any,
 ) -> None:
-    await asyncio.to_thread(
-        services.search.audit,
+    await services.engine.run(
+        services.engine.history.audit,
         user_id=user_id,
         action=action,
         outcome=outcome,

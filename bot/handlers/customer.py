@@ -3,16 +3,15 @@ helpful answer to anything else."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from decimal import Decimal
 
 from telegram import CallbackQuery, Message, Update
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from bot.context import BotServices, Context
+from bot.files import MAX_DOWNLOAD_BYTES, DownloadFailure, download
 from bot.query import (
     CallbackAction,
     CaptionFilters,
@@ -23,12 +22,9 @@ from bot.query import (
 )
 from bot.render import product_card, product_keyboard
 from bot.replies import chat_action, no_results_text, send_card_photo, send_results
-from search.preprocess import InvalidImageError
-from search.service import CatalogError, SearchResult
+from search import CatalogError, InvalidImageError, Requester, SearchQuery, SearchResult
 
 log = logging.getLogger(__name__)
-
-MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # a bot cannot download more from Telegram
 
 WELCOME = (
     "👋 Send me a photo of a shoe or a piece of clothing and I'll show you the "
@@ -57,7 +53,12 @@ TOO_FAST = "You're searching very fast 🙂 Please wait {seconds} s and try agai
 SEARCH_FAILED = "Sorry, something went wrong while searching. Please try again in a moment."
 LINK_INVALID = "That link is not valid (it may be cut short). "
 PRODUCT_GONE = "Sorry, that product is no longer available. "
-RESULTS_GONE = "Sorry, those results are no longer available. "
+# A valid-looking token that is not in the search log: its search passed the retention period
+# (or its owner had it deleted with /forget).
+SHARED_EXPIRED = (
+    "⌛ Sorry, these shared results are no longer available: they expired. Searches are kept "
+    "for {days} days, or less when the person who searched asks us to delete them. "
+)
 BUTTON_INVALID = "Sorry, this button doesn't work any more. Please send the photo again."
 NOTHING_CHEAPER = "Nothing cheaper looks similar right now."
 
@@ -87,27 +88,26 @@ async def start(update: Update, context: Context) -> None:
         await message.reply_text(LINK_INVALID + WELCOME, parse_mode=ParseMode.HTML)
         return
     services = services_of(context)
-    user_ref = services.user_ref(update.effective_user.id if update.effective_user else 0)
+    who = services.who(update.effective_user.id if update.effective_user else 0, "link")
     if link.kind == "p":
-        await _open_product_lookalikes(message, context, services, link.id, user_ref)
+        await _open_product_lookalikes(message, context, services, link.id, who)
     elif link.kind == "o":
-        await _open_result(message, context, services, link, user_ref)
+        await _open_result(message, context, services, link, who.user_ref)
     else:
-        await _open_shared_results(message, context, services, link, user_ref)
+        await _open_shared_results(message, context, services, link, who.user_ref)
 
 
 async def _open_product_lookalikes(
-    message: Message, context: Context, services: BotServices, product_id: int, user_ref: str
+    message: Message, context: Context, services: BotServices, product_id: int, who: Requester
 ) -> None:
     """`p_<id>`: the product's card, then its lookalikes."""
-    product = await asyncio.to_thread(services.search.get_product_by_id, product_id)
+    engine = services.engine
+    product = await engine.run(engine.catalog.get_by_id, product_id)
     if product is None or not product.active:
         await message.reply_text(PRODUCT_GONE + WELCOME, parse_mode=ParseMode.HTML)
         return
     try:
-        found, result = await asyncio.to_thread(
-            services.search.similar_to_product, product_id, user_ref=user_ref, source="link"
-        )
+        found, result = await engine.run(engine.searcher.similar_to_product, product_id, who)
     except CatalogError:  # no searchable image
         await message.reply_text(PRODUCT_GONE + WELCOME, parse_mode=ParseMode.HTML)
         return
@@ -121,11 +121,12 @@ async def _open_result(
     """`o_<share token>_<rank>`: a product opened from a result list; counted, then its card
     on its photo, with its shop page and "more like this"."""
     assert link.token is not None and link.rank is not None  # parse_deep_link says so
-    opened = await asyncio.to_thread(services.tracking.record_open, link.token, link.rank, user_ref)
+    engine = services.engine
+    opened = await engine.run(engine.history.record_open, link.token, link.rank, user_ref)
     if opened is None or opened.product_id is None:
         await message.reply_text(LINK_INVALID + WELCOME, parse_mode=ParseMode.HTML)
         return
-    product = await asyncio.to_thread(services.search.get_product_by_id, opened.product_id)
+    product = await engine.run(engine.catalog.get_by_id, opened.product_id)
     if product is None or not product.active:
         await message.reply_text(PRODUCT_GONE + WELCOME, parse_mode=ParseMode.HTML)
         return
@@ -144,13 +145,15 @@ async def _open_shared_results(
 ) -> None:
     """`r_<share token>`: somebody's shared result set (counted as an open of it)."""
     assert link.token is not None
-    shared = await asyncio.to_thread(services.search.get_search, share_token=link.token)
+    engine = services.engine
+    shared = await engine.run(engine.searcher.get_search, share_token=link.token)
     if shared is None or shared.search_id is None:
-        await message.reply_text(RESULTS_GONE + WELCOME, parse_mode=ParseMode.HTML)
+        expired = SHARED_EXPIRED.format(days=engine.history.retention_days)
+        await message.reply_text(expired + WELCOME, parse_mode=ParseMode.HTML)
         return
-    await asyncio.to_thread(services.tracking.record_open, link.token, None, user_ref)
+    await engine.run(engine.history.record_open, link.token, None, user_ref)
     # Products no longer shown are left out, so the links carry the ranks as logged.
-    ranks = await asyncio.to_thread(services.tracking.logged_ranks, shared.search_id)
+    ranks = await engine.run(engine.history.logged_ranks, shared.search_id)
     await send_results(
         context.bot,
         message.chat_id,
@@ -187,25 +190,13 @@ async def photo(update: Update, context: Context) -> None:
     if size is not None and size > MAX_DOWNLOAD_BYTES:
         await message.reply_text(TOO_LARGE)  # refused before anything is downloaded
         return
-    wait = await services.rate_limiter.acquire(services.user_ref(user.id))
-    if wait is not None:
-        await message.reply_text(_wait_text(wait))
+    if not await within_rate_limit(message, services, user.id):
         return
     wanted = await caption_filters(services, message.caption)
-    result: SearchResult | str
     # "Sending photo…" from the download until the album has been sent.
     async with chat_action(context.bot, message.chat_id, ChatAction.UPLOAD_PHOTO):
-        data = await download(context, file_id)
-        if isinstance(data, str):
-            result = data
-        else:
-            result = await search_bytes(
-                services,
-                data,
-                user_id=user.id,
-                category=wanted.category,
-                max_price=wanted.max_price,
-            )
+        data = await download(context.bot, file_id, size)
+        result = await search_bytes(services, data, services.who(user.id), wanted)
         if isinstance(result, str):
             await message.reply_text(result)
             return
@@ -215,54 +206,37 @@ async def photo(update: Update, context: Context) -> None:
         await send_results(context.bot, message.chat_id, result, services, heading=heading)
 
 
+async def within_rate_limit(message: Message, services: BotServices, user_id: int) -> bool:
+    """Whether this user may search now; if not, they are told how long to wait."""
+    wait = await services.within_limit(user_id)
+    if wait is not None:
+        await message.reply_text(_wait_text(wait))
+    return wait is None
+
+
 async def caption_filters(services: BotServices, caption: str | None) -> CaptionFilters:
     if not caption or not caption.strip():
         return CaptionFilters()
-    categories = await asyncio.to_thread(services.search.categories)
-    return parse_caption(caption, categories)
-
-
-async def download(context: Context, file_id: str) -> bytes | str:
-    """The file's bytes, or the message to show when Telegram would not give them."""
-    try:
-        telegram_file = await context.bot.get_file(file_id)
-        if telegram_file.file_size is not None and telegram_file.file_size > MAX_DOWNLOAD_BYTES:
-            return TOO_LARGE
-        return bytes(await telegram_file.download_as_bytearray())
-    except BadRequest as exc:
-        if "too big" in exc.message.lower():
-            return TOO_LARGE
-        log.warning("could not download a customer's file: %s", exc)
-        return DOWNLOAD_FAILED
-    except TelegramError as exc:  # 5xx, time-outs, network trouble
-        log.warning("could not download a customer's file: %s", exc)
-        return DOWNLOAD_FAILED
+    engine = services.engine
+    return parse_caption(caption, await engine.run(engine.catalog.categories))
 
 
 async def search_bytes(
     services: BotServices,
-    data: bytes,
-    *,
-    user_id: int,
-    category: str | None = None,
-    max_price: Decimal | None = None,
-    source: str = "telegram",
+    data: bytes | DownloadFailure,
+    who: Requester,
+    wanted: CaptionFilters,
 ) -> SearchResult | str:
-    """Search with image bytes; a str is the message to show instead (bad image)."""
+    """Search with downloaded image bytes; a str is the message to show instead."""
+    if data is DownloadFailure.TOO_LARGE:
+        return TOO_LARGE
+    if isinstance(data, DownloadFailure):
+        return DOWNLOAD_FAILED
+    query = SearchQuery(category=wanted.category, max_price=wanted.max_price)
     try:
-        prepared = await asyncio.to_thread(services.search.prepare, data)
-        vector = await services.inference.embed(prepared)
+        return await services.engine.search_photo(data, query, who)
     except InvalidImageError as exc:
         return f"I couldn't read that image: {exc} Please send a photo (JPEG, PNG or WebP)."
-    return await asyncio.to_thread(
-        services.search.search_vector,
-        vector,
-        category=category,
-        max_price=max_price,
-        user_ref=services.user_ref(user_id),
-        source=source,
-        query_hash=prepared.content_hash,
-    )
 
 
 def _heading(
@@ -335,7 +309,7 @@ async def button(update: Update, context: Context) -> None:
     if action.action == "fb":
         await _feedback(query, services, action)
         return
-    wait = await services.rate_limiter.acquire(services.user_ref(query.from_user.id))
+    wait = await services.within_limit(query.from_user.id)
     if wait is not None:
         await query.answer(_wait_text(wait))
         return
@@ -344,8 +318,9 @@ async def button(update: Update, context: Context) -> None:
 
 async def _feedback(query: CallbackQuery, services: BotServices, action: CallbackAction) -> None:
     vote = 1 if action.arg == "up" else -1
-    stored = await asyncio.to_thread(
-        services.search.record_feedback,
+    history = services.engine.history
+    stored = await services.engine.run(
+        history.record_feedback,
         action.search_id,
         user_ref=services.user_ref(query.from_user.id),
         vote=vote,
@@ -362,15 +337,13 @@ async def _search_again(
     query: CallbackQuery, context: Context, services: BotServices, action: CallbackAction
 ) -> None:
     """ "Cheaper" and "all categories": the logged search run again with other filters."""
-    user_ref = services.user_ref(query.from_user.id)
+    searcher = services.engine.searcher
     search = (
-        services.search.search_cheaper
-        if action.action == "cheaper"
-        else services.search.search_all_categories
+        searcher.search_cheaper if action.action == "cheaper" else searcher.search_all_categories
     )
     try:
-        result = await asyncio.to_thread(
-            search, action.search_id, user_ref=user_ref, source="telegram"
+        result = await services.engine.run(
+            search, action.search_id, services.who(query.from_user.id)
         )
     except CatalogError as exc:
         await query.answer(str(exc)[:200], show_alert=True)

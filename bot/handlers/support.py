@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from html import escape
@@ -22,13 +21,11 @@ from telegram.ext import BaseHandler, CommandHandler, InlineQueryHandler, Messag
 
 from bot.context import Context
 from bot.handlers import customer
-from bot.query import parse_caption
 from bot.render import deep_link, price_text, product_card
 from bot.replies import chat_action, send_results
-from bot.urlfetch import UrlFetchError, fetch_image
-from db.records import ProductRecord
-from search.fields import FieldError, clean_sku
-from search.service import SearchResult
+from search import FieldError, ProductRecord, SearchResult
+from search.fields import clean_sku
+from search.urlfetch import UrlFetchError, fetch_image
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +62,7 @@ async def link(update: Update, context: Context) -> None:
     except FieldError as exc:
         await message.reply_text(f"That is not a valid SKU: {exc}")
         return
-    product = await asyncio.to_thread(services.search.get_product, sku)
+    product = await services.engine.run(services.engine.catalog.get, sku)
     if product is None:
         await message.reply_text(
             f"There is no product with SKU <code>{escape(sku)}</code>. "
@@ -88,7 +85,7 @@ async def inline_query(update: Update, context: Context) -> None:
     services = context.bot_data.services
     text = query.query.strip()[:INLINE_QUERY_MAX_CHARS]
     limit = INLINE_MAX_RESULTS if text else INLINE_EMPTY_QUERY_RESULTS
-    found = await asyncio.to_thread(services.search.find_products, text, limit=limit)
+    found = await services.engine.run(services.engine.catalog.find, text, limit=limit)
     bot_username = context.bot.username
     results = [_inline_result(p, bot_username) for p in found if p.active][:INLINE_MAX_RESULTS]
     await query.answer(results, cache_time=INLINE_CACHE_SECONDS, is_personal=False)
@@ -149,15 +146,11 @@ async def search_url(update: Update, context: Context) -> None:
     if not services.is_staff(user.id) or url is None:
         await customer.not_a_photo(update, context)
         return
-    wait = await services.rate_limiter.acquire(services.user_ref(user.id))
-    if wait is not None:
-        await message.reply_text(
-            f"You're searching very fast 🙂 Please wait {max(1, round(wait))} s and try again."
-        )
+    if not await customer.within_rate_limit(message, services, user.id):
         return
-    categories = await asyncio.to_thread(services.search.categories)
     # The rest of the message narrows the search like a photo's caption ("boots under 60").
-    wanted = parse_caption(_LINK.sub(" ", (message.text or "").replace(url, " ")), categories)
+    rest = _LINK.sub(" ", (message.text or "").replace(url, " "))
+    wanted = await customer.caption_filters(services, rest)
     settings = services.settings
     result: SearchResult | str
     async with chat_action(context.bot, message.chat_id, ChatAction.UPLOAD_PHOTO):
@@ -172,12 +165,7 @@ async def search_url(update: Update, context: Context) -> None:
             result = f"I couldn't get an image from that link: {exc}"
         else:
             result = await customer.search_bytes(
-                services,
-                data,
-                user_id=user.id,
-                category=wanted.category,
-                max_price=wanted.max_price,
-                source="url",
+                services, data, services.who(user.id, "url"), wanted
             )
     if isinstance(result, str):
         await message.reply_text(result, disable_web_page_preview=True)

@@ -3,6 +3,7 @@ real SQLite copy of the 300-product catalogue and the session's VGG16."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +14,9 @@ from telegram.ext import Application
 
 from bot.app import build_application, running
 from lookalike.settings import Settings
+from search import Engine
 from search.featurizer import Featurizer
-from search.service import SearchService
-from tests.conftest import open_test_service
+from tests.conftest import open_test_engine
 from tests.fakebotapi import ApiCall, FakeBotAPI
 
 ADMIN_ID = 1001
@@ -26,11 +27,11 @@ OTHER_CUSTOMER_ID = 3004
 
 @dataclass
 class BotHarness:
-    """The running bot, the fake Telegram it talks to, and the service behind it."""
+    """The running bot, the fake Telegram it talks to, and the engine behind it."""
 
     app: Application  # type: ignore[type-arg]
     api: FakeBotAPI
-    service: SearchService
+    engine: Engine
     settings: Settings
 
     async def wait_for(
@@ -53,6 +54,25 @@ class BotHarness:
             predicate=lambda c: c.ok and str(c.params.get("chat_id")) == str(chat_id),
             timeout=timeout,
         )
+
+    async def handled(self, *, timeout: float = 60.0) -> None:
+        """Until every update queued at the fake Bot API so far has been handled, whatever
+        order concurrent handling took: the bot's poller has confirmed them (python-telegram-bot
+        asks for the next offset only once it has put the earlier updates into the
+        Application's update_queue) and the update_queue has no unfinished update (PTB marks one
+        done when its handlers have returned). Fails after `timeout` s."""
+        await self.api.wait_confirmed_async(timeout=timeout)
+        await self.queue_drained(timeout=timeout)
+
+    async def queue_drained(self, *, timeout: float) -> None:
+        """Until every update put into the Application's update_queue has been handled."""
+        try:
+            await asyncio.wait_for(self.app.update_queue.join(), timeout)
+        except TimeoutError:
+            raise AssertionError(
+                f"updates still being handled after {timeout:g} s\n"
+                + self.api.describe_calls(after=max(0, self.api.mark() - 10))
+            ) from None
 
     def texts_to(self, chat_id: int, *, after: int = 0) -> list[str]:
         return [
@@ -87,8 +107,8 @@ async def bot(
     bot_settings: Settings, fake_bot_api: FakeBotAPI, extractor: Featurizer
 ) -> AsyncIterator[BotHarness]:
     """The bot running (polling) over a private copy of the imported catalogue."""
-    service = open_test_service(bot_settings, extractor)
-    application = build_application(bot_settings, service=service)
+    engine = open_test_engine(bot_settings, extractor)
+    application = build_application(bot_settings, engine=engine)
     async with running(application, poll_timeout=1):
-        yield BotHarness(app=application, api=fake_bot_api, service=service, settings=bot_settings)
-    service.close()
+        yield BotHarness(app=application, api=fake_bot_api, engine=engine, settings=bot_settings)
+    engine.close()

@@ -1,6 +1,6 @@
 """Several bot instances in one test, sharing one database, as behind a load balancer.
 
-Each instance is the real Application with its own SearchService (its own in-memory index,
+Each instance is the real Application with its own Engine (its own in-memory index,
 inference worker, job queue), started as in webhook mode: nothing polls the fake Bot API (two
 pollers would take each other's updates), the test hands each update to the instance of its
 choice with `deliver`, and every instance answers through the fake Bot API over HTTP.
@@ -21,7 +21,7 @@ from bot.app import build_application
 from lookalike.settings import Settings
 from search.featurizer import Featurizer
 from tests.bot.conftest import BotHarness
-from tests.conftest import open_test_service
+from tests.conftest import open_test_engine
 from tests.fakebotapi import FakeBotAPI
 
 T = TypeVar("T")
@@ -36,14 +36,19 @@ class BotInstance(BotHarness):
         would."""
         await self.app.update_queue.put(Update.de_json(update, self.app.bot))
 
+    async def handled(self, *, timeout: float = 60.0) -> None:
+        """Until every update delivered to this instance has been handled (nothing polls the
+        fake Bot API here: updates go straight into the update_queue)."""
+        await self.queue_drained(timeout=timeout)
+
 
 @contextlib.asynccontextmanager
 async def instance(
     settings: Settings, api: FakeBotAPI, extractor: Featurizer, *, name: str = ""
 ) -> AsyncIterator[BotInstance]:
     """One running instance (initialize, post_init, start; then stop and shut down)."""
-    service = open_test_service(settings, extractor)
-    application = build_application(settings, service=service)
+    engine = open_test_engine(settings, extractor)
+    application = build_application(settings, engine=engine)
     try:
         await application.initialize()
         try:
@@ -52,7 +57,7 @@ async def instance(
             await application.start()
             try:
                 yield BotInstance(
-                    app=application, api=api, service=service, settings=settings, name=name
+                    app=application, api=api, engine=engine, settings=settings, name=name
                 )
             finally:
                 await application.stop()
@@ -61,7 +66,7 @@ async def instance(
         finally:
             await application.shutdown()
     finally:
-        service.close()
+        engine.close()
 
 
 async def eventually(

@@ -31,7 +31,7 @@ def start_bot(
     )
     log_file = log_path.open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "lookalike", "bot"],
+        [sys.executable, "-m", "cli", "bot"],
         env=env,
         cwd=REPO_ROOT,
         stdout=log_file,

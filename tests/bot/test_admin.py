@@ -94,13 +94,13 @@ async def search(bot: BotHarness, image: bytes) -> tuple[list[str], ApiCall]:
 
 
 def audit_rows(bot: BotHarness) -> list[tuple[int, str, str | None, str]]:
-    with bot.service.session() as session:
+    with bot.engine.sessions() as session:
         rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
         return [(row.user_id, row.action, row.target, row.outcome) for row in rows]
 
 
 def audit_details(bot: BotHarness) -> list[dict[str, Any]]:
-    with bot.service.session() as session:
+    with bot.engine.sessions() as session:
         return [
             dict(d) for d in session.scalars(select(AuditEntry.details).order_by(AuditEntry.id))
         ]
@@ -109,7 +109,7 @@ def audit_details(bot: BotHarness) -> list[dict[str, Any]]:
 async def file_id_stored(bot: BotHarness, sku: str, *, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        product = bot.service.get_product(sku)
+        product = bot.engine.catalog.get(sku)
         if product is not None and product.images[0].telegram_file_id:
             return
         assert time.monotonic() < deadline, f"no file_id stored for {sku}"
@@ -117,7 +117,7 @@ async def file_id_stored(bot: BotHarness, sku: str, *, timeout: float = 10.0) ->
 
 
 def product_count(bot: BotHarness) -> int:
-    with bot.service.session() as session:
+    with bot.engine.sessions() as session:
         return int(session.scalar(select(func.count(Product.id))) or 0)
 
 
@@ -135,13 +135,13 @@ async def test_add_captioned_photo_is_stored_searchable_and_warns_of_near_duplic
     assert "Trail Runner" in reply and "59.90 EUR" in reply and "Status: in stock" in reply
 
     # Stored everywhere: database row, image file, vector in the index.
-    product = bot.service.get_product("NEW-1")
+    product = bot.engine.catalog.get("NEW-1")
     assert product is not None and product.active
     assert product.name == "Trail Runner" and str(product.price) == "59.90"
     assert product.url == "https://shop.example/p/new-1" and product.category == "sneakers"
     assert len(product.images) == 1
-    assert bot.service.media.path_for(product.images[0].file_name).read_bytes() == photo
-    assert bot.service.index.product_vectors(product.id).shape == (1, 512)
+    assert bot.engine.media.path_for(product.images[0].file_name).read_bytes() == photo
+    assert bot.engine.models.index.product_vectors(product.id).shape == (1, 512)
     # The admin's photo is these exact bytes: its file_id is kept for customers' albums.
     assert product.images[0].telegram_file_id
 
@@ -165,7 +165,7 @@ async def test_guided_add_conversation_and_cancel(
     assert "the name is empty" in await say(bot, "GUIDE-1 |  | 80")
     reply = await say(bot, "GUIDE-1 | Guided Boot | 80 | | boots")
     assert "Added <b>GUIDE-1</b>" in reply
-    guided = bot.service.get_product("GUIDE-1")
+    guided = bot.engine.catalog.get("GUIDE-1")
     assert guided is not None and guided.category == "boots" and guided.url is None
 
     # The details first (typed with /add), then the photo.
@@ -221,10 +221,10 @@ async def test_photo_for_existing_sku_adds_an_image(
     reply_call = await bot.reply_to(ADMIN_ID, after=mark)
     assert "(3 photos now)" in reply_call.params["text"]
     assert "details you typed were not applied" in reply_call.params["text"]
-    product = bot.service.get_product(sku)
+    product = bot.engine.catalog.get(sku)
     assert product is not None and len(product.images) == 3
     assert product.name != "Another Name"
-    assert bot.service.index.product_vectors(product.id).shape[0] == 3
+    assert bot.engine.models.index.product_vectors(product.id).shape[0] == 3
     assert product_count(bot) == 300
     # The same bytes again: nothing changes. A bare unknown SKU is refused.
     again = await send_photo(bot, altered(catalog_photos[5], scale=0.8), f"/add {sku}")
@@ -239,7 +239,7 @@ async def test_remove_restore_stock_and_product_card(
     photo_path = catalog_photos[3]
     sku = sku_of(photo_path)
     query = photo_path.read_bytes()
-    product = bot.service.get_product(sku)
+    product = bot.engine.catalog.get(sku)
     assert product is not None
     name = product.name
     # /product: the first photo with the staff card; uploaded once, then by file_id.
@@ -260,7 +260,7 @@ async def test_remove_restore_stock_and_product_card(
     assert "is removed" in reply
     names, listing = await search(bot, query)
     assert name not in names and name not in listing.params["text"]
-    stored = bot.service.get_product(sku)
+    stored = bot.engine.catalog.get(sku)
     assert stored is not None and stored.removed  # kept in the database
 
     assert "customers can find it again" in await say(bot, f"/restore {sku}")
@@ -321,9 +321,9 @@ async def test_non_admins_and_group_chats_are_refused_and_audited(
         NOT_PRIVATE
     )
 
-    product = bot.service.get_product(sku)
+    product = bot.engine.catalog.get(sku)
     assert product is not None and product.active
-    assert bot.service.get_product("EVIL-1") is None and bot.service.get_product("GRP-1") is None
+    assert bot.engine.catalog.get("EVIL-1") is None and bot.engine.catalog.get("GRP-1") is None
     assert product_count(bot) == 300
     assert audit_rows(bot) == [
         (CUSTOMER_ID, "remove", sku, "refused"),
@@ -362,7 +362,7 @@ async def test_bad_input_is_refused_with_the_reason_or_stored_verbatim_and_escap
     reply = await send_photo(bot, altered(catalog_photos[31]), f"/add HTML-1 | {html_name} | 10")
     assert "&lt;b&gt;bold&lt;/b&gt;&lt;script&gt;" in reply
     for sku, name in (("SQL-1", sql), ("HTML-1", html_name)):
-        stored = bot.service.get_product(sku)
+        stored = bot.engine.catalog.get(sku)
         assert stored is not None and stored.name == name
     assert product_count(bot) == 302
     mark = bot.api.mark()
@@ -385,7 +385,7 @@ async def test_bad_input_is_refused_with_the_reason_or_stored_verbatim_and_escap
     assert "SKU must be" in await say(bot, "/remove " + sql.replace(" ", ""))
     assert "no product with SKU" in await say(bot, "/remove NOPE-404")
 
-    assert bot.service.get_product("DOC-1") is None and bot.service.get_product("BROKEN-1") is None
+    assert bot.engine.catalog.get("DOC-1") is None and bot.engine.catalog.get("BROKEN-1") is None
     outcomes = [(row[1], row[3]) for row in audit_rows(bot)]
     assert outcomes == [("add", "failed")] * 6 + [("add", "ok")] * 2 + [
         ("product", "ok"),
@@ -419,13 +419,15 @@ async def test_stats_after_searches_and_feedback(
     assert "👍 1 · 👎 0" in text
     assert "Weak best match: 0% of searches" in text  # random-weight VGG16: all look alike
     # Online quality of the model and metric the searches ran with: 2 searches, one 👍.
-    model = f"<i>{bot.service.model_name} · {bot.service.metric}</i>"
+    model = f"<i>{bot.engine.models.active.name} · {bot.engine.searcher.metric}</i>"
     assert model in text
     week = "2 searches · 👍 1 👎 0 (100% 👍) · 0 opens (0.00 per search)"
     assert f"7 days: {week}" in text and f"All time: {week}" in text
     weak = bot.settings.weak_match_distance
-    report = bot.app.bot_data.services.tracking.report()
-    assert text == stats_text(bot.service.stats(weak_distance=weak), report, weak_distance=weak)
+    report = bot.engine.history.quality_report()
+    assert text == stats_text(
+        bot.engine.history.stats(weak_distance=weak), report, weak_distance=weak
+    )
     assert audit_rows(bot)[-1] == (ADMIN_ID, "stats", None, "ok")
 
 
@@ -441,7 +443,7 @@ async def test_an_edited_message_never_runs_a_command(
         user_id=ADMIN_ID, message_id=sent["message"]["message_id"], text=f"/remove {sku}"
     )
     await say(bot, "/stats")  # handled after the edit: the edit has been seen by then
-    product = bot.service.get_product(sku)
+    product = bot.engine.catalog.get(sku)
     assert product is not None and product.active
     assert not any("removed" in text for text in bot.texts_to(ADMIN_ID, after=mark))
     assert [row[1] for row in audit_rows(bot)] == ["product", "stats"]

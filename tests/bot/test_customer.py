@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bot.app import build_application, running
 from bot.handlers import customer
 from lookalike.settings import Settings
+from search import SearchResult
 from search.featurizer import Featurizer
 from search.fields import clean_product_fields
-from search.service import SearchResult
 from tests import images
 from tests.bot.conftest import CUSTOMER_ID, OTHER_CUSTOMER_ID, BotHarness, bot_settings_for
-from tests.conftest import open_test_service
-from tests.fakebotapi import FILE_DOWNLOAD, ApiCall, FakeBotAPI
+from tests.conftest import open_test_engine
+from tests.fakebotapi import ApiCall, FakeBotAPI
 
 QUERY = "search_image_01.jpg"
 PHOTO_METHODS = ("sendMediaGroup", "sendPhoto")
@@ -62,16 +59,15 @@ def callback_data(call: ApiCall, prefix: str) -> str:
     return found[0]
 
 
-async def wait_count(bot: BotHarness, method: str, count: int, *, after: int) -> list[ApiCall]:
+async def wait_count(
+    bot: BotHarness, method: str, count: int, *, after: int, timeout: float = 30.0
+) -> list[ApiCall]:
     """The first `count` calls of `method` after `after`, once there are that many."""
-    for _ in range(600):
-        found = [c for c in bot.api.calls[after:] if c.method == method]
-        if len(found) >= count:
-            return found[:count]
-        await asyncio.sleep(0.05)
-    raise AssertionError(
-        f"fewer than {count} {method} calls\n" + bot.api.describe_calls(after=after)
-    )
+    found: list[ApiCall] = []
+    while len(found) < count:
+        index = found[-1].index + 1 if found else after
+        found.append(await bot.wait_for(method, after=index, timeout=timeout))
+    return found
 
 
 def calls_to_chat(bot: BotHarness, chat_id: int, *, after: int = 0) -> list[ApiCall]:
@@ -113,13 +109,10 @@ async def reply_text(bot: BotHarness, user_id: int, *, after: int) -> str:
     return str(reply.params["text"])
 
 
-async def settle(bot: BotHarness, user_id: int = OTHER_CUSTOMER_ID) -> None:
-    """Give the bot time to handle what was queued: a short pause, then a /help round trip
-    (updates are fetched in order, so everything earlier has at least been picked up)."""
-    await asyncio.sleep(0.3)
-    mark = bot.api.mark()
-    bot.api.send_text(user_id=user_id, text="/help")
-    await bot.reply_to(user_id, after=mark)
+async def settle(bot: BotHarness) -> None:
+    """Until everything queued so far has been handled to the end (see BotHarness.handled),
+    so that what the bot has not sent by then it never sends."""
+    await bot.handled()
 
 
 @contextlib.asynccontextmanager
@@ -127,17 +120,17 @@ async def harness(
     settings: Settings, api: FakeBotAPI, extractor: Featurizer
 ) -> AsyncIterator[BotHarness]:
     """A bot with its own settings (the `bot` fixture's twin; use one or the other)."""
-    service = open_test_service(settings, extractor)
-    application = build_application(settings, service=service)
+    engine = open_test_engine(settings, extractor)
+    application = build_application(settings, engine=engine)
     try:
         async with running(application, poll_timeout=1):
-            yield BotHarness(app=application, api=api, service=service, settings=settings)
+            yield BotHarness(app=application, api=api, engine=engine, settings=settings)
     finally:
-        service.close()
+        engine.close()
 
 
 def set_product(bot: BotHarness, sku: str, **fields: Any) -> None:
-    current = bot.service.require_product(sku)
+    current = bot.engine.catalog.require(sku)
     values: dict[str, Any] = {
         "sku": sku,
         "name": current.name,
@@ -147,19 +140,19 @@ def set_product(bot: BotHarness, sku: str, **fields: Any) -> None:
         "category": current.category,
     }
     values.update(fields)
-    bot.service.update_product(clean_product_fields(**values))
+    bot.engine.catalog.update(clean_product_fields(**values))
 
 
 def listing_search(bot: BotHarness, listing: ApiCall) -> SearchResult:
     """The logged search a listing shows (from its feedback button)."""
     search_id = int(callback_data(listing, "fb:").split(":")[1])
-    found = bot.service.get_search(search_id)
+    found = bot.engine.searcher.get_search(search_id)
     assert found is not None
     return found
 
 
 async def direct_search(bot: BotHarness, image: bytes) -> SearchResult:
-    return await asyncio.to_thread(bot.service.search_image, image)
+    return await asyncio.to_thread(bot.engine.searcher.search_image, image)
 
 
 # ---------------------------------------------------------------------------- /start, /help
@@ -241,7 +234,9 @@ async def test_stale_file_id_falls_back_to_uploading(bot: BotHarness, footwear: 
     album, _ = await search(bot, query_image(footwear))
     assert album.photo_sources() == ["upload"] * 8
     found = await direct_search(bot, query_image(footwear))
-    bot.service.remember_telegram_file_id(found.items[2].image.id, "AgACAgIAAxk-no-such-file")
+    bot.engine.catalog.remember_telegram_file_id(
+        found.items[2].image.id, "AgACAgIAAxk-no-such-file"
+    )
     mark = bot.api.mark()
     album, _ = await search(bot, query_image(footwear))
     failed = [c for c in bot.api.calls_to("sendMediaGroup") if c.index > mark and not c.ok]
@@ -394,13 +389,13 @@ async def test_feedback_is_stored_once_per_user_and_changeable(
 
     assert "Thanks" in (await press(CUSTOMER_ID, up)).params["text"]
     assert "Thanks" in (await press(CUSTOMER_ID, up)).params["text"]
-    stats = bot.service.stats(weak_distance=0.35)
+    stats = bot.engine.history.stats(weak_distance=0.35)
     assert (stats.thumbs_up, stats.thumbs_down) == (1, 0)
     await press(CUSTOMER_ID, down)
-    stats = bot.service.stats(weak_distance=0.35)
+    stats = bot.engine.history.stats(weak_distance=0.35)
     assert (stats.thumbs_up, stats.thumbs_down) == (0, 1)
     await press(OTHER_CUSTOMER_ID, up)  # someone else, e.g. who opened a shared link
-    stats = bot.service.stats(weak_distance=0.35)
+    stats = bot.engine.history.stats(weak_distance=0.35)
     assert (stats.thumbs_up, stats.thumbs_down) == (1, 1)
 
 
@@ -439,7 +434,7 @@ async def test_forged_callbacks_do_nothing_and_are_answered_politely(
     assert all(c.params.get("text") == customer.BUTTON_INVALID for c in answers)
     after = calls_to_chat(bot, CUSTOMER_ID, after=mark)
     assert [c.method for c in after] == [], after
-    stats = bot.service.stats(weak_distance=0.35)
+    stats = bot.engine.history.stats(weak_distance=0.35)
     assert (stats.thumbs_up, stats.thumbs_down) == (0, 0)
 
 
@@ -462,212 +457,3 @@ async def test_edited_messages_never_rerun_a_command_or_search(
     await settle(bot)
     assert calls_to_chat(bot, CUSTOMER_ID, after=mark) == []
     assert not [c for c in bot.api.calls[mark:] if c.method == "getFile"]
-
-
-# ------------------------------------------------------------------------- anything else
-
-
-async def test_anything_else_gets_a_short_helpful_reply(
-    bot: BotHarness, footwear: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.WARNING)
-    api = bot.api
-    jpeg = query_image(footwear)
-    cases: list[tuple[Callable[[], object], str]] = [
-        (lambda: api.send_text(user_id=CUSTOMER_ID, text="do you have red boots?"), "photo"),
-        (lambda: api.send_text(user_id=CUSTOMER_ID, text="/nonsense"), "/help"),
-        (lambda: api.send_sticker(user_id=CUSTOMER_ID), "sticker"),
-        (lambda: api.send_voice(user_id=CUSTOMER_ID), "photo"),
-        (
-            lambda: api.send_document(
-                user_id=CUSTOMER_ID,
-                data=images.minimal_pdf(),
-                file_name="catalogue.pdf",
-                mime_type="application/pdf",
-            ),
-            "isn't an image",
-        ),
-        (
-            lambda: api.send_document(
-                user_id=CUSTOMER_ID,
-                data=jpeg,
-                file_name="huge.jpg",
-                mime_type="image/jpeg",
-                file_size=25 * 1024 * 1024,
-            ),
-            "too large",
-        ),
-        (lambda: api.send_photo(user_id=CUSTOMER_ID, image=images.truncated(jpeg)), "read"),
-        (
-            lambda: api.send_document(
-                user_id=CUSTOMER_ID, data=b"", file_name="empty.jpg", mime_type="image/jpeg"
-            ),
-            "empty",
-        ),
-        (
-            lambda: api.send_document(
-                user_id=CUSTOMER_ID,
-                data=images.plain_text(),
-                file_name="photo.jpg",
-                mime_type="image/jpeg",
-            ),
-            "read",
-        ),
-        (lambda: api.send_photo(user_id=CUSTOMER_ID, image=images.heic_header()), "read"),
-        (
-            lambda: api.send_document(
-                user_id=CUSTOMER_ID,
-                data=images.elf_executable(),
-                file_name="holiday.jpg",
-                mime_type="image/jpeg",
-            ),
-            "read",
-        ),
-    ]
-    for send, expected in cases:
-        mark = api.mark()
-        send()
-        text = await reply_text(bot, CUSTOMER_ID, after=mark)
-        assert expected in text, (expected, text)
-        assert text != customer.SEARCH_FAILED
-        assert len(text) < 300
-        if expected == "too large":
-            assert not [c for c in api.calls[mark:] if c.method in ("getFile", FILE_DOWNLOAD)]
-    assert not [c for c in api.calls if c.method in PHOTO_METHODS]
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-
-
-# ---------------------------------------------------------------- small catalogues, limits
-
-
-async def test_small_catalogue_none_one_and_three_products(
-    settings: Settings, fake_bot_api: FakeBotAPI, extractor: Featurizer, catalog_photos: list[Path]
-) -> None:
-    query = images.encode(images.photo_like(120, 90), "JPEG")
-    async with harness(bot_settings_for(settings, fake_bot_api), fake_bot_api, extractor) as bot:
-        mark = bot.api.mark()
-        bot.api.send_photo(user_id=CUSTOMER_ID, image=query)
-        assert "No matching products" in await reply_text(bot, CUSTOMER_ID, after=mark)
-
-        def add(index: int) -> None:
-            fields = clean_product_fields(
-                sku=f"SKU-{index}", name=f"Shoe #{index}", price="20", currency="EUR"
-            )
-            bot.service.add_product(fields, catalog_photos[index].read_bytes())
-
-        await asyncio.to_thread(add, 0)
-        photo, listing = await search(bot, query)
-        assert photo.method == "sendPhoto"
-        assert photo.params["caption"].startswith("<b>1.</b> Shoe #0")
-        assert len(listing.params["text"].splitlines()) == 2
-
-        for index in (1, 2):
-            await asyncio.to_thread(add, index)
-        album, listing = await search(bot, query)
-        assert album.method == "sendMediaGroup" and len(album.params["media"]) == 3
-        assert len(listing.params["text"].splitlines()) == 4
-        # Buttons still make sense: nothing is cheaper than 20 among three products at 20.
-        mark = bot.api.mark()
-        bot.api.press_button(
-            user_id=CUSTOMER_ID, message=listing, data=callback_data(listing, "cheaper:")
-        )
-        assert await reply_text(bot, CUSTOMER_ID, after=mark) == customer.NOTHING_CHEAPER
-
-
-async def test_searches_per_minute_limit_is_polite(
-    catalog_settings: Settings, fake_bot_api: FakeBotAPI, extractor: Featurizer, footwear: Path
-) -> None:
-    settings = bot_settings_for(catalog_settings, fake_bot_api, searches_per_minute=2)
-    async with harness(settings, fake_bot_api, extractor) as bot:
-        await search(bot, query_image(footwear))
-        _, listing = await search(bot, query_image(footwear))
-        mark = bot.api.mark()
-        bot.api.send_photo(user_id=CUSTOMER_ID, image=query_image(footwear))
-        text = await reply_text(bot, CUSTOMER_ID, after=mark)
-        assert "wait" in text and "try again" in text
-        # The "cheaper"/"all" buttons count as searches too; feedback does not.
-        mark = bot.api.mark()
-        bot.api.press_button(
-            user_id=CUSTOMER_ID, message=listing, data=callback_data(listing, "fb:")
-        )
-        answer = await bot.wait_for("answerCallbackQuery", after=mark)
-        assert "Thanks" in answer.params["text"]
-        # Someone else is not limited by it.
-        await search(bot, query_image(footwear), user_id=OTHER_CUSTOMER_ID)
-        assert not [
-            c for c in bot.api.calls[mark:] if to_chat(CUSTOMER_ID)(c) and c.method in PHOTO_METHODS
-        ]
-
-
-# ------------------------------------------------------------------------ Telegram faults
-
-
-async def test_429_on_the_album_is_waited_out_and_one_album_arrives(
-    bot: BotHarness, footwear: Path
-) -> None:
-    bot.api.fail_next("sendMediaGroup", status=429, retry_after=3)
-    mark = bot.api.mark()
-    bot.api.send_photo(user_id=CUSTOMER_ID, image=query_image(footwear))
-    album, listing = await results(bot, CUSTOMER_ID, after=mark)
-    assert len(album.params["media"]) == 8
-    attempts = [c for c in bot.api.calls_to("sendMediaGroup") if c.index >= mark]
-    assert [c.failed_status for c in attempts] == [429, None]
-    assert attempts[1].at - attempts[0].answered_at >= 3.0
-    await settle(bot)
-    listings = [c for c in bot.api.calls[mark:] if is_listing(CUSTOMER_ID)(c)]
-    assert listings == [listing]
-
-
-@pytest.mark.parametrize("method", ["getFile", FILE_DOWNLOAD])
-async def test_502_while_fetching_the_photo_asks_to_try_again(
-    bot: BotHarness, footwear: Path, method: str
-) -> None:
-    bot.api.fail_next(method, status=502)
-    mark = bot.api.mark()
-    bot.api.send_photo(user_id=CUSTOMER_ID, image=query_image(footwear))
-    text = await reply_text(bot, CUSTOMER_ID, after=mark)
-    assert text == customer.DOWNLOAD_FAILED and "try again" in text
-    # And trying again works.
-    await search(bot, query_image(footwear))
-
-
-async def test_blocked_user_causes_no_retry_storm_and_next_user_is_served(
-    bot: BotHarness, footwear: Path
-) -> None:
-    # Blocked before the reply: the album fails with 403, once; nothing else is tried.
-    bot.api.block_bot(CUSTOMER_ID)
-    mark = bot.api.mark()
-    bot.api.send_photo(user_id=CUSTOMER_ID, image=query_image(footwear))
-    await bot.wait_for("sendMediaGroup", after=mark, predicate=to_chat(CUSTOMER_ID))
-    await search(bot, query_image(footwear), user_id=OTHER_CUSTOMER_ID)
-    await settle(bot)
-    to_blocked = calls_to_chat(bot, CUSTOMER_ID, after=mark)
-    assert all(c.failed_status == 403 for c in to_blocked)
-    assert [c.method for c in to_blocked if c.method != "sendChatAction"] == ["sendMediaGroup"]
-    assert len(to_blocked) <= 2
-
-    # Blocked in the middle of a reply: the album arrived, the listing gets 403.
-    bot.api.block_bot(CUSTOMER_ID, blocked=False)
-    bot.api.fail_next(
-        "sendMessage", status=403, description="Forbidden: bot was blocked by the user"
-    )
-    mark = bot.api.mark()
-    bot.api.send_photo(user_id=CUSTOMER_ID, image=query_image(footwear))
-    failed = await bot.wait_for("sendMessage", after=mark, predicate=lambda c: not c.ok)
-    assert failed.failed_status == 403
-    await search(bot, query_image(footwear), user_id=OTHER_CUSTOMER_ID)
-    await settle(bot)
-    sends = [c for c in calls_to_chat(bot, CUSTOMER_ID, after=mark) if c.method == "sendMessage"]
-    assert sends == [failed]
-
-
-async def test_start_is_answered_while_searches_run(bot: BotHarness, footwear: Path) -> None:
-    users = [5001, 5002, 5003, 5004, 5005]
-    mark = bot.api.mark()
-    for user_id in users:
-        bot.api.send_photo(user_id=user_id, image=query_image(footwear, "search_image_02.jpg"))
-    bot.api.send_text(user_id=OTHER_CUSTOMER_ID, text="/start")
-    start = await bot.reply_to(OTHER_CUSTOMER_ID, after=mark)
-    albums = [await results(bot, user_id, after=mark) for user_id in users]
-    assert all(len(album.params["media"]) == 8 for album, _ in albums)
-    assert start.index < max(album.index for album, _ in albums)

@@ -71,7 +71,7 @@ def first_name(album: ApiCall) -> str:
 
 
 def rows(bot: BotInstance, model: type[AdminDraft] | type[RateLimitEvent]) -> int:
-    with bot.service.session() as session:
+    with bot.engine.sessions() as session:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
@@ -104,7 +104,7 @@ async def test_the_search_rate_limit_is_shared_by_instances(
         assert rows(a, RateLimitEvent) == 4  # refused searches are not counted
 
         # A minute later the window has moved on: events are pruned, searching works again.
-        with a.service.session() as session:
+        with a.engine.sessions() as session:
             session.execute(
                 update(RateLimitEvent).values(created_at=datetime.now(UTC) - timedelta(seconds=61))
             )
@@ -135,7 +135,7 @@ async def test_guided_add_steps_may_reach_different_instances(
         added = await say(b, "MULTI-1 | Shared Boot | 80 | | boots")
         assert "Added <b>MULTI-1</b>" in added
         assert rows(a, AdminDraft) == 0
-        new = b.service.get_product("MULTI-1")
+        new = b.engine.catalog.get("MULTI-1")
         assert new is not None and new.category == "boots"
 
         # Added through B, found through A once A's index has synced (a couple of seconds).
@@ -162,7 +162,7 @@ async def test_guided_add_steps_may_reach_different_instances(
         # Without a draft, /cancel is just an unknown command.
         assert "don't know that command" in await say(b, "/cancel")
 
-        with a.service.session() as session:
+        with a.engine.sessions() as session:
             audit = session.execute(
                 select(AuditEntry.action, AuditEntry.target, AuditEntry.outcome).order_by(
                     AuditEntry.id
@@ -187,7 +187,7 @@ async def test_an_expired_draft_is_dropped_and_the_admin_told(
     long_ago = datetime.now(UTC) - timedelta(seconds=admin_add.CONVERSATION_TIMEOUT_SECONDS + 5)
 
     def age_drafts(bot: BotInstance) -> None:
-        with bot.service.session() as session:
+        with bot.engine.sessions() as session:
             session.execute(update(AdminDraft).values(updated_at=long_ago))
             session.commit()
 
@@ -213,7 +213,7 @@ async def test_an_expired_draft_is_dropped_and_the_admin_told(
         told = [text for text in a.texts_to(ADMIN_ID, after=mark) if "timed out" in text]
         assert len(told) == 1
         assert rows(a, AdminDraft) == 0
-        with a.service.session() as session:
+        with a.engine.sessions() as session:
             errors = session.scalars(
                 select(AuditEntry.details).where(AuditEntry.outcome == "failed")
             ).all()
@@ -247,8 +247,8 @@ async def test_two_messages_racing_for_one_draft_add_once(
         await a.wait_for(
             "sendMessage", after=mark, predicate=lambda c: "Added" in str(c.params.get("text"))
         )
-        await asyncio.sleep(3)  # the other instance's handling is over by then
+        await asyncio.gather(a.handled(), b.handled())  # the other instance's handling too
         added = [t for t in a.texts_to(ADMIN_ID, after=mark) if "Added" in t]
         assert len(added) == 1
-        product = a.service.get_product("RACE-1")
+        product = a.engine.catalog.get("RACE-1")
         assert product is not None and len(product.images) == 1

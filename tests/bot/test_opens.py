@@ -14,6 +14,7 @@ from sqlalchemy import select
 from bot.handlers.customer import LINK_INVALID
 from bot.query import DeepLink, parse_deep_link
 from db.models import ResultOpen
+from search import SearchQuery
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, OTHER_CUSTOMER_ID, BotHarness
 from tests.bot.test_customer import (
     buttons,
@@ -57,7 +58,7 @@ def test_parse_open_link(payload: str, expected: DeepLink | None) -> None:
 
 
 def opens(bot: BotHarness) -> list[tuple[int, int | None, int | None, str]]:
-    with bot.service.session() as session:
+    with bot.engine.sessions() as session:
         rows = session.execute(
             select(
                 ResultOpen.search_id, ResultOpen.product_id, ResultOpen.rank, ResultOpen.user_ref
@@ -121,7 +122,7 @@ async def test_result_links_open_the_product_and_are_counted_in_stats(
     # Result 1 removed, then the results shared: the shared list shows 7, and its links
     # carry the ranks as logged (the first shown is result 2). Opening it counts (rank None).
     first = found.items[0].product
-    bot.service.remove_product(first.sku)
+    bot.engine.catalog.remove(first.sku)
     share = next(b["url"] for b in buttons(listing) if "url" in b)
     shared_payload = re.search(r"start=(r_[A-Za-z0-9_-]{16})", urllib.parse.unquote(share))
     assert shared_payload is not None
@@ -137,14 +138,14 @@ async def test_result_links_open_the_product_and_are_counted_in_stats(
     mark = bot.api.mark()
     bot.api.press_button(user_id=CUSTOMER_ID, message=listing, data=callback_data(listing, "fb:"))
     assert (await bot.wait_for("answerCallbackQuery", after=mark)).ok
-    bot.service.search_image(query_image(footwear), metric="euclidean")
+    bot.engine.searcher.search_image(query_image(footwear), SearchQuery(metric="euclidean"))
 
     # /stats: per model and metric. The cosine searches: the photo search and the "more like
     # this" one; 1 👍; 3 opens (result 2 twice, the shared set once).
     mark = bot.api.mark()
     bot.api.send_text(user_id=ADMIN_ID, text="/stats")
     stats = await reply_text(bot, ADMIN_ID, after=mark)
-    model = bot.service.model_name
+    model = bot.engine.models.active.name
     cosine = "2 searches · 👍 1 👎 0 (100% 👍) · 3 opens (1.50 per search)"
     euclidean = "1 search · 👍 0 👎 0 (no votes) · 0 opens (0.00 per search)"
     assert "<b>Quality by model and metric</b>" in stats

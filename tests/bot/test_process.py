@@ -76,7 +76,7 @@ def test_bot_process_without_token_exits_with_a_clear_message(
     env = settings_env(catalog_settings)
     env.pop("TELEGRAM_BOT_TOKEN", None)
     done = subprocess.run(
-        [sys.executable, "-m", "lookalike", "bot"],
+        [sys.executable, "-m", "cli", "bot"],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -35,13 +35,13 @@ def http_server() -> Iterator[LocalHttpServer]:
 
 
 def product(bot: BotHarness, sku: str = SKU) -> ProductRecord:
-    found = bot.service.get_product(sku)
+    found = bot.engine.catalog.get(sku)
     assert found is not None
     return found
 
 
 def images_embedded(bot: BotHarness) -> int:
-    return bot.app.bot_data.services.inference.images_embedded
+    return bot.engine.images_embedded
 
 
 def to_chat(chat_id: int) -> Callable[[ApiCall], bool]:

@@ -2,7 +2,7 @@
 tests/reliability/test_crash.py. It prints a line only once a change has returned, so the
 test knows what was promised ("added") before the kill.
 
-It runs the real SearchService, database and media store; only the model is swapped for a
+It runs the real Engine, database and media store; only the model is swapped for a
 cheap deterministic projection, because this test isolates the storage's atomicity and
 TensorFlow's start-up would make dozens of kills take many minutes.
 
@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from db.media import MediaStore
+from search import Engine, EngineConfig
 from search.fields import clean_product_fields
-from search.service import SearchService
 
 DIM = 512
 
@@ -52,29 +51,28 @@ def product_photo(seed: int) -> bytes:
     return out.getvalue()
 
 
-def open_service(root: Path, database_url: str | None = None) -> SearchService:
-    return SearchService.open(
+def open_engine(root: Path, database_url: str | None = None) -> Engine:
+    config = EngineConfig(
         database_url=database_url or f"sqlite:///{root / 'lookalike.db'}",
-        media=MediaStore(root / "media"),
-        featurizer_provider=lambda _backbone: ProjectionFeaturizer(),
-        model_name="vgg16_avgpool",
+        media_dir=root / "media",
     )
+    return Engine.open(config, featurizer_provider=lambda _backbone: ProjectionFeaturizer())
 
 
 def main() -> None:
     root, run = Path(sys.argv[1]), int(sys.argv[2])
-    service = open_service(root, sys.argv[3] if len(sys.argv) > 3 else None)
+    engine = open_engine(root, sys.argv[3] if len(sys.argv) > 3 else None)
     print("READY", flush=True)
     step = 0
     while True:
         step += 1
         sku = f"C{run}-{step}"
         fields = clean_product_fields(sku=sku, name=f"Crash {sku}", price="10.00", currency="EUR")
-        service.add_product(fields, product_photo(run * 100_000 + step))
+        engine.catalog.add(fields, product_photo(run * 100_000 + step))
         print("ADDED", sku, flush=True)
         if step % 3 == 0:
             victim = f"C{run}-{step - 1}"
-            service.remove_product(victim)
+            engine.catalog.remove(victim)
             print("REMOVED", victim, flush=True)
 
 

@@ -3,7 +3,6 @@ API server, never by patching the code under test)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from pathlib import Path
@@ -13,11 +12,16 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from bot.app import build_application, running
 from db.media import MediaStore, MediaStoreError, StoredFile
 from db.models import SearchLog
+from lookalike.app import engine_config
+from lookalike.settings import Settings
+from search import Engine
+from search.featurizer import Featurizer
 from tests import images
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, BotHarness
-from tests.fakebotapi import ApiCall
+from tests.fakebotapi import ApiCall, FakeBotAPI
 
 FAILURE_TEXT = "something went wrong"
 
@@ -43,7 +47,7 @@ async def test_fifty_customers_at_once_all_get_eight_results(
         for name in ("search_image_01.jpg", "search_image_02.jpg")
     ]
     users = list(range(50_000, 50_050))
-    inference = bot.app.bot_data.services.inference
+    inference = bot.engine
     batches_before = inference.batches_run
     mark = bot.api.mark()
     started = time.perf_counter()
@@ -87,7 +91,7 @@ async def test_fifty_customers_at_once_all_get_eight_results(
 async def test_decompression_bombs_refused_before_decoding(
     bot: BotHarness, name: str, data: bytes, mime: str
 ) -> None:
-    products_before = len(bot.service.index)
+    products_before = len(bot.engine.models.index)
     peak_before = peak_rss_mb()
     mark = bot.api.mark()
     bot.api.send_document(user_id=CUSTOMER_ID, data=data, file_name=name, mime_type=mime)
@@ -96,7 +100,7 @@ async def test_decompression_bombs_refused_before_decoding(
     # Decoding 20000 x 20000 RGB would need 1.2 GB; the peak did not move by a fraction of it.
     assert peak_rss_mb() - peak_before < 150
     assert not bot.api.calls_to("sendMediaGroup")
-    assert len(bot.service.index) == products_before
+    assert len(bot.engine.models.index) == products_before
     # ...and the next request works.
     bot.api.send_text(user_id=CUSTOMER_ID, text="/help")
     assert "photo" in (await bot.reply_to(CUSTOMER_ID, after=reply.index)).params["text"]
@@ -124,7 +128,7 @@ async def test_odd_but_valid_images_are_searched_normally(bot: BotHarness, name:
     album = await bot.wait_for("sendMediaGroup", after=mark, predicate=to_chat(CUSTOMER_ID))
     assert album.ok and len(album.params["media"]) == 8
     # The search was real: its query vector is stored, 512 finite values.
-    with bot.service.session() as session:
+    with bot.engine.sessions() as session:
         row = session.scalars(select(SearchLog).order_by(SearchLog.id.desc())).first()
         assert row is not None and row.query_vector is not None
         vector = np.frombuffer(row.query_vector, dtype="<f4")
@@ -142,38 +146,53 @@ async def test_polling_survives_getupdates_errors_and_timeouts(bot: BotHarness) 
     # A getUpdates that hangs past the client's timeout: polling starts again by itself.
     bot.api.delay_next("getUpdates", 25)
     mark = bot.api.mark()
-    await asyncio.sleep(0.5)
+    await bot.api.wait_delays_taken_async("getUpdates", timeout=30)  # that poll now hangs
     bot.api.send_text(user_id=CUSTOMER_ID, text="/help")
     reply = await bot.reply_to(CUSTOMER_ID, after=mark, timeout=120)
     assert "search" in reply.params["text"].lower()
 
 
-class FullDiskMediaStore(MediaStore):
-    """The edge this test fakes: a disk that fills while the image file is written."""
+class DiskThatFills(MediaStore):
+    """The edge this test fakes: a disk that fills while the image file is written, and has
+    room again once `full` is False."""
+
+    full = False
 
     def save(self, data: bytes, *, content_hash: str, image_format: str) -> StoredFile:
-        raise MediaStoreError("the disk is full: the image could not be saved")
+        if self.full:
+            raise MediaStoreError("the disk is full: the image could not be saved")
+        return super().save(data, content_hash=content_hash, image_format=image_format)
 
 
 async def test_disk_full_during_add_rolls_back_and_tells_the_admin(
-    bot: BotHarness, catalog_photos: list[Path]
+    bot_settings: Settings,
+    fake_bot_api: FakeBotAPI,
+    extractor: Featurizer,
+    catalog_photos: list[Path],
 ) -> None:
-    real_media = bot.service.media
-    files_before = sorted(p for p in real_media.root.rglob("*") if p.is_file())
-    vectors_before = len(bot.service.index)
-    bot.service.media = FullDiskMediaStore(real_media.root)
-    photo = images.encode(Image.open(catalog_photos[3]).rotate(5), "JPEG")
-    mark = bot.api.mark()
-    bot.api.send_photo(user_id=ADMIN_ID, image=photo, caption="/add DISK-1 | Disk test | 10")
-    reply = await bot.reply_to(ADMIN_ID, after=mark)
-    assert "disk is full" in reply.params["text"].lower()
-    assert "added" not in reply.params["text"].lower().replace("not added", "")
-    assert bot.service.get_product("DISK-1") is None
-    assert len(bot.service.index) == vectors_before
-    assert sorted(p for p in real_media.root.rglob("*") if p.is_file()) == files_before
-    # Space is back: the same /add now works.
-    bot.service.media = real_media
-    mark = bot.api.mark()
-    bot.api.send_photo(user_id=ADMIN_ID, image=photo, caption="/add DISK-1 | Disk test | 10")
-    reply = await bot.reply_to(ADMIN_ID, after=mark)
-    assert bot.service.get_product("DISK-1") is not None
+    disk = DiskThatFills(bot_settings.media_dir)
+    engine = Engine.open(
+        engine_config(bot_settings), featurizer_provider=lambda _b: extractor, media=disk
+    )
+    application = build_application(bot_settings, engine=engine)
+    async with running(application, poll_timeout=1):
+        bot = BotHarness(app=application, api=fake_bot_api, engine=engine, settings=bot_settings)
+        files_before = sorted(p for p in disk.root.rglob("*") if p.is_file())
+        vectors_before = len(engine.models.index)
+        disk.full = True
+        photo = images.encode(Image.open(catalog_photos[3]).rotate(5), "JPEG")
+        mark = bot.api.mark()
+        bot.api.send_photo(user_id=ADMIN_ID, image=photo, caption="/add DISK-1 | Disk test | 10")
+        reply = await bot.reply_to(ADMIN_ID, after=mark)
+        assert "disk is full" in reply.params["text"].lower()
+        assert "added" not in reply.params["text"].lower().replace("not added", "")
+        assert engine.catalog.get("DISK-1") is None
+        assert len(engine.models.index) == vectors_before
+        assert sorted(p for p in disk.root.rglob("*") if p.is_file()) == files_before
+        # Space is back: the same /add now works.
+        disk.full = False
+        mark = bot.api.mark()
+        bot.api.send_photo(user_id=ADMIN_ID, image=photo, caption="/add DISK-1 | Disk test | 10")
+        reply = await bot.reply_to(ADMIN_ID, after=mark)
+        assert engine.catalog.get("DISK-1") is not None
+    engine.close()

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,14 @@ from db import repository as repo
 from db.engine import create_db_engine
 from db.models import Embedding, Product, ProductImage
 from lookalike.settings import Settings
+from search import SearchQuery
 from search.featurizer import Featurizer
 from tests import images
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, bot_settings_for
 from tests.bot.process import start_bot, wait_for_log
-from tests.conftest import REPO_ROOT, database_url_for, open_test_service
-from tests.fakebotapi import FakeBotAPI
-from tests.reliability.crash_driver import open_service, product_photo
+from tests.conftest import REPO_ROOT, database_url_for, open_test_engine
+from tests.fakebotapi import ApiCall, FakeBotAPI
+from tests.reliability.crash_driver import open_engine, product_photo
 
 KILLS = 30
 
@@ -42,7 +44,7 @@ def kill_at_random(root: Path, database_url: str, run: int, rng: random.Random) 
     assert process.stdout is not None
     ready = process.stdout.readline().strip()
     assert ready == "READY", process.stderr.read() if process.stderr else ""
-    time.sleep(rng.uniform(0.0, 0.6))
+    time.sleep(rng.uniform(0.0, 0.6))  # the kill moment, not a wait for anything
     process.kill()
     out, err = process.communicate(timeout=30)
     assert process.returncode == -9, err
@@ -76,10 +78,11 @@ def check_consistent(root: Path, database_url: str, promises: list[str]) -> int:
     """Assert everything agrees after a crash; returns how many orphan files were swept."""
     assert_database_intact(database_url)
     # What a restarted bot does: migrate, load the index...
-    service = open_service(root, database_url)
-    swept = service.sweep_orphan_files()  # ...and remove files left by an interrupted add
+    engine = open_engine(root, database_url)
+    # ...and remove files left by an interrupted add (no other writer runs now: no grace).
+    swept = engine.catalog.sweep_orphan_files(grace_seconds=0)
     try:
-        with service.session() as session:
+        with engine.sessions() as session:
             products = {p.sku: p for p in session.scalars(select(Product))}
             images = list(session.scalars(select(ProductImage)))
             embedded = set(session.scalars(select(Embedding.image_id)))
@@ -91,31 +94,33 @@ def check_consistent(root: Path, database_url: str, promises: list[str]) -> int:
                 assert products[sku].removed
         # Every image row has its file and its vector; every file has its row.
         for image in images:
-            assert (service.media.path_for(image.file_name)).is_file()
+            assert (engine.media.path_for(image.file_name)).is_file()
             assert image.id in embedded
         on_disk = {
-            p.relative_to(service.media.root).as_posix()
-            for p in service.media.root.rglob("*")
+            p.relative_to(engine.media.root).as_posix()
+            for p in engine.media.root.rglob("*")
             if p.is_file()
         }
         assert on_disk == referenced
-        assert len(service.index) == len(images)
+        assert len(engine.models.index) == len(images)
         # Each active product's own photo finds it first, in this process and a fresh one.
         active = [sku for sku, p in products.items() if not p.removed]
         probes = active[-3:]
-        first = {sku: top_sku(service, sku) for sku in probes}
+        first = {sku: top_sku(engine, sku) for sku in probes}
         assert all(first[sku] == sku for sku in probes)
-        again = open_service(root, database_url)
+        again = open_engine(root, database_url)
         assert {sku: top_sku(again, sku) for sku in probes} == first
         again.close()
     finally:
-        service.close()
+        engine.close()
     return len(swept)
 
 
-def top_sku(service, sku: str) -> str:  # type: ignore[no-untyped-def]
+def top_sku(engine, sku: str) -> str:  # type: ignore[no-untyped-def]
     run, step = sku[1:].split("-")
-    result = service.search_image(product_photo(int(run) * 100_000 + int(step)), k=1)
+    result = engine.searcher.search_image(
+        product_photo(int(run) * 100_000 + int(step)), SearchQuery(k=1)
+    )
     return str(result.items[0].product.sku)
 
 
@@ -143,9 +148,14 @@ def test_projection_featurizer_is_deterministic() -> None:
 
 def admin_promises(api: FakeBotAPI, after: int) -> tuple[set[str], set[str]]:
     """(SKUs the bot said were added, SKUs it said were removed) in messages sent so far."""
+    return admin_promises_in(api.calls[after:])
+
+
+def admin_promises_in(calls: Iterable[ApiCall]) -> tuple[set[str], set[str]]:
+    """(SKUs said added, SKUs said removed) in these calls' successful messages."""
     added: set[str] = set()
     removed: set[str] = set()
-    for call in api.calls[after:]:
+    for call in calls:
         if call.method != "sendMessage" or not call.ok:
             continue
         text = str(call.params.get("text", ""))
@@ -154,6 +164,22 @@ def admin_promises(api: FakeBotAPI, after: int) -> tuple[set[str], set[str]]:
         if match := re.search(r"<b>([^<]+)</b> is removed", text):
             removed.add(match.group(1))
     return added, removed
+
+
+def confirms(kind: str, sku: str) -> Callable[[ApiCall], bool]:
+    """A predicate: the bot's message confirming that `sku` was added or removed."""
+
+    def check(call: ApiCall) -> bool:
+        added, removed = admin_promises_in([call])
+        return sku in (added if kind == "added" else removed)
+
+    return check
+
+
+# Where each round's kill lands: at a random moment (often mid-add: download, model, store),
+# right after the remove was confirmed (the add is usually still running), right after the add
+# was confirmed (the remove may still be running).
+KILL_MOMENTS = ("random", "removed", "added")
 
 
 @pytest.mark.slow
@@ -169,7 +195,8 @@ def test_kill_9_of_the_bot_during_add_and_remove(
     rng = random.Random(11)
     added: set[str] = set()
     removed: set[str] = set()
-    for round_ in range(3):
+    for round_, moment in enumerate(KILL_MOMENTS):
+        new_sku, gone_sku = f"KILL-{round_}", catalog_photos[round_].stem
         log_path = tmp_path / f"bot-{round_}.log"
         process = start_bot(settings, log_path)
         try:
@@ -179,34 +206,42 @@ def test_kill_9_of_the_bot_during_add_and_remove(
             fake_bot_api.send_photo(
                 user_id=ADMIN_ID,
                 image=images.encode(photo, "JPEG"),
-                caption=f"/add KILL-{round_} | Killed mid-add {round_} | 10",
+                caption=f"/add {new_sku} | Killed mid-add {round_} | 10",
             )
-            fake_bot_api.send_text(user_id=ADMIN_ID, text=f"/remove {catalog_photos[round_].stem}")
-            time.sleep(rng.uniform(0.0, 0.6))  # often mid-add: download, model, store
+            fake_bot_api.send_text(user_id=ADMIN_ID, text=f"/remove {gone_sku}")
+            if moment == "random":
+                time.sleep(rng.uniform(0.0, 0.6))  # the kill moment, not a wait for anything
+            else:
+                sku = gone_sku if moment == "removed" else new_sku
+                fake_bot_api.wait_for_call(
+                    "sendMessage", after=mark, predicate=confirms(moment, sku), timeout=120
+                )
         finally:
             process.kill()
             process.wait(timeout=30)
         said_added, said_removed = admin_promises(fake_bot_api, mark)
+        if moment != "random":  # the bot got that far before the kill
+            assert (gone_sku in said_removed) if moment == "removed" else (new_sku in said_added)
         added |= said_added
         removed |= said_removed
         assert_database_intact(settings.database_url)
-        service = open_test_service(settings, extractor)
-        service.sweep_orphan_files()
-        with service.session() as session:
+        engine = open_test_engine(settings, extractor)
+        engine.catalog.sweep_orphan_files(grace_seconds=0)  # the killed bot was the only writer
+        with engine.sessions() as session:
             images_rows = list(session.scalars(select(ProductImage)))
             referenced = repo.referenced_files(session)
         on_disk = {
-            p.relative_to(service.media.root).as_posix()
-            for p in service.media.root.rglob("*")
+            p.relative_to(engine.media.root).as_posix()
+            for p in engine.media.root.rglob("*")
             if p.is_file()
         }
-        assert on_disk == referenced and len(service.index) == len(images_rows)
+        assert on_disk == referenced and len(engine.models.index) == len(images_rows)
         for sku in added:
-            assert service.get_product(sku) is not None, f"{sku} was said added but is missing"
+            assert engine.catalog.get(sku) is not None, f"{sku} was said added but is missing"
         for sku in removed:
-            product = service.get_product(sku)
+            product = engine.catalog.get(sku)
             assert product is not None and product.removed
-        service.close()
+        engine.close()
 
     # The restarted bot answers exactly as the stored catalogue says.
     log_path = tmp_path / "bot-final.log"
@@ -220,8 +255,9 @@ def test_kill_9_of_the_bot_during_add_and_remove(
     finally:
         process.terminate()
         process.wait(timeout=60)
-    service = open_test_service(settings, extractor)
-    expected = [item.product.name for item in service.search_image(query).items]
+    engine = open_test_engine(settings, extractor)
+    expected = [item.product.name for item in engine.searcher.search_image(query).items]
     shown = [m["caption"].split("</b> ", 1)[1].split("\n")[0] for m in album.params["media"]]
     assert shown == expected
+    assert added and removed  # promises were made before kills, and kept
     print(f"3 kills of the bot: {len(added)} adds and {len(removed)} removes promised and kept")

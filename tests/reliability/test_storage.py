@@ -13,17 +13,17 @@ from PIL import Image
 from db.backup import backup_sqlite
 from db.media import MediaStore
 from lookalike.settings import Settings
+from search import Engine
 from search.featurizer import Featurizer
 from search.fields import clean_product_fields
-from search.service import SearchService
-from tests.conftest import open_test_service
+from tests.conftest import open_test_engine
 
 
 @pytest.mark.sqlite_only(
     reason="SQLite's online backup API (`db backup`); pg_dump's job on PostgreSQL"
 )
 def test_backup_of_a_live_database_while_it_is_written(
-    catalog_service: SearchService,
+    catalog_engine: Engine,
     catalog_settings: Settings,
     tmp_path: Path,
     extractor: Featurizer,
@@ -34,7 +34,7 @@ def test_backup_of_a_live_database_while_it_is_written(
     def keep_writing() -> None:
         nonlocal writes
         while not stop.is_set():
-            catalog_service.audit(user_id=1, action="test", outcome="ok", target=str(writes))
+            catalog_engine.history.audit(user_id=1, action="test", outcome="ok", target=str(writes))
             writes += 1
 
     writer = threading.Thread(target=keep_writing)
@@ -51,37 +51,37 @@ def test_backup_of_a_live_database_while_it_is_written(
     with sqlite3.connect(backup) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert connection.execute("SELECT count(*) FROM products").fetchone()[0] == 300
-    # Restore: a service on the copy (and the same media) answers like the original.
+    # Restore: a engine on the copy (and the same media) answers like the original.
     restored_root = tmp_path / "restored"
     restored_root.mkdir()
     (restored_root / "lookalike.db").write_bytes(backup.read_bytes())
-    restored = open_test_service(
+    restored = open_test_engine(
         catalog_settings.model_copy(
             update={"database_url": f"sqlite:///{restored_root / 'lookalike.db'}"}
         ),
         extractor,
     )
     probe = next(catalog_settings.media_dir.rglob("*.jpg")).read_bytes()
-    assert [i.product.sku for i in restored.search_image(probe).items] == [
-        i.product.sku for i in catalog_service.search_image(probe).items
+    assert [i.product.sku for i in restored.searcher.search_image(probe).items] == [
+        i.product.sku for i in catalog_engine.searcher.search_image(probe).items
     ]
 
 
 def test_stored_file_names_are_generated_never_from_input(
-    service: SearchService, catalog_photos: list[Path]
+    engine: Engine, catalog_photos: list[Path]
 ) -> None:
     fields = clean_product_fields(sku="N-1", name="../../etc/passwd", price="1", currency="EUR")
-    outcome = service.add_product(fields, catalog_photos[0].read_bytes())
+    outcome = engine.catalog.add(fields, catalog_photos[0].read_bytes())
     name = outcome.image.file_name
     assert name == f"{outcome.image.content_hash[:2]}/{outcome.image.content_hash}.jpg"
     with pytest.raises(ValueError):
-        service.media.path_for("../../etc/passwd")
+        engine.media.path_for("../../etc/passwd")
     with pytest.raises(ValueError):
         MediaStore(Path("/tmp")).path_for("ab/../../x.jpg")
 
 
 def test_exif_rotated_photo_gives_the_same_top_8_as_upright(
-    catalog_service: SearchService, catalog_photos: list[Path]
+    catalog_engine: Engine, catalog_photos: list[Path]
 ) -> None:
     upright = Image.open(catalog_photos[11]).convert("RGB")
     upright_png = io.BytesIO()
@@ -92,7 +92,7 @@ def test_exif_rotated_photo_gives_the_same_top_8_as_upright(
     exif[0x0112] = 6
     rotated_png = io.BytesIO()
     sideways.save(rotated_png, "PNG", exif=exif)
-    first = catalog_service.search_image(upright_png.getvalue())
-    second = catalog_service.search_image(rotated_png.getvalue())
+    first = catalog_engine.searcher.search_image(upright_png.getvalue())
+    second = catalog_engine.searcher.search_image(rotated_png.getvalue())
     assert [i.product.sku for i in first.items] == [i.product.sku for i in second.items]
     assert first.items[0].product.sku == catalog_photos[11].stem

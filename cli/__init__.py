@@ -1,0 +1,1 @@
+"""`lookalike`: the command line, a door onto the engine (parse, call, print)."""

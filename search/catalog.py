@@ -1,0 +1,261 @@
+"""The catalogue: products, their images and vectors; reads, and atomic writes.
+
+Every write is atomic across the image file, the database row and the index: the file is
+written first (content-addressed), then one transaction commits the product, image and vector
+(and a `catalog_changes` row that tells other processes), and only then is this process's
+index changed. A failure before the commit deletes the new file; a crash leaves at most an
+unreferenced file, swept at the next start (`sweep_orphan_files`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import repository as repo
+from db.locks import share_catalogue
+from db.media import ORPHAN_GRACE_SECONDS, MediaStore
+from db.models import Product
+from db.records import ImageRecord, ProductFields, ProductRecord
+from search.errors import CatalogError
+from search.images import PreparedImage
+from search.live_index import LiveIndex
+from search.models import ModelManager
+from search.results import ResultItem, items_of_hits
+
+__all__ = ["AddOutcome", "Catalog"]
+
+
+@dataclass(frozen=True, slots=True)
+class AddOutcome:
+    product: ProductRecord
+    image: ImageRecord
+    created_product: bool
+    created_image: bool  # False when these exact bytes were already this product's image
+    near_duplicates: list[ResultItem]  # other products that look (almost) the same
+
+
+class Catalog:
+    """Thread-safe: writes are serialised by the model manager's write lock (a reindex
+    switch-over holds it too)."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        media: MediaStore,
+        models: ModelManager,
+        live: LiveIndex,
+        near_duplicate_distance: float,
+    ) -> None:
+        self._sessions = sessions
+        self.media = media
+        self._models = models
+        self._live = live
+        self.near_duplicate_distance = near_duplicate_distance
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    def get(self, sku: str) -> ProductRecord | None:
+        with self._sessions() as session:
+            row = repo.get_product(session, sku=sku)
+            return ProductRecord.from_row(row) if row else None
+
+    def get_by_id(self, product_id: int) -> ProductRecord | None:
+        with self._sessions() as session:
+            row = repo.get_product_by_id(session, product_id=product_id)
+            return ProductRecord.from_row(row) if row else None
+
+    def require(self, sku: str) -> ProductRecord:
+        product = self.get(sku)
+        if product is None:
+            raise CatalogError(f"there is no product with SKU {sku!r}")
+        return product
+
+    def products(
+        self, *, include_removed: bool = False, category: str | None = None
+    ) -> list[ProductRecord]:
+        with self._sessions() as session:
+            return repo.list_products(session, include_removed=include_removed, category=category)
+
+    def categories(self) -> list[str]:
+        """Categories of the products customers can currently find."""
+        with self._sessions() as session:
+            return repo.active_categories(session)
+
+    def find(self, text: str, *, limit: int = 20) -> list[ProductRecord]:
+        """Active products whose SKU or name contains `text`."""
+        with self._sessions() as session:
+            return repo.search_products(session, text=text, limit=limit)
+
+    # ---- writes ----------------------------------------------------------------------------
+
+    def add(self, fields: ProductFields, data: bytes) -> AddOutcome:
+        """Add a product with its photo, or add the photo to the existing product with that SKU.
+
+        Returns only once the product, the image file and its vector are stored and searchable.
+        Raises InvalidImageError, CatalogError or db.media.MediaStoreError; nothing is changed then.
+        """
+        prepared = self._models.prepare(data)
+        vector = self._models.embed([prepared])[0]  # (dim,)
+        return self.store(fields, prepared, vector)
+
+    def store(
+        self, fields: ProductFields, prepared: PreparedImage, vector: np.ndarray
+    ) -> AddOutcome:
+        """`add` for an image whose raw (dim,) vector is already computed."""
+        with self._models.write_lock:
+            model = self._models.active
+            index_vector = model.post.transform(vector)  # (dim,) what the index compares
+            with self._sessions() as session:
+                existing = repo.find_image_by_hash(session, content_hash=prepared.content_hash)
+                product = repo.get_product(session, sku=fields.sku)
+                if existing is not None:
+                    if product is None or existing.product_id != product.id:
+                        owner = repo.get_product_by_id(session, product_id=existing.product_id)
+                        raise CatalogError(
+                            "this exact photo already belongs to product "
+                            f"{owner.sku if owner else existing.product_id}"
+                        )
+                    return AddOutcome(
+                        product=ProductRecord.from_row(product),
+                        image=ImageRecord.from_row(existing),
+                        created_product=False,
+                        created_image=False,
+                        near_duplicates=[],
+                    )
+                exclude = [product.id] if product is not None else []
+            near = self._near_duplicates(index_vector, exclude)
+            stored = self.media.save(
+                prepared.data,
+                content_hash=prepared.content_hash,
+                image_format=prepared.image_format,
+            )
+            try:
+                with self._sessions() as session:
+                    share_catalogue(session)  # a model switch-over waits for this add
+                    row = repo.get_product(session, sku=fields.sku)
+                    created_product = row is None
+                    if row is None:
+                        row = repo.create_product(session, fields=fields)
+                    image_row = repo.add_image(
+                        session,
+                        product=row,
+                        file_name=stored.file_name,
+                        content_hash=prepared.content_hash,
+                        width=prepared.width,
+                        height=prepared.height,
+                        byte_size=len(prepared.data),
+                    )
+                    repo.store_embedding(
+                        session,
+                        image_id=image_row.id,
+                        model_name=model.name,
+                        vector=vector,
+                        index_vector=index_vector,
+                    )
+                    repo.log_change(session, product_id=row.id)
+                    session.commit()
+                    session.refresh(row, ["images"])
+                    record, image = ProductRecord.from_row(row), ImageRecord.from_row(image_row)
+            except IntegrityError as exc:
+                if stored.created:
+                    self.media.delete(stored.file_name)
+                raise CatalogError(
+                    "the catalogue changed at the same moment; please try again"
+                ) from exc
+            except BaseException:
+                if stored.created:
+                    self.media.delete(stored.file_name)
+                raise
+            self._live.image_added(record, image.id, index_vector)
+            if self._active_model_name() != model.name:
+                # Another process switched the model while this one still used the old one:
+                # the new image needs the new model's vector too, or it stays invisible.
+                self._models.reload()
+                record = self.get_by_id(record.id) or record
+        return AddOutcome(
+            product=record,
+            image=image,
+            created_product=created_product,
+            created_image=True,
+            near_duplicates=near,
+        )
+
+    def update(self, fields: ProductFields) -> tuple[ProductRecord, bool]:
+        """Give an existing product these fields. Returns (product, whether anything changed)."""
+        with self._models.write_lock, self._sessions() as session:
+            row = repo.get_product(session, sku=fields.sku)
+            if row is None:
+                raise CatalogError(f"there is no product with SKU {fields.sku!r}")
+            changed = repo.update_product_fields(session, product=row, fields=fields)
+            if changed:
+                repo.log_change(session, product_id=row.id)
+                session.commit()
+                session.refresh(row, ["images"])
+            record = ProductRecord.from_row(row)
+            if changed:
+                self._live.product_changed(record)
+            return record, changed
+
+    def remove(self, sku: str) -> ProductRecord:
+        """Soft delete: gone from results at once, kept in the database (`restore`)."""
+        return self._set_flags(sku, removed=True)
+
+    def restore(self, sku: str) -> ProductRecord:
+        return self._set_flags(sku, removed=False)
+
+    def set_stock(self, sku: str, *, in_stock: bool) -> ProductRecord:
+        return self._set_flags(sku, in_stock=in_stock)
+
+    def remember_telegram_file_id(self, image_id: int, file_id: str) -> None:
+        """Telegram's id of an uploaded product photo, so it is sent by id next time."""
+        with self._sessions() as session:
+            repo.set_telegram_file_id(session, image_id=image_id, file_id=file_id)
+            session.commit()
+
+    def sweep_orphan_files(
+        self, *, grace_seconds: float = ORPHAN_GRACE_SECONDS, now: float | None = None
+    ) -> list[str]:
+        """Delete image files no row references, once older than `grace_seconds` (an add in
+        flight in another process is younger): safe while other processes write."""
+        with self._sessions() as session:
+            referenced = repo.referenced_files(session)
+        return self.media.sweep_orphans(referenced, grace_seconds=grace_seconds, now=now)
+
+    def _set_flags(
+        self, sku: str, *, removed: bool | None = None, in_stock: bool | None = None
+    ) -> ProductRecord:
+        with self._models.write_lock, self._sessions() as session:
+            row: Product | None = repo.get_product(session, sku=sku)
+            if row is None:
+                raise CatalogError(f"there is no product with SKU {sku!r}")
+            if removed is not None:
+                row.removed = removed
+            if in_stock is not None:
+                row.in_stock = in_stock
+            repo.log_change(session, product_id=row.id)
+            session.commit()
+            session.refresh(row, ["images"])
+            record = ProductRecord.from_row(row)
+            # After the commit: the index never shows what the database does not hold.
+            self._live.product_changed(record)
+            return record
+
+    def _active_model_name(self) -> str | None:
+        with self._sessions() as session:
+            row = repo.active_model(session)
+            return row.name if row is not None else None
+
+    def _near_duplicates(self, index_vector: np.ndarray, exclude: list[int]) -> list[ResultItem]:
+        hits = self._models.index.search(
+            index_vector, k=3, include_inactive=True, exclude_product_ids=frozenset(exclude)
+        )
+        close = [hit for hit in hits if hit.distance <= self.near_duplicate_distance]
+        if not close:
+            return []
+        with self._sessions() as session:
+            return items_of_hits(session, close)

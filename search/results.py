@@ -1,0 +1,101 @@
+"""What a search gives back: ranked items with today's product records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from db import repository as repo
+from db.records import ImageRecord, ProductRecord, SearchRecord
+from search.index import Hit
+
+__all__ = ["ResultItem", "SearchResult", "items_of_hits", "items_of_log"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResultItem:
+    rank: int  # 1-based
+    product: ProductRecord
+    image: ImageRecord  # the product's image that matched best
+    distance: float  # in the search's metric, smaller is closer
+    similarity: float  # cosine similarity in percent (what customers see)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    items: list[ResultItem]
+    search_id: int | None  # the search log row
+    latency_ms: float
+    filters: dict[str, Any] = field(default_factory=dict)
+    share_token: str | None = None  # what a shared link to these results carries
+    inferred_category: str | None = None  # set when the category filter was guessed
+    model_name: str = ""
+    metric: str = "cosine"
+
+    @property
+    def best_distance(self) -> float | None:
+        """Cosine distance of the best match (whatever the metric ranked by)."""
+        return 1.0 - self.items[0].similarity / 100.0 if self.items else None
+
+
+def items_of_hits(session: Session, hits: Sequence[Hit]) -> list[ResultItem]:
+    """Index hits -> ranked items with today's product records. A hit whose product or image
+    was deleted by another process since the index was loaded is left out."""
+    records = repo.get_product_records(session, product_ids=[hit.product_id for hit in hits])
+    items: list[ResultItem] = []
+    for hit in hits:
+        product = records.get(hit.product_id)
+        image = _image_of(product, hit.image_id)
+        if product is None or image is None:
+            continue
+        items.append(
+            ResultItem(
+                rank=len(items) + 1,
+                product=product,
+                image=image,
+                distance=hit.distance,
+                similarity=hit.similarity,
+            )
+        )
+    return items
+
+
+def items_of_log(session: Session, record: SearchRecord) -> list[ResultItem]:
+    """A logged search's results with today's product data; products no longer shown are
+    left out."""
+    ids = [int(str(entry["product_id"])) for entry in record.results]
+    products = repo.get_product_records(session, product_ids=ids)
+    items: list[ResultItem] = []
+    for entry in record.results:
+        product = products.get(int(str(entry["product_id"])))
+        if product is None or not product.active:
+            continue
+        image = _image_of(product, int(str(entry["image_id"])))
+        if image is None:
+            continue
+        distance = float(str(entry["distance"]))
+        similarity = entry.get("similarity")  # logged since several metrics exist
+        items.append(
+            ResultItem(
+                rank=len(items) + 1,
+                product=product,
+                image=image,
+                distance=distance,
+                similarity=float(str(similarity))
+                if similarity is not None
+                else 100.0 * min(1.0, max(0.0, 1.0 - distance)),
+            )
+        )
+    return items
+
+
+def _image_of(product: ProductRecord | None, image_id: int) -> ImageRecord | None:
+    if product is None:
+        return None
+    for image in product.images:
+        if image.id == image_id:
+            return image
+    return product.images[0] if product.images else None

@@ -1,0 +1,290 @@
+"""Searches: photo bytes, a stored product or a logged search in, a ranked SearchResult out.
+
+Every search is written to the search log (the results, filters, model, metric and the query
+vector), so a result set can be shared, rated, and run again cheaper or in all categories
+without the photo.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import repository as repo
+from db.records import ProductRecord, SearchRecord
+from search.errors import CatalogError
+from search.index import Hit
+from search.models import ModelManager
+from search.postprocess import METRICS, Metric
+from search.results import SearchResult, items_of_hits, items_of_log
+from search.steps import Filters, majority_category, nearest_expanded
+
+__all__ = ["CLI", "Requester", "SearchQuery", "Searcher"]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """What a person asked for besides the photo. None: the engine's default."""
+
+    k: int | None = None
+    category: str | None = None
+    max_price: Decimal | None = None
+    metric: Metric | None = None
+    # None: the engine's INFER_CATEGORY; a search with a category never infers one.
+    infer_category: bool | None = None
+    include_inactive: bool = False  # staff only: out-of-stock and removed products too
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who searches, as the search log keeps it: a pseudonymous reference, and the door."""
+
+    user_ref: str
+    source: str  # "telegram", "link", "web", "cli"...
+
+
+CLI = Requester(user_ref="cli", source="cli")
+
+
+class Searcher:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        models: ModelManager,
+        top_k: int,
+        metric: Metric,
+        infer_category: bool,
+        query_expansion: int,
+        near_duplicate_distance: float,
+    ) -> None:
+        self._sessions = sessions
+        self._models = models
+        self.top_k = top_k
+        self.metric: Metric = metric
+        self.infer_category = infer_category
+        self.query_expansion = query_expansion
+        self.near_duplicate_distance = near_duplicate_distance
+
+    def search_image(
+        self, data: bytes, query: SearchQuery = SearchQuery(), who: Requester = CLI
+    ) -> SearchResult:
+        """Photo bytes -> the k most similar products. Raises InvalidImageError."""
+        started = time.perf_counter()
+        prepared = self._models.prepare(data)
+        vector = self._models.embed([prepared])[0]  # (dim,)
+        # No query_hash is logged: the sha256 of a customer's photo identifies that photo.
+        return self.search_vector(vector, query, who, started=started)
+
+    def search_vector(
+        self,
+        vector: np.ndarray,
+        query: SearchQuery = SearchQuery(),
+        who: Requester = CLI,
+        *,
+        query_hash: str | None = None,
+        exclude_product_ids: Iterable[int] = (),
+        extra_filters: dict[str, Any] | None = None,
+        started: float | None = None,
+    ) -> SearchResult:
+        """A raw (dim,) model vector -> ranked products, logged to the search log.
+
+        With category inference on and no category asked for, the category more than half of
+        the nearest products share becomes the filter (said in the result).
+        """
+        started = time.perf_counter() if started is None else started
+        k = self.top_k if query.k is None else query.k
+        model, index = self._models.active, self._models.index
+        point = model.post.transform(np.asarray(vector, dtype=np.float32))  # (dim,) index space
+        filters = Filters(
+            category=query.category,
+            max_price=float(query.max_price) if query.max_price is not None else None,
+            include_inactive=query.include_inactive,
+            exclude_product_ids=frozenset(exclude_product_ids),
+            metric=query.metric or self.metric,
+        )
+
+        def run(step_filters: Filters) -> list[Hit]:
+            return nearest_expanded(
+                index,
+                point,
+                k,
+                step_filters,
+                neighbours=self.query_expansion,
+                near_duplicate_distance=self.near_duplicate_distance,
+            )
+
+        hits = run(filters)
+        inferred: str | None = None
+        infer = self.infer_category if query.infer_category is None else query.infer_category
+        if infer and query.category is None and hits:
+            with self._sessions() as session:
+                inferred = majority_category(session, hits, k)
+            if inferred is not None:
+                hits = run(replace(filters, category=inferred))
+        logged_filters: dict[str, Any] = {
+            "k": k,
+            "category": query.category or inferred,
+            "max_price": str(query.max_price) if query.max_price is not None else None,
+            **({"category_inferred": True} if inferred else {}),
+            **(extra_filters or {}),
+        }
+        with self._sessions() as session:
+            items = items_of_hits(session, hits)
+            latency_ms = (time.perf_counter() - started) * 1000
+            entry = repo.log_search(
+                session,
+                user_ref=who.user_ref,
+                source=who.source,
+                query_hash=query_hash,
+                model_name=model.name,
+                filters=logged_filters,
+                results=[
+                    {
+                        "product_id": i.product.id,
+                        "image_id": i.image.id,
+                        "distance": i.distance,
+                        "similarity": i.similarity,
+                    }
+                    for i in items
+                ],
+                latency_ms=latency_ms,
+                query_vector=vector,
+                metric=filters.metric,
+            )
+            session.commit()
+            search_id, share_token = entry.id, entry.share_token
+        return SearchResult(
+            items=items,
+            search_id=search_id,
+            latency_ms=latency_ms,
+            filters=logged_filters,
+            share_token=share_token,
+            inferred_category=inferred,
+            model_name=model.name,
+            metric=filters.metric,
+        )
+
+    def similar_to_product(
+        self, product_id: int, who: Requester = CLI, *, k: int | None = None
+    ) -> tuple[ProductRecord, SearchResult]:
+        """A product and its lookalikes, from its stored vectors (nothing is featurised)."""
+        model_name = self._models.active.name
+        with self._sessions() as session:
+            row = repo.get_product_by_id(session, product_id=product_id)
+            if row is None:
+                raise CatalogError(f"there is no product {product_id}")
+            product = ProductRecord.from_row(row)
+            raw = repo.image_vectors(session, product_id=product_id, model_name=model_name)
+        if not raw:
+            raise CatalogError(f"product {product.sku} has no searchable image yet")
+        # The mean of its images' raw vectors, (dim,): it goes through the post-processing
+        # like a photo would, and is what "cheaper" re-runs from the search log.
+        vector = np.mean(np.stack(raw), axis=0).astype(np.float32)
+        result = self.search_vector(
+            vector,
+            # "More like this" shows what looks alike, whatever its category.
+            SearchQuery(k=k, infer_category=False),
+            who,
+            exclude_product_ids=[product_id],
+            extra_filters={"similar_to": product_id},
+        )
+        return product, result
+
+    def get_search(
+        self, search_id: int | None = None, *, share_token: str | None = None
+    ) -> SearchResult | None:
+        """A logged search (by id, or by its shared link's token), with today's product
+        data; products no longer shown are left out."""
+        with self._sessions() as session:
+            record = repo.get_search(session, search_id=search_id, share_token=share_token)
+            if record is None:
+                return None
+            items = items_of_log(session, record)
+        inferred = (
+            record.filters.get("category") if record.filters.get("category_inferred") else None
+        )
+        return SearchResult(
+            items=items,
+            search_id=record.id,
+            latency_ms=record.latency_ms,
+            filters=record.filters,
+            share_token=record.share_token,
+            inferred_category=str(inferred) if inferred else None,
+            model_name=record.model_name,
+            metric=record.metric,
+        )
+
+    def search_cheaper(self, search_id: int, who: Requester = CLI) -> SearchResult:
+        """The same query again, limited to products cheaper than that search's first result."""
+        record = self._logged_query(search_id)
+        if not record.results:
+            raise CatalogError("that search is no longer available; please send the photo again")
+        with self._sessions() as session:
+            first = repo.get_product_by_id(
+                session, product_id=int(str(record.results[0]["product_id"]))
+            )
+            price = first.price if first is not None else None
+        if price is None:
+            raise CatalogError("the first result has no price to compare with")
+        category = record.filters.get("category")
+        return self._run_again(
+            record,
+            SearchQuery(
+                k=_logged_k(record),
+                category=str(category) if category else None,
+                max_price=price - Decimal("0.01"),
+                metric=_metric_of(record.metric),
+                infer_category=False,
+            ),
+            who,
+            {"cheaper_than": search_id},
+        )
+
+    def search_all_categories(self, search_id: int, who: Requester = CLI) -> SearchResult:
+        """The same query again without its category filter."""
+        record = self._logged_query(search_id)
+        max_price = record.filters.get("max_price")
+        return self._run_again(
+            record,
+            SearchQuery(
+                k=_logged_k(record),
+                max_price=Decimal(str(max_price)) if max_price else None,
+                metric=_metric_of(record.metric),
+                infer_category=False,
+            ),
+            who,
+            {"all_categories_of": search_id},
+        )
+
+    def _logged_query(self, search_id: int) -> SearchRecord:
+        with self._sessions() as session:
+            record = repo.get_search(session, search_id=search_id)
+        if record is None or record.query_vector is None:
+            raise CatalogError("that search is no longer available; please send the photo again")
+        return record
+
+    def _run_again(
+        self, record: SearchRecord, query: SearchQuery, who: Requester, marker: dict[str, Any]
+    ) -> SearchResult:
+        assert record.query_vector is not None  # _logged_query checked
+        return self.search_vector(record.query_vector, query, who, extra_filters=marker)
+
+
+def _logged_k(record: SearchRecord) -> int | None:
+    k = record.filters.get("k")
+    return int(str(k)) if k else None
+
+
+def _metric_of(name: str) -> Metric | None:
+    """A logged search's metric, to re-run it the same way (None: the engine's default)."""
+    for metric in METRICS:
+        if metric == name:
+            return metric
+    return None

@@ -1,0 +1,1 @@
+"""Tooling over the engine's public facade: benchmarks and search-quality evaluation."""
