@@ -174,7 +174,8 @@ def table_rows(results: dict[str, Any]) -> list[TableRow]:
             part = measured.get(name)
             if not isinstance(part, dict):
                 continue
-            label = f"{measured.get('rows')} rows, {name} sync ({kind} model)"
+            model = "stub model" if kind == "stub" else "the real model"
+            label = f"{measured.get('rows')} rows, {name} sync ({model})"
             table.append(row("sync", f"{label}: rows/s", f"{part['rows_per_s']}"))
             table.append(
                 row(
