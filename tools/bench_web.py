@@ -19,7 +19,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from db.embedded_pg import free_port
 from tools.bench_common import (
     DEFAULT_DATA,
     REPO_ROOT,
@@ -50,12 +50,6 @@ CLIENTS = 20
 
 READY_DEADLINE_S = 300.0
 FEATURISE_BATCH = 32
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _server_env(settings: Settings, port: int) -> dict[str, str]:
@@ -177,7 +171,7 @@ def bench_web(
     # In-process figures before and after the server runs: the machine may be shared, and
     # two measurements a minute apart show how steady it was.
     before = _in_process(settings, data)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "web", "serve"],
         env=_server_env(settings, port),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,11 @@ from pathlib import Path
 import httpx
 
 from search.featurizer import Featurizer
+from tests.bot.process import free_port
 from tests.conftest import REPO_ROOT, settings_env
 from tests.web.conftest import copy_catalog
 
 READY_DEADLINE_SECONDS = 180.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_serve_runs_until_sigterm(
