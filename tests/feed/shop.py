@@ -243,6 +243,13 @@ class ShopServer:
                 request.send_header("ETag", etag)
                 request.end_headers()
                 return
+            # Counted before the answer goes out: a client that has its answer must find it
+            # counted (counting after the write raced with the test's assertions).
+            with self.served_event:
+                self.full[path] += 1
+                if path.startswith("/img/"):
+                    self.images_served += 1
+                self.served_event.notify_all()
             request.send_response(served.status)
             request.send_header("Content-Type", served.content_type)
             request.send_header("Content-Length", str(len(served.body)))
@@ -251,8 +258,3 @@ class ShopServer:
             request.wfile.write(served.body)
         except OSError:
             return  # the client gave up
-        with self.served_event:
-            self.full[path] += 1
-            if path.startswith("/img/"):
-                self.images_served += 1
-            self.served_event.notify_all()

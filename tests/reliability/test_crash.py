@@ -46,9 +46,13 @@ def kill_at_random(root: Path, database_url: str, run: int, rng: random.Random) 
     assert ready == "READY", process.stderr.read() if process.stderr else ""
     time.sleep(rng.uniform(0.0, 0.6))  # the kill moment, not a wait for anything
     process.kill()
-    out, err = process.communicate(timeout=30)
+    # Read through the same stream readline used (it may hold lines read ahead), to the end.
+    out = process.stdout.read()
+    err = process.stderr.read() if process.stderr else ""
+    process.wait(timeout=30)
     assert process.returncode == -9, err
-    return out.splitlines()
+    # A line is a promise once complete: the kill may cut the last one short.
+    return out.split("\n")[:-1]
 
 
 ORPHAN_ROWS = {
