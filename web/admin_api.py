@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 from db.media import MediaStoreError
 from search import CatalogError, FieldError, InvalidImageError, ProductFields
 from search.fields import clean_product_fields
-from web.context import catalog_problem
+from web.context import TooManyRefusalsError, catalog_problem
 from web.problems import ProblemError
 from web.render import Urls, product_out
 from web.schemas import ProductUpdateIn, StockIn, WriteOut
@@ -87,9 +87,12 @@ def router(engine: Engine, context: WebContext) -> APIRouter:
     async def authorise(request: Request, action: str, target: str) -> ApiKeyRecord:
         """The request's key, before anything of the body is read; refusals are audited."""
         try:
-            return await context.authorise_write(request.headers.get("authorization"))
+            return await context.authorise_write(
+                request.headers.get("authorization"), context.user_ref(request)
+            )
         except ProblemError as refusal:
-            await _audit(engine, 0, action, "refused", target, {"reason": refusal.detail})
+            if not isinstance(refusal, TooManyRefusalsError):  # past the limit: not one by one
+                await _audit(engine, 0, action, "refused", target, {"reason": refusal.detail})
             raise
 
     async def audited(

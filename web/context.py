@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 SOURCE = "web"  # Requester.source of every search made here
 
 
+class TooManyRefusalsError(ProblemError):
+    """Refused key checks past the address's limit: answered, no longer audited one by one."""
+
+
 @dataclass
 class WebContext:
     engine: Engine
@@ -55,8 +59,21 @@ class WebContext:
                 headers={"Retry-After": str(wait)},
             )
 
-    async def authorise_write(self, authorization: str | None) -> ApiKeyRecord:
-        key = await self.keys.require(authorization)
+    async def authorise_write(self, authorization: str | None, user_ref: str) -> ApiKeyRecord:
+        """The key of a write request; 401 without a valid one, 429 (Retry-After) past the
+        key's write limit or past the address's limit of refused attempts."""
+        try:
+            key = await self.keys.require(authorization)
+        except ProblemError:
+            wait = await self.limits.refused_wait(user_ref)
+            if wait is not None:
+                raise TooManyRefusalsError(
+                    429,
+                    f"too many refused attempts from your address; try again in {wait} s",
+                    kind="rate-limited",
+                    headers={"Retry-After": str(wait)},
+                ) from None
+            raise
         wait = await self.limits.write_wait(key.id)
         if wait is not None:
             raise ProblemError(

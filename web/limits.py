@@ -135,3 +135,9 @@ class RateLimits:
     async def write_wait(self, key_id: int) -> int | None:
         wait = await self._engine.run(self._take, f"web-key:{key_id}", self.writes_per_minute)
         return None if wait is None else max(1, math.ceil(wait))
+
+    async def refused_wait(self, user_ref: str) -> int | None:
+        """Refused key checks from one address, limited like writes: a flood of bad keys
+        neither guesses on unchecked nor fills the audit log."""
+        wait = await self._engine.run(self._take, f"web-refused:{user_ref}", self.writes_per_minute)
+        return None if wait is None else max(1, math.ceil(wait))

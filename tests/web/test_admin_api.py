@@ -132,6 +132,24 @@ def test_every_auth_failure_is_401_and_audited(shop: Shop) -> None:
     assert "revoked" in listed.stdout
 
 
+@pytest.mark.parametrize("shop", [3], indirect=True)
+def test_a_flood_of_bad_keys_is_limited_and_does_not_fill_the_audit_log(shop: Shop) -> None:
+    url = "/api/v1/products/footwear_0001"
+    with shop.server.client() as anonymous:
+        for _ in range(3):  # the address's refused attempts a minute: the write limit
+            assert_problem(anonymous.delete(url, headers={"Authorization": "Bearer lk_x"}), 401)
+        for _ in range(2):
+            response = anonymous.delete(url, headers={"Authorization": "Bearer lk_y"})
+            assert_problem(response, 429, "refused attempts")
+            assert int(response.headers["retry-after"]) >= 1
+        assert anonymous.get(url).status_code == 200  # nothing was removed
+    assert [entry.outcome for entry in shop.audit()] == ["refused"] * 3
+    # The shop's own key still works: refusals count against the address only when refused,
+    # and a valid key's writes are limited per key.
+    with shop.client() as client:
+        assert client.post(f"{url}/restore").status_code == 200
+
+
 def test_create_a_product_then_change_it_every_way(shop: Shop) -> None:
     photo = new_photo(seed=7)
     with shop.client() as client:
