@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 SOURCE = "web"  # Requester.source of every search made here
 
 
+def rate_limited(kind: type[ProblemError], why: str, wait: int) -> ProblemError:
+    """429 with Retry-After: `why`, and when to try again."""
+    return kind(
+        429,
+        f"{why}; try again in {wait} s",
+        kind="rate-limited",
+        headers={"Retry-After": str(wait)},
+    )
+
+
 class TooManyRefusalsError(ProblemError):
     """Refused key checks past the address's limit: answered, no longer audited one by one."""
 
@@ -52,12 +62,7 @@ class WebContext:
     async def limit_search(self, user_ref: str) -> None:
         wait = await self.limits.search_wait(user_ref)
         if wait is not None:
-            raise ProblemError(
-                429,
-                f"too many searches from your address; try again in {wait} s",
-                kind="rate-limited",
-                headers={"Retry-After": str(wait)},
-            )
+            raise rate_limited(ProblemError, "too many searches from your address", wait)
 
     async def authorise_write(self, authorization: str | None, user_ref: str) -> ApiKeyRecord:
         """The key of a write request; 401 without a valid one, 429 (Retry-After) past the
@@ -67,21 +72,12 @@ class WebContext:
         except ProblemError:
             wait = await self.limits.refused_wait(user_ref)
             if wait is not None:
-                raise TooManyRefusalsError(
-                    429,
-                    f"too many refused attempts from your address; try again in {wait} s",
-                    kind="rate-limited",
-                    headers={"Retry-After": str(wait)},
-                ) from None
+                why = "too many refused attempts from your address"
+                raise rate_limited(TooManyRefusalsError, why, wait) from None
             raise
         wait = await self.limits.write_wait(key.id)
         if wait is not None:
-            raise ProblemError(
-                429,
-                f"too many catalogue changes with this key; try again in {wait} s",
-                kind="rate-limited",
-                headers={"Retry-After": str(wait)},
-            )
+            raise rate_limited(ProblemError, "too many catalogue changes with this key", wait)
         return key
 
     async def price_below(self, sku: str) -> Decimal:

@@ -12,12 +12,28 @@ from pathlib import Path
 
 import httpx
 
+from lookalike.settings import Settings
 from search.featurizer import Featurizer
 from tests.bot.process import free_port
 from tests.conftest import REPO_ROOT, settings_env
 from tests.web.conftest import copy_catalog
 
 READY_DEADLINE_SECONDS = 180.0
+
+
+def serve_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a `python -m web serve` on 127.0.0.1:`port` over `settings`."""
+    env = settings_env(settings)
+    env.update(
+        {
+            "PYTHONPATH": str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+            "WEB_HOST": "127.0.0.1",
+            "WEB_PORT": str(port),
+            "MODEL_RUNTIME": "keras",
+            **extra,
+        }
+    )
+    return env
 
 
 def test_serve_runs_until_sigterm(
@@ -29,15 +45,7 @@ def test_serve_runs_until_sigterm(
 ) -> None:
     settings = copy_catalog(web_catalog, tmp_path / "db", models_dir)
     port = free_port()
-    env = settings_env(settings)
-    env.update(
-        {
-            "PYTHONPATH": str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-            "WEB_HOST": "127.0.0.1",
-            "WEB_PORT": str(port),
-            "MODEL_RUNTIME": "keras",
-        }
-    )
+    env = serve_env(settings, port)
     process = subprocess.Popen(
         [sys.executable, "-m", "web", "serve"],
         env=env,
