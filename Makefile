@@ -27,10 +27,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# The catalogue imported with its product data (a no-op when it is already there).
+# The catalogue imported with its product data (a no-op when it is already there), then the
+# model's runtime chosen for this CPU on those photos (measured once; later runs reuse it).
 catalog: setup
 	$(LOOKALIKE) db upgrade
 	$(LOOKALIKE) catalog import $(CATALOG_DIR) $(if $(CATALOG_CSV),--csv $(CATALOG_CSV))
+	$(LOOKALIKE) model build
 
 # The main job: the Telegram bot over the imported catalogue.
 run: catalog

@@ -7,20 +7,33 @@ import argparse
 import sys
 from typing import Any
 
+from cli.common import print_table
 from db import repository as repo
-from lookalike.app import open_engine
+from lookalike.app import featurizer_provider, open_engine
 from lookalike.settings import Settings
-from search.backbones import BACKBONES, get_backbone
+from search.backbones import BACKBONES, backbone_of_model_name, get_backbone
+from search.model_loader import ModelLoader
+from search.runtime_record import RuntimeDecision
 
 
 def register(commands: Any) -> None:
     model = commands.add_parser("model", help="the feature models: build, list, refit")
     actions = model.add_subparsers(dest="model_action", required=True)
-    build = actions.add_parser("build", help="build (or load) and cache a backbone's model")
+    build = actions.add_parser(
+        "build",
+        help="build (or load) a backbone's model, export it and choose its runtime on this CPU",
+    )
     build.add_argument(
         "--backbone", choices=sorted(BACKBONES), help="default: the active model's backbone"
     )
-    actions.add_parser("list", help="stored models: vectors, state, which one is active")
+    build.add_argument(
+        "--measure-again",
+        action="store_true",
+        help="measure the runtimes again even if this CPU's choice is recorded",
+    )
+    actions.add_parser(
+        "list", help="stored models: vectors, state, which one is active, runtime chosen"
+    )
     actions.add_parser(
         "refit", help="fit the active model's post-processing again on the whole catalogue"
     )
@@ -43,20 +56,7 @@ def register(commands: Any) -> None:
 
 def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     if args.model_action == "build":
-        from search.extractor import KerasExtractor
-
-        engine = open_engine(settings)
-        backbone = args.backbone or engine.models.active.backbone.name
-        extractor = KerasExtractor.load(
-            models_dir=settings.models_dir,
-            backbone=backbone,
-            weights=settings.model_weights,
-            seed=settings.model_seed,
-            runtime=settings.model_runtime,
-        )
-        extractor.warm_up()
-        print(f"model ready: {backbone}, {extractor.dim} values per image ({extractor.source})")
-        return 0
+        return _build(args, settings)
     engine = open_engine(settings)
     if args.model_action == "refit":
         engine.models.refit()
@@ -64,19 +64,78 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     with engine.sessions() as session:
         images = repo.count_images(session)
-        rows = [
-            (
-                row.name,
-                str(row.dim),
-                f"{repo.count_embeddings(session, model_name=row.name)}/{images}",
-                row.state,
-                "active" if row.active else "",
-            )
+        models = [
+            (row.name, row.dim, repo.count_embeddings(session, model_name=row.name), row)
             for row in repo.list_models(session)
         ]
-    from cli.common import print_table
+    loader = featurizer_provider(settings)
+    rows = [
+        (
+            name,
+            str(dim),
+            f"{count}/{images}",
+            row.state,
+            "active" if row.active else "",
+            _runtime_cell(loader, name, settings.model_runtime),
+        )
+        for name, dim, count, row in models
+    ]
+    print_table(rows, ["MODEL", "DIM", "VECTORS", "STATE", "", "RUNTIME"], sys.stdout)
+    for name, *_ in models:
+        decision = loader.recorded_decision(backbone_of_model_name(name))
+        if decision is not None:
+            print(f"\n{name}: runtimes measured on {decision.cpu}")
+            _print_trials(decision)
+    return 0
 
-    print_table(rows, ["MODEL", "DIM", "VECTORS", "STATE", ""], sys.stdout)
+
+def _runtime_cell(loader: ModelLoader, model_name: str, runtime: str) -> str:
+    if runtime != "auto":
+        return f"{runtime} (MODEL_RUNTIME)"
+    backbone = backbone_of_model_name(model_name)
+    decision = loader.recorded_decision(backbone)
+    if decision is None:
+        return "auto: chosen when first loaded"
+    if loader.current_decision(backbone) is None:
+        return f"auto: measured again when next loaded (was {decision.chosen})"
+    return f"auto: {decision.summary()}"
+
+
+def _print_trials(decision: RuntimeDecision) -> None:
+    rows = []
+    for trial in decision.trials:
+        speed = f"{trial.images_per_s:.1f}" if trial.images_per_s is not None else "-"
+        cosine = f"{trial.cosine:.5f}" if trial.cosine is not None else "-"
+        overlap = f"{trial.top8_overlap:.1%}" if trial.top8_overlap is not None else "-"
+        verdict = "chosen" if trial.runtime == decision.chosen else "passed"
+        rows.append((trial.runtime, speed, cosine, overlap, trial.refused or verdict))
+    print_table(rows, ["RUNTIME", "IMAGES/S", "COSINE", "TOP-8 KEPT", "GATE"], sys.stdout)
+    if decision.weights == "none":
+        print("(random weights: the gate checks the mechanism, not what customers would get)")
+
+
+def _build(args: argparse.Namespace, settings: Settings) -> int:
+    """Build (or load) the model, export it, and with MODEL_RUNTIME=auto measure every
+    runtime on the catalogue's photos and record the choice for this CPU."""
+    engine = open_engine(settings)
+    backbone = args.backbone or engine.models.active.backbone.name
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    loader = featurizer_provider(
+        settings, calibration_photos=engine.catalog.sample_photos, progress=say
+    )
+    if settings.model_runtime == "auto":
+        decision = None if args.measure_again else loader.current_decision(backbone)
+        if decision is None:
+            decision = loader.decide(backbone)
+        print(f"runtime: {decision.summary()}")
+        _print_trials(decision)
+    featurizer = loader(backbone)
+    runtime = getattr(featurizer, "runtime", settings.model_runtime)
+    source = getattr(featurizer, "source", "")
+    print(f"model ready: {backbone}, {featurizer.dim} values per image, on {runtime} ({source})")
     return 0
 
 

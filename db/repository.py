@@ -204,6 +204,16 @@ def count_images(session: Session) -> int:
     return int(session.scalar(select(func.count(ProductImage.id))) or 0)
 
 
+def spread_image_files(session: Session, *, limit: int) -> list[str]:
+    """Up to `limit` image file names, spread evenly over the catalogue in the order the
+    images were added (every k-th), for a sample that is not just the first import's."""
+    names = list(session.scalars(select(ProductImage.file_name).order_by(ProductImage.id)))
+    if len(names) <= limit:
+        return names
+    step = len(names) / limit
+    return [names[int(i * step)] for i in range(limit)]
+
+
 def raw_vectors(
     session: Session, *, model_name: str, dim: int, missing_index_only: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from lookalike.settings import Settings
 from search import Engine, EngineConfig
 from search.featurizer import Featurizer
+from search.model_loader import ModelLoader
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -67,22 +68,23 @@ def redact_secret_in_logs(secret: str) -> None:
     logging.setLogRecordFactory(_redacting_record_factory)
 
 
-def featurizer_provider(settings: Settings) -> Callable[[str], Featurizer]:
-    """backbone name -> its Keras model with the settings' weights and runtime."""
-
-    def load(backbone: str) -> Featurizer:
-        # Imported here: TensorFlow takes seconds to import and most commands never need it.
-        from search.extractor import KerasExtractor
-
-        return KerasExtractor.load(
-            models_dir=settings.models_dir,
-            backbone=backbone,
-            weights=settings.model_weights,
-            seed=settings.model_seed,
-            runtime=settings.model_runtime,
-        )
-
-    return load
+def featurizer_provider(
+    settings: Settings,
+    *,
+    calibration_photos: Callable[[int], Sequence[bytes]] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ModelLoader:
+    """backbone name -> the model with the settings' weights, on the runtime MODEL_RUNTIME
+    names or (auto) the one measured for this CPU on `calibration_photos`."""
+    return ModelLoader(
+        models_dir=settings.models_dir,
+        weights=settings.model_weights,
+        seed=settings.model_seed,
+        runtime=settings.model_runtime,
+        calibration_photos=calibration_photos,
+        batch_size=settings.inference_batch_size,
+        progress=progress,
+    )
 
 
 def uses_pgvector(settings: Settings) -> bool:
@@ -117,7 +119,18 @@ def open_engine(
     settings: Settings, *, featurizer: Callable[[str], Featurizer] | None = None
 ) -> Engine:
     """The database brought up to date, the index loaded; the model loads on first use
-    (from `featurizer(backbone)`, by default the Keras model the settings describe)."""
-    return Engine.open(
-        engine_config(settings), featurizer_provider=featurizer or featurizer_provider(settings)
+    (from `featurizer(backbone)`, by default the model the settings describe, served on the
+    runtime chosen for this CPU)."""
+    if featurizer is not None:
+        return Engine.open(engine_config(settings), featurizer_provider=featurizer)
+
+    # The runtime is chosen (once per CPU) on the catalogue's own photos: the loader reads
+    # them through the engine it serves, which exists by the time a model is first needed.
+    def catalogue_photos(limit: int) -> list[bytes]:
+        return engine.catalog.sample_photos(limit)
+
+    engine = Engine.open(
+        engine_config(settings),
+        featurizer_provider=featurizer_provider(settings, calibration_photos=catalogue_photos),
     )
+    return engine

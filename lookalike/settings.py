@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     model_weights: WeightsSpec = "imagenet"
     model_seed: int = 1234
     model_runtime: Literal[
-        "auto", "keras", "keras-xla", "openvino", "openvino-bf16", "onnxruntime"
+        "auto", "keras", "keras-xla", "openvino", "openvino-bf16", "openvino-int8", "onnxruntime"
     ] = "auto"
     top_k: Annotated[int, Field(ge=1, le=50)] = 8
     currency: Annotated[str, Field(min_length=3, max_length=3)] = "EUR"

@@ -91,6 +91,19 @@ class Catalog:
         with self._sessions() as session:
             return repo.search_products(session, text=text, limit=limit)
 
+    def sample_photos(self, limit: int) -> list[bytes]:
+        """Up to `limit` of the catalogue's photos (encoded bytes), spread over it: what the
+        model's runtime is calibrated and checked on. Files that cannot be read are skipped."""
+        with self._sessions() as session:
+            names = repo.spread_image_files(session, limit=limit)
+        photos = []
+        for name in names:
+            try:
+                photos.append(self.media.read(name))
+            except OSError:
+                continue
+        return photos
+
     # ---- writes ----------------------------------------------------------------------------
 
     def add(self, fields: ProductFields, data: bytes) -> AddOutcome:

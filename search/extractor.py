@@ -27,11 +27,10 @@ constants become graph inputs) is replaced by "keras", with a warning in the log
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
+import shutil
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 import keras
 import tensorflow as tf
 
-from search.backbones import BACKBONES, DEFAULT_BACKBONE, BackboneSpec, get_backbone
+from search.backbones import BACKBONES, DEFAULT_BACKBONE, BackboneSpec
 from search.featurizer import ModelUnavailableError
+from search.model_files import (
+    ModelFiles,
+    backbone_spec,
+    cached_model_path,
+    write_atomically,
+)
+from search.served import Forward, onnxruntime_forward, openvino_forward
+
+__all__ = [
+    "RUNTIMES",
+    "KerasExtractor",
+    "VGG16Extractor",
+    "cached_model_path",
+    "export_onnx",
+    "export_openvino",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +68,15 @@ INPUT_SHAPE = BACKBONES[DEFAULT_BACKBONE].input_shape
 FEATURE_DIM = BACKBONES[DEFAULT_BACKBONE].dim
 MODEL_NAME = BACKBONES[DEFAULT_BACKBONE].model_name
 KERAS_NOTOP_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-RUNTIMES = ("auto", "openvino", "keras", "keras-xla", "onnxruntime", "openvino-bf16")
+RUNTIMES = (
+    "auto",
+    "openvino",
+    "keras",
+    "keras-xla",
+    "onnxruntime",
+    "openvino-bf16",
+    "openvino-int8",
+)
 RUNTIME_ENV = "MODEL_RUNTIME"
 
 
@@ -79,46 +102,6 @@ _KERAS_APPLICATIONS: dict[str, _KerasApplication] = {
     ),
     "efficientnet_b0": _KerasApplication("EfficientNetB0", "efficientnetb0_notop.h5"),
 }
-
-
-def _backbone(backbone: str | BackboneSpec) -> BackboneSpec:
-    """The spec for a name (or a spec), as ModelUnavailableError when unknown: the error
-    every caller of `KerasExtractor.load` already reports to the operator."""
-    if isinstance(backbone, BackboneSpec):
-        return backbone
-    try:
-        return get_backbone(backbone)
-    except ValueError as exc:
-        raise ModelUnavailableError(str(exc)) from exc
-
-
-def weights_tag(weights: str, seed: int, backbone: str | BackboneSpec = DEFAULT_BACKBONE) -> str:
-    """A short name for the weights, part of the cached model's file name."""
-    if weights == "imagenet":
-        return "imagenet"
-    if weights.lower() == "none":
-        return f"random-seed{seed}"
-    path = Path(weights)
-    if not path.is_file():
-        spec = _backbone(backbone)
-        example = _KERAS_APPLICATIONS[spec.name].notop_weights_file
-        raise ModelUnavailableError(
-            f"MODEL_WEIGHTS points to {weights!r}, which is not a file. Give the path of a "
-            f"{spec.name} weights file (e.g. {example}), 'imagenet' or 'none'."
-        )
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"file-{digest.hexdigest()[:12]}"
-
-
-def cached_model_path(
-    models_dir: Path, weights: str, seed: int, backbone: str | BackboneSpec = DEFAULT_BACKBONE
-) -> Path:
-    """models_dir/<backbone>_avgpool-<weights tag>.keras, e.g. vgg16_avgpool-imagenet.keras."""
-    spec = _backbone(backbone)
-    return models_dir / f"{spec.model_name}-{weights_tag(weights, seed, spec)}.keras"
 
 
 def _build(spec: BackboneSpec, weights: str, seed: int) -> Any:
@@ -186,102 +169,81 @@ def _resolve_runtime(runtime: str | None) -> str:
     return choice
 
 
-def _write_atomically(targets: list[Path], write: Callable[[list[Path]], None]) -> None:
-    """write(temporary paths), then rename each to its target in order: no half-written file."""
-    partials = [t.with_name(f".{t.name}.{os.getpid()}.partial{t.suffix}") for t in targets]
+def export_openvino(model: Any, keras_path: Path | None, label: str = MODEL_NAME) -> Path:
+    """The model exported to float32 OpenVINO IR beside `keras_path` (reused while it is not
+    older than the model), or in a temporary folder when the model has no file. The .xml path."""
+    import tempfile
+
+    if keras_path is not None:
+        files = ModelFiles(keras_path)
+        if files.fresh(files.openvino_xml):
+            return files.openvino_xml
+    scratch = Path(tempfile.mkdtemp(prefix="lookalike-ov-"))
+    exported = scratch / "model.xml"
+    model.export(str(exported), format="openvino", verbose=False)
+    if keras_path is None:
+        return exported
+    xml = ModelFiles(keras_path).openvino_xml
+
+    # The .xml finds its weights by stem: the .bin is renamed into place first.
+    def move(paths: list[Path]) -> None:
+        os.replace(exported.with_suffix(".bin"), paths[0])
+        os.replace(exported, paths[1])
+
     try:
-        write(partials)
-        for partial, target in zip(partials, targets, strict=True):
-            os.replace(partial, target)
-    finally:
-        for partial in partials:
-            partial.unlink(missing_ok=True)
+        write_atomically([xml.with_suffix(".bin"), xml], move)
+    except OSError as exc:
+        log.warning("could not cache the OpenVINO model in %s: %s", xml.parent, exc)
+        return exported
+    shutil.rmtree(scratch, ignore_errors=True)
+    log.info("exported %s to OpenVINO IR at %s", label, xml)
+    return xml
+
+
+def export_onnx(
+    model: Any, keras_path: Path | None, input_shape: tuple[int, int, int] = INPUT_SHAPE
+) -> Path:
+    """The model exported to ONNX (tf2onnx) beside `keras_path`, reused while not older than
+    the model. `input_shape`: one image, (H, W, 3)."""
+    import tempfile
+
+    if keras_path is not None and ModelFiles(keras_path).fresh(ModelFiles(keras_path).onnx):
+        return ModelFiles(keras_path).onnx
+    path = ModelFiles(keras_path).onnx if keras_path is not None else None
+    if path is None:
+        path = Path(tempfile.mkdtemp()) / "model.onnx"
+    model(np.zeros((1, *input_shape), dtype=np.float32))  # export needs a called model
+    write_atomically(
+        [path], lambda paths: model.export(str(paths[0]), format="onnx", verbose=False)
+    )
+    return path
 
 
 def _openvino_forward(
     model: Any, keras_path: Path | None, precision: str = "f32", label: str = MODEL_NAME
-) -> Callable[[np.ndarray], np.ndarray]:
-    """The model exported to OpenVINO IR (cached beside `keras_path`), compiled for the CPU.
-
-    float32 precision (the CPU plugin would otherwise pick bfloat16 on CPUs that have it) and
-    the latency hint: one stream over every core, which suits one batch at a time.
-    """
-    import tempfile
-
-    import openvino as ov
-
-    core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
-    with tempfile.TemporaryDirectory(prefix="lookalike-ov-") as scratch:
-        xml = keras_path.with_suffix(".openvino.xml") if keras_path is not None else None
-        ir_model = None
-        if (
-            xml is not None
-            and keras_path is not None
-            and xml.is_file()
-            and xml.with_suffix(".bin").is_file()
-            and xml.stat().st_mtime >= keras_path.stat().st_mtime  # not older than the model
-        ):
-            try:
-                ir_model = core.read_model(xml)
-            except Exception as exc:  # a half-written or foreign file: export it again
-                log.warning(
-                    "cached OpenVINO model %s is unreadable (%s); exporting again", xml, exc
-                )
-        if ir_model is None:
-            exported = Path(scratch) / "model.xml"
-            model.export(str(exported), format="openvino", verbose=False)
-            ir_model = core.read_model(exported)
-            if xml is not None:
-                # The .xml finds its weights by stem: the .bin is renamed into place first.
-                def copy(paths: list[Path]) -> None:
-                    os.replace(exported.with_suffix(".bin"), paths[0])
-                    os.replace(exported, paths[1])
-
-                try:
-                    _write_atomically([xml.with_suffix(".bin"), xml], copy)
-                    log.info("exported %s to OpenVINO IR at %s", label, xml)
-                except OSError as exc:
-                    log.warning("could not cache the OpenVINO model in %s: %s", xml.parent, exc)
-        compiled = core.compile_model(ir_model, "CPU", config)
-    request = compiled.create_infer_request()
-
-    def forward(batch: np.ndarray) -> np.ndarray:
-        request.infer({0: batch})
-        return np.array(request.get_output_tensor(0).data, dtype=np.float32)  # a copy
-
-    return forward
+) -> Forward:
+    """The model exported to OpenVINO IR (cached beside `keras_path`), compiled for the CPU."""
+    xml = export_openvino(model, keras_path, label)
+    try:
+        return openvino_forward(xml, precision)
+    except Exception as exc:  # a half-written or foreign cached file: export it again
+        if keras_path is None:
+            raise
+        log.warning("cached OpenVINO model %s is unusable (%s); exporting again", xml, exc)
+        xml.unlink(missing_ok=True)
+        return openvino_forward(export_openvino(model, keras_path, label), precision)
 
 
-def _onnxruntime_forward(
-    model: Any, keras_path: Path | None, input_shape: tuple[int, int, int] = INPUT_SHAPE
-) -> Callable[[np.ndarray], np.ndarray]:
-    """The model exported to ONNX (tf2onnx, cached beside `keras_path`) on ONNX Runtime.
-    `input_shape`: one image, (H, W, 3)."""
-    import onnxruntime as ort
-
-    path = keras_path.with_suffix(".onnx") if keras_path is not None else None
-    if path is None or not path.is_file():
-        import tempfile
-
-        if path is None:
-            path = Path(tempfile.mkdtemp()) / "model.onnx"
-        model(np.zeros((1, *input_shape), dtype=np.float32))  # export needs a called model
-        _write_atomically(
-            [path], lambda paths: model.export(str(paths[0]), format="onnx", verbose=False)
-        )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-
-    def forward(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(session.run(None, {name: batch})[0], dtype=np.float32)
-
-    return forward
+def _int8_forward(keras_path: Path | None) -> Forward:
+    """The int8 model quantised beside `keras_path` (search.model_loader makes it: it needs the
+    shop's photos to calibrate)."""
+    files = ModelFiles(keras_path) if keras_path is not None else None
+    if files is None or not files.fresh(files.int8_xml):
+        raise RuntimeError("no int8 model yet: `lookalike model build` quantises it")
+    return openvino_forward(files.int8_xml, "f32")
 
 
-def _check_forward(forward: Callable[[np.ndarray], np.ndarray], spec: BackboneSpec) -> None:
+def _check_forward(forward: Forward, spec: BackboneSpec) -> None:
     """One all-zero image through a converted model: some exports only fail when run
     (ONNX Runtime on EfficientNetB0), and this is the moment to fall back to Keras."""
     out = forward(np.zeros((1, *spec.input_shape), dtype=np.float32))
@@ -307,20 +269,24 @@ class KerasExtractor:
         cache_path: Path | None = None,
         backbone: str | BackboneSpec = DEFAULT_BACKBONE,
     ) -> None:
-        self.spec = _backbone(backbone)
+        self.spec = backbone_spec(backbone)
         self.model_name = self.spec.model_name
         self.dim = self.spec.dim
         self.input_size = self.spec.input_size
         self._model = model
+        self._cache_path = cache_path
         self.source = source  # where the model came from, for logs
         self._lock = threading.Lock()
         spec = self.spec
         chosen = _resolve_runtime(runtime)
-        forward: Callable[[np.ndarray], np.ndarray] | None = None
-        if chosen in ("openvino", "openvino-bf16", "onnxruntime", "keras-xla"):
+        forward: Forward | None = None
+        if chosen in ("openvino", "openvino-bf16", "openvino-int8", "onnxruntime", "keras-xla"):
             try:
-                if chosen == "onnxruntime":
-                    forward = _onnxruntime_forward(model, cache_path, spec.input_shape)
+                if chosen == "openvino-int8":
+                    forward = _int8_forward(cache_path)
+                elif chosen == "onnxruntime":
+                    path = export_onnx(model, cache_path, spec.input_shape)
+                    forward = onnxruntime_forward(path)
                 elif chosen == "keras-xla":
                     forward = _keras_forward(model, spec, jit_compile=True)
                 else:
@@ -353,6 +319,14 @@ class KerasExtractor:
         """The Keras model itself (for benchmarks and exports)."""
         return self._model
 
+    def export_openvino(self) -> Path:
+        """The float32 OpenVINO IR of this model, beside its .keras file (exported once)."""
+        return export_openvino(self._model, self._cache_path, self.model_name)
+
+    def export_onnx(self) -> Path:
+        """The ONNX export of this model, beside its .keras file (exported once)."""
+        return export_onnx(self._model, self._cache_path, self.spec.input_shape)
+
     @classmethod
     def load(
         cls,
@@ -370,7 +344,7 @@ class KerasExtractor:
         from `seed`) or the path of a weights file. `runtime`: "auto" (default, or
         MODEL_RUNTIME), "keras", "keras-xla", "openvino", "openvino-bf16" or "onnxruntime".
         """
-        spec = _backbone(backbone)
+        spec = backbone_spec(backbone)
         path = cached_model_path(models_dir, weights, seed, spec)
         if path.is_file():
             try:
@@ -404,10 +378,10 @@ class KerasExtractor:
             cache_path = None
         finally:
             partial.unlink(missing_ok=True)
-        # Files derived from an older model of that name (OpenVINO IR, ONNX) are stale now.
-        for suffix in (".openvino.xml", ".openvino.bin", ".onnx"):
+        # Files derived from an older model of that name (IR, ONNX, the runtime record) are stale.
+        for derived in ModelFiles(path).derived():
             with contextlib.suppress(OSError):
-                path.with_suffix(suffix).unlink(missing_ok=True)
+                derived.unlink(missing_ok=True)
         return cls(
             model,
             source=f"built ({weights})",
@@ -441,9 +415,7 @@ class KerasExtractor:
 VGG16Extractor = KerasExtractor
 
 
-def _keras_forward(
-    model: Any, spec: BackboneSpec, *, jit_compile: bool
-) -> Callable[[np.ndarray], np.ndarray]:
+def _keras_forward(model: Any, spec: BackboneSpec, *, jit_compile: bool) -> Forward:
     """A traced tf.function of the model ("keras"; with XLA, "keras-xla"), float32."""
     # One traced graph for every batch size: much faster than model.predict for small
     # batches (predict builds a tf.data pipeline per call).
