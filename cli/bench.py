@@ -22,15 +22,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "bench",
         help="measure featurisation, search, the index and the bot (table + JSON)",
         description=(
-            "Runs every performance comparison in one go: the machine's GEMM peak, the seed's "
-            "featurisation loop against each runtime, the production pipeline, catalogue "
-            "import, customer searches, 50 customers at once, the bot's start, and the index "
-            "against the seed's NearestNeighbors at 300 to 1M products. Full mode takes about "
-            "10 minutes on 2 cores; --quick under 3."
+            "Runs every performance comparison in one go: the machine's GEMM peak, the "
+            "runtime MODEL_RUNTIME=auto chooses on this CPU (measured on the catalogue's photos "
+            "and recorded beside the model in MODELS_DIR, as the application does), the seed's "
+            "featurisation loop against each runtime (float32, bf16, int8, auto) with fidelity "
+            "and peak memory, the production pipeline, catalogue import, customer searches, 50 "
+            "customers at once, the bot's start, the index against the seed's NearestNeighbors "
+            "at 300 to 1M products, and the issue's goals as ratios of this run. --quick takes "
+            "about 4 minutes on 2 cores; full mode measures more variants on more photos."
         ),
     )
     size = bench.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="fewer images and sizes (< 3 min)")
+    size.add_argument("--quick", action="store_true", help="fewer images and sizes (~4 min)")
     size.add_argument("--smoke", action="store_true", help="tiny sizes, to check it works")
     bench.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     bench.add_argument(

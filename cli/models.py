@@ -11,9 +11,8 @@ from cli.common import print_table
 from db import repository as repo
 from lookalike.app import featurizer_provider, open_engine
 from lookalike.settings import Settings
+from search import ModelLoader, RuntimeDecision
 from search.backbones import BACKBONES, backbone_of_model_name, get_backbone
-from search.model_loader import ModelLoader
-from search.runtime_record import RuntimeDecision
 
 
 def register(commands: Any) -> None:

@@ -12,9 +12,8 @@ from typing import Any
 from urllib.parse import quote
 
 from lookalike.settings import Settings
-from search import Engine, EngineConfig
+from search import Engine, EngineConfig, ModelLoader
 from search.featurizer import Featurizer
-from search.model_loader import ModelLoader
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -11,6 +11,9 @@ machinery. An `Engine` (assembled by the composition root, `lookalike.app.open_e
   and customers' data kept only SEARCH_LOG_RETENTION_DAYS or forgotten on request;
 
 and the async boundary doors await: `search_photo`, `add_photo` and `run`.
+
+The model an engine serves comes from a `ModelLoader` (its `featurizer_provider`): the
+exported model on the runtime measured for this CPU (`RuntimeDecision`), without TensorFlow.
 """
 
 from db.records import ImageRecord, ProductFields, ProductRecord
@@ -21,9 +24,11 @@ from search.errors import CatalogError, InvalidImageError
 from search.fields import FieldError
 from search.history import CatalogStats, QualityReport, SearchHistory
 from search.images import PreparedImage
+from search.model_loader import ModelLoader
 from search.models import ActiveModel, ModelManager
 from search.results import ResultItem, SearchResult
 from search.retention import ForgottenRows, PurgeReport
+from search.runtime_record import RuntimeDecision, RuntimeTrial
 from search.searcher import CLI, Requester, Searcher, SearchQuery
 
 __all__ = [
@@ -40,6 +45,7 @@ __all__ = [
     "ForgottenRows",
     "ImageRecord",
     "InvalidImageError",
+    "ModelLoader",
     "ModelManager",
     "PreparedImage",
     "ProductFields",
@@ -48,6 +54,8 @@ __all__ = [
     "QualityReport",
     "Requester",
     "ResultItem",
+    "RuntimeDecision",
+    "RuntimeTrial",
     "SearchHistory",
     "SearchQuery",
     "SearchResult",

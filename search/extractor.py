@@ -6,22 +6,23 @@ one preprocessed image (H, W, 3) -> one vector of the backbone's size, float32 (
 (224, 224, 3) -> 512). The model is built once and saved under MODELS_DIR as
 <backbone>_avgpool-<weights tag>.keras; later runs load it from there.
 
-Keras defines, builds and loads the model. The forward pass runs on one of these runtimes
-(`MODEL_RUNTIME`, default "auto"; docs/benchmarks.md has the measurements behind the choice):
+Keras defines, builds and exports the model; it is the source of truth every other runtime
+is checked against. Serving does not need it: search.model_loader serves the exported files
+(search.served) on the runtime chosen by measuring on this CPU (search.runtime_choice). A
+KerasExtractor runs its forward pass on one of these runtimes:
 
-- "openvino-bf16": the Keras model exported once to OpenVINO IR (cached beside the .keras
-  file) and compiled for the CPU in bfloat16. On a CPU with native bf16 (AVX512_BF16, AMX) it
-  runs twice as fast as any float32 runtime; its vectors are within 0.5% (relative) of Keras'
-  float32 ones, cosine >= 0.99998. "auto" picks it when the CPU has native bf16.
-- "keras": a traced tf.function of the Keras model (TensorFlow with oneDNN), float32. "auto"
-  picks it otherwise: float32 OpenVINO and ONNX Runtime were measured no faster, with more
-  memory. "keras-xla" is the same compiled with XLA (measured slower).
-- "openvino" (float32, the same numbers as Keras to ~1e-7) and "onnxruntime" (needs tf2onnx):
-  measured side by side, chosen only explicitly.
+- "keras": a traced tf.function of the Keras model (TensorFlow with oneDNN), float32: the
+  reference. "keras-xla" is the same compiled with XLA (measured slower).
+- "openvino" (float32, the same numbers as Keras to ~1e-7), "openvino-bf16" (bfloat16 on a
+  CPU with native bf16), "openvino-int8" (the int8 IR the model loader quantised on the shop's
+  photos) and "onnxruntime" (needs tf2onnx): the exported model, run in this process.
+- "auto" (or unset): a guess from the CPU's flags, openvino-bf16 where the CPU has native
+  bf16, else keras. It serves code that builds a KerasExtractor directly; the application's
+  "auto" is the model loader's measured choice.
 
-The measurements are VGG16's. Every runtime is tried for every backbone: one that cannot
-convert or run a backbone (ONNX Runtime rejects the EfficientNetB0 export: its Normalization
-constants become graph inputs) is replaced by "keras", with a warning in the log.
+Every runtime is tried for every backbone: one that cannot convert or run a backbone (ONNX
+Runtime rejects the EfficientNetB0 export: its Normalization constants become graph inputs)
+is replaced by "keras", with a warning in the log.
 """
 
 from __future__ import annotations

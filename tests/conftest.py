@@ -22,12 +22,14 @@ from lookalike.app import open_engine
 from lookalike.settings import Settings
 from search import Engine
 from search.featurizer import Featurizer
+from search.model_loader import ModelLoader
 
 # Helpers that assert outside test modules still get pytest's detailed failure messages.
 pytest.register_assert_rewrite("tests.index_catalogue")
 
 if TYPE_CHECKING:
     from db.embedded_pg import EmbeddedPostgres
+    from search.extractor import KerasExtractor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FOOTWEAR = REPO_ROOT.parent / "shared" / "footwear"
@@ -60,13 +62,42 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def extractor(models_dir: Path) -> Featurizer:
-    """VGG16 avg-pool with random weights (seed fixed), built once for the whole session."""
-    from search.extractor import VGG16Extractor
+def keras_extractor(models_dir: Path) -> KerasExtractor:
+    """VGG16 avg-pool with random weights (seed fixed) on float32 Keras, built once for the
+    whole session: the source of truth the served runtimes are checked against."""
+    from search.extractor import KerasExtractor
 
-    model = VGG16Extractor.load(models_dir=models_dir, weights="none", seed=MODEL_SEED)
+    model = KerasExtractor.load(
+        models_dir=models_dir, weights="none", seed=MODEL_SEED, runtime="keras"
+    )
     model.warm_up()
     return model
+
+
+def session_model_loader(models_dir: Path, catalog_photos: list[Path]) -> ModelLoader:
+    """The application's model loader over the session's models folder, calibrating on 24
+    of the shop's photos with short measurements (the application takes 96, 2 s each)."""
+    spread = catalog_photos[:: max(1, len(catalog_photos) // 24)]
+    return ModelLoader(
+        models_dir=models_dir,
+        weights="none",
+        seed=MODEL_SEED,
+        calibration_photos=lambda limit: [p.read_bytes() for p in spread[:limit]],
+        calibration_count=24,
+        bench_seconds=0.3,
+    )
+
+
+@pytest.fixture(scope="session")
+def extractor(
+    models_dir: Path, keras_extractor: KerasExtractor, catalog_photos: list[Path]
+) -> Featurizer:
+    """The model as the application serves it: the runtime `auto` chose by measuring on this
+    CPU (recorded beside the model, so every `lookalike` subprocess of the session reuses it),
+    run from its exported file without TensorFlow."""
+    loader = session_model_loader(models_dir, catalog_photos)
+    loader.decide("vgg16")
+    return loader("vgg16")
 
 
 # ---- the database backend ------------------------------------------------------------------

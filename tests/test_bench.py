@@ -16,6 +16,7 @@ from lookalike.settings import Settings
 from search import InvalidImageError
 from search.fields import clean_product_fields
 from search.importer import featurise_files, import_directory
+from search.served import SERVED_RUNTIMES
 from tests.conftest import open_test_engine, settings_env
 from tools.bench import PLUGGED_SECTIONS, PluggedSection, build_table, format_table
 from tools.bench_data import SyntheticCatalog, calibrate, describe, load_reference
@@ -125,20 +126,65 @@ def test_customers_at_once_go_through_the_engines_worker(
 
 
 def test_table_from_partial_results() -> None:
+    trial = {"cosine": 0.9999, "top8_overlap": 0.97, "refused": None}
     rows = build_table(
         {
             "machine": {"cores": 2, "usable_cores": 2, "gemm_gflops": 330.0, "blas": []},
+            "choice": {
+                "decision": {
+                    "chosen": "openvino-int8",
+                    "cpu": "Some CPU, 2 cores",
+                    "photos": 32,
+                    "weights": "none",
+                    "trials": [
+                        {**trial, "runtime": "keras", "images_per_s": 16.0},
+                        {**trial, "runtime": "openvino-int8", "images_per_s": 64.0},
+                        {**trial, "runtime": "onnxruntime", "images_per_s": None},
+                    ],
+                },
+                "seconds": 50.0,
+            },
             "runtimes": [
                 {"variant": "seed", "runtime": "keras", "images_per_s": 4.0},
                 {"variant": "onnxruntime b8", "skipped": "not installed: onnxruntime"},
+                {
+                    "variant": "auto b32",
+                    "runtime": "openvino-int8",
+                    "images_per_s": 60.0,
+                    "fidelity_vs_float32": {"cosine": 0.99991, "top8_overlap": 0.96, "photos": 32},
+                },
             ],
             "pipeline": {"error": "pipeline exited 1 without a result"},
+            "startup": {
+                "ready_s": 2.5,
+                "python_and_imports_s": 0.5,
+                "open_engine_s": 0.1,
+                "model_load_and_warm_up_s": 1.9,
+                "products": 300,
+                "runtime": "openvino-int8",
+                "rss_ready_mb": 450.0,
+                "rss_after_searches_mb": 470.0,
+                "peak_rss_mb": 480.0,
+                "tensorflow_imported": False,
+                "tensorflow_after_searches": False,
+            },
             "web": {"error": "web exited 1 without a result"},
         }
     )
     text = format_table(rows)
     assert "21.4 images/s" in text and "not measured" in text and "error" in text
     assert all(set(row) == {"section", "measure", "value", "target", "verdict"} for row in rows)
+    values = {(row["section"], row["measure"]): row for row in rows}
+    assert "openvino-int8 on Some CPU" in next(r["value"] for r in rows if r["section"] == "auto")
+    auto = next(r for r in rows if r["measure"].startswith("auto b32 = openvino-int8"))
+    assert "x15.0 seed" in auto["value"] and "cosine 0.99991, top-8 96.0%" in auto["value"]
+    assert values[("bot", "TensorFlow imported (openvino-int8)")]["value"].startswith("no")
+    goals = {row["measure"]: row for row in rows if row["section"] == "goals"}
+    assert len(goals) == 5
+    bot = next(row for measure, row in goals.items() if measure.startswith("bot ready"))
+    assert bot["verdict"] == "ok" and "2.5 s, 450 MB" in bot["value"]
+    # The pipeline failed: its goals are missed, not passed.
+    assert [row["verdict"] for m, row in goals.items() if "seed loop" in m] == ["MISSED"] * 2
     # A plugged section (tools.bench_web, tools.bench_sync) that failed gives an error row.
     assert [row["value"] for row in rows if row["section"] == "web"] == [
         "error: web exited 1 without a result"
@@ -186,17 +232,32 @@ def test_bench_smoke_writes_the_table_and_json(
     assert "GEMM" in printed.out
 
     results = json.loads(out.read_text())
-    assert {"machine", "runtimes", "pipeline", "startup", "index", "meta", "table"} <= set(results)
+    expected = {"machine", "choice", "runtimes", "pipeline", "startup", "index", "meta", "table"}
+    assert expected <= set(results)
     assert results["meta"]["mode"] == "smoke"
     assert results["machine"]["gemm_gflops"] > 0 and results["machine"]["cores"] >= 1
+    # The choice step kept the session's record (smoke mode); every later section serves it.
+    chosen = results["choice"]["decision"]["chosen"]
+    assert results["choice"]["reused"] and chosen in (*SERVED_RUNTIMES, "keras")
     variants = {r["variant"]: r for r in results["runtimes"]}
-    assert variants["seed"]["images_per_s"] > 0
+    assert variants["seed"]["images_per_s"] > 0 and variants["seed"]["tensorflow_imported"]
+    assert variants["auto b4"]["runtime"] == chosen
+    for name in ("openvino b4", "auto b4"):
+        fidelity = variants[name]["fidelity_vs_float32"]
+        assert fidelity["photos"] == 12 and fidelity["cosine"] > 0.99
+        assert "vectors" not in variants[name]
+    # Served from the exported files: no TensorFlow in the process.
+    assert variants["openvino b4"]["tensorflow_imported"] is False
     pipeline = results["pipeline"]
     for part in ("featurise", "import", "search", "load", "stream"):
         assert part in pipeline, pipeline
     assert pipeline["import"]["added"] == pipeline["import"]["images"] > 0
     assert pipeline["load"]["customers"] > 0 and pipeline["load"]["p95_s"] > 0
     assert results["startup"]["ready_s"] > 0 and results["startup"]["rss_ready_mb"] > 0
+    assert results["pipeline"]["runtime"] == results["startup"]["runtime"] == chosen
+    served = chosen in SERVED_RUNTIMES
+    assert results["startup"]["tensorflow_imported"] is not served
+    assert results["pipeline"]["tensorflow_imported"] is not served
     sizes = {entry["size"]: entry for entry in results["index"]["sizes"]}
     assert set(sizes) == {300, 10_000}
     for entry in sizes.values():
@@ -207,3 +268,5 @@ def test_bench_smoke_writes_the_table_and_json(
     assert sizes[10_000]["default"]["uses_ann"] and not sizes[300]["default"]["uses_ann"]
     measures = [row["measure"] for row in results["table"]]
     assert any("GEMM" in m for m in measures) and any("customers" in m for m in measures)
+    goals = [row for row in results["table"] if row["section"] == "goals"]
+    assert len(goals) == 5 and all(row["verdict"] in ("ok", "MISSED") for row in goals)

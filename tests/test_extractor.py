@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from search.featurizer import Featurizer, ModelUnavailableError
 from search.preprocess import preprocess_image
+
+if TYPE_CHECKING:
+    from search.extractor import KerasExtractor
 
 
 @pytest.fixture(scope="module")
@@ -40,31 +44,34 @@ def test_rejects_wrong_shapes(extractor: Featurizer) -> None:
 
 
 def test_model_is_cached_under_models_dir_and_reloads_identically(
-    extractor: Featurizer, models_dir: Path, photo_batch: np.ndarray
+    keras_extractor: Featurizer, models_dir: Path, photo_batch: np.ndarray
 ) -> None:
     from search.extractor import VGG16Extractor, cached_model_path
 
     path = cached_model_path(models_dir, "none", 1234)
     assert path.is_file()
-    reloaded = VGG16Extractor.load(models_dir=models_dir, weights="none", seed=1234)
+    reloaded = VGG16Extractor.load(
+        models_dir=models_dir, weights="none", seed=1234, runtime="keras"
+    )
     assert reloaded.source == str(path)
     np.testing.assert_allclose(
-        reloaded.embed(photo_batch[:2]), extractor.embed(photo_batch[:2]), atol=1e-6
+        reloaded.embed(photo_batch[:2]), keras_extractor.embed(photo_batch[:2]), atol=1e-6
     )
 
 
-def test_local_weights_file(extractor: Featurizer, tmp_path: Path, photo_batch: np.ndarray) -> None:
+def test_local_weights_file(
+    keras_extractor: KerasExtractor, tmp_path: Path, photo_batch: np.ndarray
+) -> None:
     """MODEL_WEIGHTS=/path/to/file: how an offline shop machine gets the real weights."""
     from search.extractor import VGG16Extractor
 
-    assert isinstance(extractor, VGG16Extractor)
     weights_file = tmp_path / "vgg16_notop.weights.h5"
-    extractor._model.save_weights(weights_file)
+    keras_extractor.keras_model.save_weights(weights_file)
     from_file = VGG16Extractor.load(
-        models_dir=tmp_path / "models", weights=str(weights_file), seed=999
+        models_dir=tmp_path / "models", weights=str(weights_file), seed=999, runtime="keras"
     )
     np.testing.assert_allclose(
-        from_file.embed(photo_batch[:2]), extractor.embed(photo_batch[:2]), atol=1e-6
+        from_file.embed(photo_batch[:2]), keras_extractor.embed(photo_batch[:2]), atol=1e-6
     )
     assert (tmp_path / "models").is_dir() and any((tmp_path / "models").glob("*.keras"))
 

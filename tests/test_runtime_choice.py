@@ -1,0 +1,199 @@
+"""`auto` chooses the runtime by measuring: the fidelity gate's two outcomes, the choice
+(the fastest runtime that passes; never one that fails, and the record says why), and the
+record reused on the same CPU and model, measured again on another CPU or model build."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search.backbones import get_backbone
+from search.fidelity import DEFAULT_GATE, Fidelity, measure_fidelity
+from search.model_loader import ModelLoader
+from search.runtime_choice import MIN_CALIBRATION_PHOTOS, choose_runtime
+from search.runtime_record import cpu_signature, read_decision, write_decision
+from search.served import SERVED_RUNTIMES, Forward, ServedFeaturizer
+from tests.conftest import MODEL_SEED
+
+SPEC = get_backbone("vgg16")
+
+
+class PooledColours:
+    """A stand-in for float32 Keras that needs no model: each image's (64,) vector of mean
+    colours over an 8x8 grid, tiled to 512. Different photos get different vectors, so the
+    top-8 neighbours mean something."""
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        n = batch.shape[0]
+        grid = batch.reshape(n, 8, 28, 8, 28, 3).mean(axis=(2, 4))  # (n, 8, 8, 3)
+        return np.tile(grid.reshape(n, 192), 3)[:, :512].astype(np.float32) + 200.0
+
+    def export_openvino(self) -> Path:
+        raise AssertionError("the choice under test exports nothing")
+
+    def export_onnx(self) -> Path:
+        raise AssertionError("the choice under test exports nothing")
+
+
+@pytest.fixture(scope="module")
+def samples() -> np.ndarray:
+    """(24, 224, 224, 3) varied images: smooth random blobs of colour."""
+    rng = np.random.default_rng(7)
+    coarse = rng.uniform(-120, 130, size=(24, 8, 8, 3)).astype(np.float32)
+    return np.ascontiguousarray(coarse.repeat(28, axis=1).repeat(28, axis=2))
+
+
+def test_the_same_vectors_pass_the_gate() -> None:
+    vectors = np.random.default_rng(0).standard_normal((40, 512))
+    fidelity = measure_fidelity(vectors, vectors + 1e-4)
+    assert fidelity.cosine > 0.9999 and fidelity.top8_overlap == 1.0
+    assert DEFAULT_GATE.refusal(fidelity) is None
+
+
+def test_vectors_of_other_photos_are_refused_with_the_reasons() -> None:
+    vectors = np.random.default_rng(0).standard_normal((40, 512))
+    fidelity = measure_fidelity(vectors, np.roll(vectors, 1, axis=0))  # each photo's neighbour's
+    refusal = DEFAULT_GATE.refusal(fidelity)
+    assert refusal is not None and "mean cosine" in refusal and "top-8 overlap" in refusal
+    # Either figure alone refuses; NaN (a runtime that produced garbage) never passes.
+    assert DEFAULT_GATE.refusal(Fidelity(0.999, 0.90, 40)) == "top-8 overlap 90.0% < 95%"
+    assert DEFAULT_GATE.refusal(Fidelity(0.99, 1.0, 40)) == "mean cosine 0.9900 < 0.995"
+    assert DEFAULT_GATE.refusal(Fidelity(float("nan"), 1.0, 40)) is not None
+
+
+def test_the_fastest_runtime_that_passes_is_chosen_never_one_that_fails(
+    samples: np.ndarray,
+) -> None:
+    reference = PooledColours()
+    rng = np.random.default_rng(1)
+
+    def exact() -> Forward:
+        return reference.embed
+
+    def coarse_and_fast() -> Forward:
+        # What a bad quantisation does: vectors far from float32's. It is also the fastest:
+        # it never looks at the photos.
+        garbage = rng.uniform(0, 1, size=(len(samples), 512)).astype(np.float32)
+        return lambda batch: garbage[: len(batch)]
+
+    def broken() -> Forward:
+        raise RuntimeError("cannot compile this model")
+
+    decision = choose_runtime(
+        reference,
+        samples,
+        candidates={"openvino": exact, "openvino-int8": coarse_and_fast, "onnxruntime": broken},
+        model_stamp="stamp",
+        photos=len(samples),
+        weights="none",
+        batch_size=8,
+        min_seconds=0.05,
+    )
+    int8 = decision.trial("openvino-int8")
+    assert int8 is not None and int8.refused is not None and "top-8 overlap" in int8.refused
+    assert int8.images_per_s is not None
+    onnx = decision.trial("onnxruntime")
+    assert onnx is not None and onnx.refused == "RuntimeError: cannot compile this model"
+    assert decision.chosen == "openvino"  # the only served runtime that passed
+    assert decision.cpu == cpu_signature()
+
+
+def test_keras_only_when_no_exported_runtime_passes(samples: np.ndarray) -> None:
+    reference = PooledColours()
+    decision = choose_runtime(
+        reference,
+        samples,
+        candidates={"openvino": lambda: lambda batch: -reference.embed(batch)},
+        model_stamp="stamp",
+        photos=len(samples),
+        weights="none",
+        batch_size=8,
+        min_seconds=0.05,
+    )
+    assert decision.chosen == "keras"
+    keras = decision.trial("keras")
+    assert keras is not None and keras.cosine == 1.0 and keras.refused is None
+
+
+# ---- the real model: the session's decision (tests/conftest.py `extractor`) -----------------
+
+
+def test_the_session_model_is_served_on_the_runtime_auto_recorded(
+    extractor: object, models_dir: Path
+) -> None:
+    loader = ModelLoader(models_dir=models_dir, weights="none", seed=MODEL_SEED)
+    decision = loader.current_decision("vgg16")
+    assert decision is not None, "conftest's extractor records the choice"
+    assert isinstance(extractor, ServedFeaturizer) and extractor.runtime == decision.chosen
+    assert decision.chosen in SERVED_RUNTIMES and decision.photos >= MIN_CALIBRATION_PHOTOS
+    # Float32 Keras, OpenVINO float32 and int8 (NNCF on the shop's photos) were all measured;
+    # the one chosen passed the gate and is the fastest that did.
+    measured = {t.runtime: t for t in decision.trials}
+    assert {"keras", "openvino", "openvino-int8"} <= set(measured)
+    assert measured["openvino"].refused is None and measured["openvino"].cosine > 0.99999
+    passed = [t for t in decision.trials if t.runtime in SERVED_RUNTIMES and t.refused is None]
+    assert max(passed, key=lambda t: t.images_per_s or 0).runtime == decision.chosen
+
+
+def _copy_model(models_dir: Path, target: Path) -> ModelLoader:
+    target.mkdir()
+    for path in models_dir.glob("vgg16_avgpool-random-seed*"):
+        shutil.copy2(path, target / path.name)
+
+    def no_photos_expected(limit: int) -> list[bytes]:
+        raise AssertionError("a recorded choice is reused without reading the catalogue")
+
+    return ModelLoader(
+        models_dir=target, weights="none", seed=MODEL_SEED, calibration_photos=no_photos_expected
+    )
+
+
+def test_a_recorded_choice_is_reused_without_measuring(
+    extractor: object, models_dir: Path, tmp_path: Path
+) -> None:
+    loader = _copy_model(models_dir, tmp_path / "models")
+    before = loader.files("vgg16").decision.read_text()
+    featurizer = loader("vgg16")  # would fail in no_photos_expected if it measured again
+    assert isinstance(featurizer, ServedFeaturizer)
+    assert loader.files("vgg16").decision.read_text() == before
+
+
+def test_another_cpu_or_another_build_is_measured_again(
+    extractor: object, models_dir: Path, tmp_path: Path
+) -> None:
+    loader = _copy_model(models_dir, tmp_path / "models")
+    path = loader.files("vgg16").decision
+    recorded = read_decision(path)
+    assert recorded is not None and loader.current_decision("vgg16") == recorded
+    write_decision(path, dataclasses.replace(recorded, cpu="Another CPU, 64 cores, flags 0"))
+    assert loader.current_decision("vgg16") is None
+    write_decision(path, dataclasses.replace(recorded, model_stamp="1-2"))
+    assert loader.current_decision("vgg16") is None
+
+
+def test_a_provisional_choice_is_measured_once_the_catalogue_has_photos(
+    extractor: object, models_dir: Path, tmp_path: Path, catalog_photos: list[Path]
+) -> None:
+    loader = _copy_model(models_dir, tmp_path / "models")
+    path = loader.files("vgg16").decision
+    recorded = read_decision(path)
+    assert recorded is not None
+    write_decision(path, dataclasses.replace(recorded, photos=0, trials=[]))
+    few = ModelLoader(
+        models_dir=tmp_path / "models",
+        weights="none",
+        seed=MODEL_SEED,
+        calibration_photos=lambda limit: [p.read_bytes() for p in catalog_photos[:3]][:limit],
+    )
+    assert few.current_decision("vgg16") is not None  # still too few photos to measure on
+    enough = ModelLoader(
+        models_dir=tmp_path / "models",
+        weights="none",
+        seed=MODEL_SEED,
+        calibration_photos=lambda limit: [p.read_bytes() for p in catalog_photos[:limit]],
+    )
+    assert enough.current_decision("vgg16") is None
