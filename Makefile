@@ -55,7 +55,7 @@ test-fast: setup
 	$(PY) -m pytest --backend=sqlite -m "not slow" $(PYTEST_ARGS)
 	$(PY) -m pytest --backend=postgres -m "not slow" $(PG_TESTS) $(PYTEST_ARGS)
 
-# Benchmarks (docs/benchmarks.md): the full run takes about 10 minutes, the quick one 2.
+# Benchmarks (docs/benchmarks.md): the quick run takes about 4 minutes on 2 cores.
 bench: setup
 	$(LOOKALIKE) bench --json bench-results/bench.json
 

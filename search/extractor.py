@@ -46,6 +46,7 @@ import tensorflow as tf
 from search.backbones import BACKBONES, DEFAULT_BACKBONE, BackboneSpec
 from search.featurizer import ModelUnavailableError
 from search.model_files import (
+    NOTOP_WEIGHTS_FILES,
     ModelFiles,
     backbone_spec,
     cached_model_path,
@@ -68,7 +69,6 @@ log = logging.getLogger(__name__)
 INPUT_SHAPE = BACKBONES[DEFAULT_BACKBONE].input_shape
 FEATURE_DIM = BACKBONES[DEFAULT_BACKBONE].dim
 MODEL_NAME = BACKBONES[DEFAULT_BACKBONE].model_name
-KERAS_NOTOP_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 RUNTIMES = (
     "auto",
     "openvino",
@@ -91,17 +91,14 @@ class _KerasApplication:
 
 
 _KERAS_APPLICATIONS: dict[str, _KerasApplication] = {
-    "vgg16": _KerasApplication("VGG16", KERAS_NOTOP_WEIGHTS_FILE),
-    "resnet50": _KerasApplication(
-        "ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    ),
-    "inception_v3": _KerasApplication(
-        "InceptionV3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    ),
-    "densenet121": _KerasApplication(
-        "DenseNet121", "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    ),
-    "efficientnet_b0": _KerasApplication("EfficientNetB0", "efficientnetb0_notop.h5"),
+    name: _KerasApplication(constructor, NOTOP_WEIGHTS_FILES[name])
+    for name, constructor in (
+        ("vgg16", "VGG16"),
+        ("resnet50", "ResNet50"),
+        ("inception_v3", "InceptionV3"),
+        ("densenet121", "DenseNet121"),
+        ("efficientnet_b0", "EfficientNetB0"),
+    )
 }
 
 

@@ -104,7 +104,7 @@ class ModelFiles:
             self.int8_xml.with_suffix(".bin"),
             self.onnx,
             self.decision,
-        ]
+        ]  # (the .runtime.lock beside them is only ever locked, never read)
 
     def fresh(self, derived: Path) -> bool:
         """`derived` exists (an IR: with its .bin) and is not older than the .keras model."""

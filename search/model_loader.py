@@ -11,8 +11,10 @@ MODEL_RUNTIME skips the measuring; "keras" and "keras-xla" serve with TensorFlow
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,19 @@ log = logging.getLogger(__name__)
 # At most this many of the shop's photos (spread over the catalogue) calibrate int8 and run
 # the gate: enough for stable figures, few enough that measuring takes about a minute.
 CALIBRATION_PHOTOS = 96
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An advisory lock on `lock_path` (created if needed) between processes of this machine;
+    the kernel releases it if the holder dies."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class ModelLoader:
@@ -77,7 +92,11 @@ class ModelLoader:
         if runtime == "auto":
             decision = self.current_decision(spec)
             if decision is None:
-                decision = self.decide(spec)
+                # Several processes starting at once on a new CPU (the bot and the web server,
+                # say): one measures, the others wait for its record instead of competing for
+                # the cores with measurements of their own.
+                with _exclusive(files.decision.with_suffix(".lock")):
+                    decision = self.current_decision(spec) or self.decide(spec)
             runtime = decision.chosen
         if runtime in SERVED_RUNTIMES:
             served = load_served(files, spec, runtime)

@@ -3,13 +3,18 @@
 This module orchestrates; each section lives in its own module and runs in its own Python
 process (`python -m tools.bench SECTION ARGS_JSON`, see tools.bench_common.run_section):
 
-- machine, runtime   tools.bench_runtimes: GEMM peak and the featurisation limit; the seed's
-                     loop against each featurisation runtime
+- machine            tools.bench_runtimes: GEMM peak and the featurisation limit
+- choice             tools.bench_choice: what MODEL_RUNTIME=auto chooses on this CPU (every
+                     runtime measured on catalogue photos, int8 quantised, the record
+                     written beside the model): every later section serves that choice
+- runtime            tools.bench_runtimes: the seed's loop against each runtime (float32,
+                     bf16 where the CPU has it, int8, `auto`), with fidelity and peak memory
 - pipeline           tools.bench_pipeline: featurise_files and `catalog import` of
                      ../shared/footwear/catalog into a fresh database; one customer search;
                      50 customers at once through `engine.search_photo`; a long stream with a
                      stub model (bounded memory)
 - startup            tools.bench_startup: the bot's start as bot/app.py's post_init does it
+- goals              tools.bench_choice.goal_rows: the issue's ratios, from this one run
 - index              tools.bench_index: VectorIndex against the seed's re-fitted
                      NearestNeighbors at 300 real and 10k/100k/1M synthetic vectors
 - pgvector           tools.bench_pg, opt-in (`--pgvector`, never in --quick): the k-nearest
@@ -36,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench_common import Row, emit, format_table, quiet_logs, row, run_section
+from tools.bench_modes import MODES, Mode
 
 __all__ = [
     "MODES",
@@ -48,82 +54,6 @@ __all__ = [
     "format_table",
     "run_benchmarks",
 ]
-
-
-@dataclass(frozen=True)
-class Mode:
-    name: str
-    seed_images: int  # images through the seed's one-at-a-time loop
-    runtime_images: int  # images per runtime variant (batched)
-    variants: tuple[str, ...]
-    featurise_images: int  # images through featurise_files / catalog import (0: all)
-    searches: int
-    customers: int
-    load_rounds: int
-    stream_images: int  # images through the stub-model stream (memory check)
-    index_sizes: tuple[int, ...]
-    index_queries: int
-    seed_queries: dict[int, int]  # NearestNeighbors re-fit queries per size
-
-
-MODES = {
-    "smoke": Mode(
-        name="smoke",
-        seed_images=2,
-        runtime_images=4,
-        variants=("seed", "openvino b4"),
-        featurise_images=8,
-        searches=3,
-        customers=6,
-        load_rounds=1,
-        stream_images=64,
-        index_sizes=(300, 10_000),
-        index_queries=50,
-        seed_queries={300: 5, 10_000: 2},
-    ),
-    "quick": Mode(
-        name="quick",
-        seed_images=6,
-        runtime_images=32,
-        variants=("seed", "keras b32", "openvino b1", "openvino b32", "onnxruntime b8"),
-        featurise_images=64,
-        searches=15,
-        customers=50,
-        load_rounds=1,
-        stream_images=2_000,
-        index_sizes=(300, 10_000, 100_000),
-        index_queries=200,
-        seed_queries={300: 20, 10_000: 10, 100_000: 3},
-    ),
-    "full": Mode(
-        name="full",
-        seed_images=24,
-        runtime_images=96,
-        variants=(
-            "seed",
-            "keras b1",
-            "keras b8",
-            "keras b32",
-            "keras b32 intra2-inter1",
-            "keras b32 onednn-off",
-            "keras-xla b32",
-            "openvino b1",
-            "openvino b8",
-            "openvino b32",
-            "onnxruntime b8",
-            "onnxruntime b32",
-            "openvino-bf16 b32",
-        ),
-        featurise_images=0,
-        searches=50,
-        customers=50,
-        load_rounds=3,
-        stream_images=30_000,
-        index_sizes=(300, 10_000, 100_000, 1_000_000),
-        index_queries=500,
-        seed_queries={300: 50, 10_000: 20, 100_000: 5, 1_000_000: 3},
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -186,6 +116,7 @@ class Options:
 # (TensorFlow, faiss, psycopg load where they are needed).
 SECTIONS: dict[str, tuple[str, str]] = {
     "machine": ("tools.bench_runtimes", "section_machine"),
+    "choice": ("tools.bench_choice", "section_choice"),
     "runtime": ("tools.bench_runtimes", "section_runtime"),
     "pipeline": ("tools.bench_pipeline", "section_pipeline"),
     "startup": ("tools.bench_startup", "section_startup"),
@@ -210,7 +141,7 @@ def run_benchmarks(
     options: Options, progress: Callable[[str], None] = lambda _m: None
 ) -> dict[str, Any]:
     """Every section in turn; the results as one JSON-ready dict with a "table"."""
-    from tools.bench_runtimes import compare_vectors, variant_env
+    from tools.bench_runtimes import fidelity_vs_float32, variant_env
 
     mode = MODES[options.mode]
     started = time.time()
@@ -232,20 +163,38 @@ def run_benchmarks(
         "machine", {"n": 2048 if small else 4096, "repeats": 3 if small else 7}, env=clean
     )
 
+    progress("choice: MODEL_RUNTIME=auto measures every runtime on catalogue photos")
+    results["choice"] = run_section(
+        "choice",
+        {
+            **common,
+            "calibration_count": mode.calibration_photos,
+            "bench_seconds": mode.choice_seconds,
+            "reuse": small,  # smoke: a record still valid here (the test session's) is kept
+        },
+    )
+
     runtimes = []
     for variant in mode.variants:
         progress(f"featurisation runtime: {variant}")
         images = mode.seed_images if variant == "seed" else mode.runtime_images
-        agreement = mode.name == "full" and variant.startswith("openvino-bf16")
         measured = run_section(
             "runtime",
-            {**common, "variant": variant, "images": images, "agreement": agreement},
+            {
+                **common,
+                "variant": variant,
+                "images": images,
+                "min_seconds": mode.runtime_seconds,
+                "fidelity_photos": mode.fidelity_photos,
+            },
             env=variant_env(variant),
         )
         measured.setdefault("variant", variant)
         runtimes.append(measured)
-    compare_vectors(runtimes)
+    fidelity_vs_float32(runtimes)
     results["runtimes"] = runtimes
+    # The production sections serve what auto chose (the record the choice step wrote).
+    auto_env = {**os.environ, "MODEL_RUNTIME": "auto"}
 
     progress("pipeline: featurise, catalogue import, searches, customers at once")
     results["pipeline"] = run_section(
@@ -259,12 +208,13 @@ def run_benchmarks(
             "load_rounds": mode.load_rounds,
             "stream_images": mode.stream_images,
         },
+        env=auto_env,
     )
 
     progress("bot start: engine, model from MODELS_DIR, warm-up, inference worker")
     catalogue = str(options.workdir / "pipeline" / "catalogue")
     results["startup"] = run_section(
-        "startup", {**common, "catalogue": catalogue, "t0": time.time()}
+        "startup", {**common, "catalogue": catalogue, "t0": time.time()}, env=auto_env
     )
     if mode.name == "full":  # the same start with the model on plain Keras, for comparison
         keras_env = {**os.environ, "MODEL_RUNTIME": "keras"}
@@ -325,12 +275,14 @@ def _plugged_to_run(options: Options) -> list[PluggedSection]:
 def build_table(results: dict[str, Any]) -> list[Row]:
     """Rows of (section, measure, value, target, verdict) from the results (of any sections:
     a missing or failed one gives no rows or an error row)."""
+    from tools.bench_choice import choice_rows, goal_rows
     from tools.bench_index import index_rows
     from tools.bench_pipeline import pipeline_rows
     from tools.bench_runtimes import machine_rows, runtime_rows
     from tools.bench_startup import startup_rows
 
-    rows = machine_rows(results) + runtime_rows(results) + pipeline_rows(results)
+    rows = machine_rows(results) + choice_rows(results) + runtime_rows(results)
+    rows += pipeline_rows(results)
     rows += index_rows(results)
     if "pgvector" in results:
         from tools.bench_pg import table_rows
@@ -340,6 +292,8 @@ def build_table(results: dict[str, Any]) -> list[Row]:
         ]
     for key in ("startup", "startup_keras"):
         rows += startup_rows(results.get(key, {}))
+    if "pipeline" in results or "startup" in results:
+        rows += goal_rows(results)
     for plugged in PLUGGED_SECTIONS:
         section = results.get(plugged.name)
         if section is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,7 @@ def section_pipeline(args: dict[str, Any]) -> dict[str, Any]:
     # 5. A long stream with a stub model: memory stays bounded whatever the length.
     result["stream"] = _stream(root / "stream", args, photos, int(args["stream_images"]))
     result["peak_rss_mb"] = proc_status_mb("VmHWM")
+    result["tensorflow_imported"] = "tensorflow" in sys.modules
     return result
 
 
@@ -205,14 +207,15 @@ def pipeline_rows(results: dict[str, Any]) -> list[Row]:
         rows.append(
             row(
                 "featurise",
-                f"production pipeline, JPEG decoding included ({pipe.get('runtime')}, "
+                f"production pipeline, JPEG decoding included ({pipe.get('runtime')}"
+                f"{', TensorFlow imported' if pipe.get('tensorflow_imported') else ''}, "
                 f"batch {lookup(pipe, 'featurise', 'batch_size')}, "
                 f"{lookup(pipe, 'featurise', 'images')} images)",
                 f"{feat:.2f} images/s"
                 + (f", {100 * feat / limit:.0f}% of limit" if limit else "")
                 + (f", x{feat / seed_ips:.1f} seed" if seed_ips else ""),
-                ">= 70% of limit and >= x3 seed",
-                bool(limit and seed_ips and feat >= 0.7 * limit and feat >= 3 * seed_ips),
+                ">= 70% of limit",
+                bool(limit and feat >= 0.7 * limit),
             )
         )
     imp = lookup(pipe, "import", "images_per_s")
@@ -220,8 +223,8 @@ def pipeline_rows(results: dict[str, Any]) -> list[Row]:
         rows.append(
             row(
                 "featurise",
-                f"`catalog import` end to end ({lookup(pipe, 'import', 'images')} photos, "
-                "fresh database)",
+                f"`catalog import` end to end ({pipe.get('runtime')}, "
+                f"{lookup(pipe, 'import', 'images')} photos, fresh database)",
                 f"{imp:.2f} images/s" + (f", x{imp / seed_ips:.1f} seed" if seed_ips else ""),
             )
         )

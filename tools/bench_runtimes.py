@@ -4,11 +4,14 @@ VGG16 at all, and how fast each featurisation runtime gets.
 - machine: cores, CPU, numpy float32 GEMM peak (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset in
   that process only) and the featurisation limit derived from it;
 - runtime: one process per variant: the seed's loop (decode, then model.predict on a batch of
-  one, np.append), Keras tf.function, XLA, thread and oneDNN settings, OpenVINO, ONNX Runtime;
-  images/s on preprocessed batches, load time, peak memory, and how far each variant's vectors
-  are from Keras' on the same 8 photos.
+  one, np.append), Keras tf.function, XLA, thread and oneDNN settings (search.extractor, with
+  TensorFlow), and the served runtimes as the application loads them (search.model_loader,
+  from the exported files, no TensorFlow): OpenVINO float32, bfloat16 (where the CPU has it),
+  int8, ONNX Runtime, and `auto` (the runtime the choice step recorded); images/s on
+  preprocessed batches, load time, peak memory, and each variant's fidelity to float32 Keras
+  on the same catalogue photos (search.fidelity: mean cosine, top-8 overlap).
 
-These drive the model directly (search.extractor): they compare runtimes, not the engine.
+These drive the model directly: they compare runtimes, not the engine.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import importlib.util
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,9 +32,10 @@ from tools.bench_common import Row, catalog_photos, lookup, proc_status_mb, row
 __all__ = [
     "ISSUE_GFLOP_PER_IMAGE",
     "VGG16_CONV_GMAC",
-    "compare_vectors",
     "conv_macs",
     "featurisation_limit",
+    "fidelity_files",
+    "fidelity_vs_float32",
     "machine_rows",
     "runtime_rows",
     "section_machine",
@@ -66,7 +71,8 @@ def _cpu_description() -> tuple[str, str]:
         (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
         "",
     )
-    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in text]
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+    flags = [f for f in wanted if f" {f}" in text]
     return cpu, " ".join(flags)
 
 
@@ -126,10 +132,20 @@ def variant_env(variant: str) -> dict[str, str]:
     return env
 
 
-def _load_extractor(args: dict[str, Any], runtime: str) -> Any:
-    from search.extractor import VGG16Extractor
+SERVED = ("openvino", "openvino-bf16", "openvino-int8", "onnxruntime", "auto")
 
-    return VGG16Extractor.load(
+
+def fidelity_files(photos: list[Path], count: int) -> list[Path]:
+    """`count` catalogue photos spread over it, none of those the choice step calibrated int8
+    on (tools.bench_choice.calibration_files takes every step-th from the first)."""
+    step = max(1, len(photos) // max(1, count))
+    return photos[step // 2 :: step][:count]
+
+
+def _load_keras(args: dict[str, Any], runtime: str) -> Any:
+    from search.extractor import KerasExtractor
+
+    return KerasExtractor.load(
         models_dir=Path(args["models_dir"]),
         weights=str(args["weights"]),
         seed=int(args["seed"]),
@@ -137,91 +153,106 @@ def _load_extractor(args: dict[str, Any], runtime: str) -> Any:
     )
 
 
+def _load_served(args: dict[str, Any], runtime: str, photos: list[Path]) -> Any:
+    """The model as the application serves `runtime` ("auto": the recorded choice), from its
+    exported file; Keras only when that file is missing (the row then says TensorFlow)."""
+    from search.model_loader import ModelLoader
+
+    loader = ModelLoader(
+        models_dir=Path(args["models_dir"]),
+        weights=str(args["weights"]),
+        seed=int(args["seed"]),
+        runtime=runtime,
+        calibration_photos=lambda limit: [p.read_bytes() for p in photos[:limit]],
+    )
+    return loader("vgg16")
+
+
+def _unavailable(runtime: str, args: dict[str, Any]) -> str | None:
+    """Why `runtime` cannot be measured here, or None."""
+    package = "onnxruntime" if runtime == "onnxruntime" else "openvino"
+    if runtime in SERVED and runtime != "auto" and importlib.util.find_spec(package) is None:
+        return f"not installed: {package}"
+    if runtime == "openvino-bf16":
+        import openvino as ov
+
+        if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            return "this CPU has no native bfloat16 (OpenVINO would run float32 under that name)"
+    if runtime == "openvino-int8":
+        from search.model_files import ModelFiles, cached_model_path
+
+        keras = cached_model_path(Path(args["models_dir"]), str(args["weights"]), int(args["seed"]))
+        if not ModelFiles(keras).fresh(ModelFiles(keras).int8_xml):
+            return "no int8 IR beside the model (the choice step makes it; is nncf installed?)"
+    return None
+
+
 def section_runtime(args: dict[str, Any]) -> dict[str, Any]:
-    """One runtime variant: load, warm up, featurise preprocessed batches (or the seed loop)."""
+    """One runtime variant: load, warm up, featurise preprocessed batches (or the seed loop)
+    for at least `images` images and `min_seconds`; then the vectors of `fidelity_photos`
+    photos, for fidelity_vs_float32."""
     from search.preprocess import preprocess_image
 
     variant = str(args["variant"])
     runtime, batch, _ = _parse_variant(variant)
-    # Whether the runtime's packages are installed, without importing them here (only the
-    # extractor imports TensorFlow and its converters).
-    needed: tuple[str, ...] = {"onnxruntime": ("onnxruntime", "tf2onnx")}.get(runtime, ())
-    if runtime.startswith("openvino"):
-        needed = ("openvino",)
-    missing = [name for name in needed if importlib.util.find_spec(name) is None]
-    if missing:
-        return {"variant": variant, "skipped": f"not installed: {missing[0]}"}
+    reason = _unavailable(runtime, args)
+    if reason:
+        return {"variant": variant, "skipped": reason}
     photos = catalog_photos(Path(args["data"]))
     started = time.perf_counter()
-    extractor = _load_extractor(args, "keras" if runtime == "seed" else runtime)
+    if runtime in SERVED:
+        model = _load_served(args, runtime, photos)
+    else:
+        model = _load_keras(args, "keras" if runtime == "seed" else runtime)
     load_s = time.perf_counter() - started
-    result: dict[str, Any] = {"variant": variant, "runtime": extractor.runtime, "load_s": load_s}
-    count = int(args["images"])
-    probe = np.stack([preprocess_image(p.read_bytes()) for p in photos[:8]])  # (8, 224, 224, 3)
+    result: dict[str, Any] = {"variant": variant, "runtime": model.runtime, "load_s": load_s}
+    count, min_seconds = int(args["images"]), float(args.get("min_seconds", 0.0))
     if runtime == "seed":
         # The seed: decode one photo, model.predict on a batch of one, np.append to the store.
-        model = extractor.keras_model
-        model.predict(probe[:1], verbose=0)  # warm-up, as the seed's first image would be
+        keras_model = model.keras_model
+        first = preprocess_image(photos[0].read_bytes())[np.newaxis]
+        keras_model.predict(first, verbose=0)  # warm-up, as the seed's first image would be
         store = np.zeros((0, 512), dtype=np.float32)
         started = time.perf_counter()
         for path in photos[:count]:
             x = preprocess_image(path.read_bytes())
-            store = np.append(store, model.predict(x[np.newaxis], verbose=0), axis=0)
+            store = np.append(store, keras_model.predict(x[np.newaxis], verbose=0), axis=0)
         elapsed = time.perf_counter() - started
         result.update(images=count, seconds=elapsed, images_per_s=count / elapsed)
     else:
         pixels = np.stack([preprocess_image(p.read_bytes()) for p in photos[: max(batch, 1)]])
         warm = time.perf_counter()
-        extractor.embed(pixels[:batch])  # first call: tracing / compilation
+        model.embed(pixels[:batch])  # first call: tracing / compilation
         result["first_call_s"] = time.perf_counter() - warm
-        rounds = max(1, count // batch)
-        timings = []
-        for _ in range(rounds):
+        timings: list[float] = []
+        while len(timings) < max(1, count // batch) or sum(timings) < min_seconds:
             t0 = time.perf_counter()
-            extractor.embed(pixels[:batch])
+            model.embed(pixels[:batch])
             timings.append(time.perf_counter() - t0)
         result.update(
-            images=rounds * batch,
+            images=len(timings) * batch,
             seconds=sum(timings),
-            images_per_s=rounds * batch / sum(timings),
+            images_per_s=len(timings) * batch / sum(timings),
             batch_ms_median=1000 * statistics.median(timings),
         )
-    result["vectors"] = extractor.embed(probe).tolist()  # (8, 512), for compare_vectors
-    result["peak_rss_mb"] = proc_status_mb("VmHWM")
-    if args.get("agreement"):
-        result["agreement_vs_float32"] = _agreement(extractor, photos, args)
+    result["peak_rss_mb"] = proc_status_mb("VmHWM")  # before the fidelity pass below
+    result["tensorflow_imported"] = "tensorflow" in sys.modules
+    probe = fidelity_files(photos, int(args.get("fidelity_photos", 0)))
+    vectors = [
+        model.embed(np.stack([preprocess_image(p.read_bytes()) for p in probe[i : i + 32]]))
+        for i in range(0, len(probe), 32)
+    ]
+    if vectors:
+        result["vectors"] = np.concatenate(vectors).tolist()  # (n, 512): fidelity_vs_float32
     return result
 
 
-def _agreement(extractor: Any, photos: list[Path], args: dict[str, Any]) -> dict[str, float]:
-    """Every catalogue photo featurised by `extractor` and by float32 OpenVINO (= Keras to
-    ~1e-7): cosine between the two vectors, and how many of each photo's 8 nearest other
-    photos stay the same."""
-    from search.preprocess import preprocess_image
-
-    reference = _load_extractor(args, "openvino")
-    ours, theirs = [], []
-    for start in range(0, len(photos), 32):
-        batch = np.stack([preprocess_image(p.read_bytes()) for p in photos[start : start + 32]])
-        ours.append(extractor.embed(batch))
-        theirs.append(reference.embed(batch))
-    a, b = np.concatenate(ours), np.concatenate(theirs)  # (n, 512) each
-    a /= np.linalg.norm(a, axis=1, keepdims=True)
-    b /= np.linalg.norm(b, axis=1, keepdims=True)
-    same = 0
-    for sims_a, sims_b, i in zip(a @ a.T, b @ b.T, range(len(a)), strict=True):
-        sims_a[i] = sims_b[i] = -np.inf
-        same += len(set(np.argsort(-sims_a)[:8]) & set(np.argsort(-sims_b)[:8]))
-    return {
-        "photos": len(a),
-        "min_cosine": float((a * b).sum(axis=1).min()),
-        "top8_overlap": same / (8 * len(a)),
-    }
-
-
-def compare_vectors(runtimes: list[dict[str, Any]]) -> None:
-    """How far each runtime's vectors are from Keras' (float32) on the same 8 photos; the
+def fidelity_vs_float32(runtimes: list[dict[str, Any]]) -> None:
+    """Each runtime's fidelity to float32 Keras (search.fidelity: mean cosine, top-8 overlap)
+    on the same catalogue photos; the reference is the seed loop's model (Keras float32). The
     vectors themselves are dropped from the results."""
+    from search.fidelity import measure_fidelity
+
     reference = next(
         (
             np.asarray(r["vectors"])
@@ -232,14 +263,14 @@ def compare_vectors(runtimes: list[dict[str, Any]]) -> None:
     )
     for r in runtimes:
         vectors = r.pop("vectors", None)
-        if reference is None or vectors is None:
+        if reference is None or vectors is None or len(reference) <= 8:
             continue
-        v = np.asarray(vectors)
-        cos = (v * reference).sum(1) / (
-            np.linalg.norm(v, axis=1) * np.linalg.norm(reference, axis=1) + 1e-30
-        )
-        r["max_rel_diff_vs_keras"] = float(np.abs(v - reference).max() / np.abs(reference).max())
-        r["min_cosine_vs_keras"] = float(cos.min())
+        fidelity = measure_fidelity(reference, np.asarray(vectors))
+        r["fidelity_vs_float32"] = {
+            "cosine": fidelity.cosine,
+            "top8_overlap": fidelity.top8_overlap,
+            "photos": fidelity.photos,
+        }
 
 
 # ---- the table -------------------------------------------------------------------------------
@@ -298,24 +329,28 @@ def runtime_rows(results: dict[str, Any]) -> list[Row]:
             continue
         ips = r.get("images_per_s", 0.0)
         seed = r["variant"] == "seed"
-        name = (
-            "seed loop (decode + predict(batch of 1) + np.append)"
-            if seed
-            else f"{r['variant']} (preprocessed batches)"
-        )
+        if seed:
+            name = "seed loop (decode + predict(batch of 1) + np.append)"
+        elif r["variant"].startswith("auto"):
+            name = (
+                f"{r['variant']} = {r.get('runtime')} (the recorded choice, preprocessed batches)"
+            )
+        else:
+            name = f"{r['variant']} (preprocessed batches)"
         extra = [f"{ips:.2f} images/s"]
         if seed_ips and not seed:
             extra.append(f"x{ips / seed_ips:.1f} seed")
         if limit:
             extra.append(f"{100 * ips / limit:.0f}% of limit")
-        extra.append(f"peak {r.get('peak_rss_mb', 0):.0f} MB")
-        if "min_cosine_vs_keras" in r and not seed:
-            extra.append(f"max rel diff vs Keras {r['max_rel_diff_vs_keras']:.1e}")
-        agree = r.get("agreement_vs_float32")
-        if agree:
+        fidelity = r.get("fidelity_vs_float32")
+        if seed:
+            extra.append("its model is the float32 reference")
+        elif fidelity:
             extra.append(
-                f"vs float32 on {agree['photos']} photos: cosine >= {agree['min_cosine']:.6f}, "
-                f"top-8 neighbours {100 * agree['top8_overlap']:.1f}% the same"
+                f"vs float32 on {fidelity['photos']} photos: cosine {fidelity['cosine']:.5f}, "
+                f"top-8 {100 * fidelity['top8_overlap']:.1f}%"
             )
+        extra.append(f"peak {r.get('peak_rss_mb', 0):.0f} MB")
+        extra.append("TensorFlow imported" if r.get("tensorflow_imported") else "no TensorFlow")
         rows.append(row("featurise", name, ", ".join(extra)))
     return rows

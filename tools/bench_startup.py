@@ -1,11 +1,14 @@
 """The `startup` section of `lookalike bench`: the bot's start without Telegram, as bot/app.py's
 post_init does it (the engine from Settings, the model from MODELS_DIR and one warm-up
 inference, the orphan-file sweep, the batching worker started): seconds to ready and resident
-memory, then after a burst of 8 customers."""
+memory, then after a burst of 8 customers. With MODEL_RUNTIME=auto and the runtime record
+present, the model is served from its exported file: whether TensorFlow was imported is
+recorded too."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ def section_startup(args: dict[str, Any]) -> dict[str, Any]:
         await engine.start()
         ready = time.time()
         rss_ready = proc_status_mb("VmRSS")
+        tensorflow_at_ready = "tensorflow" in sys.modules
         # Then a burst of 8 customers, to see the memory of a working bot.
         data = next((root / "media").rglob("*.jpg")).read_bytes()
         await asyncio.gather(*(engine.search_photo(data, SearchQuery(), BENCH) for _ in range(8)))
@@ -55,6 +59,8 @@ def section_startup(args: dict[str, Any]) -> dict[str, Any]:
             "rss_ready_mb": rss_ready,
             "rss_after_searches_mb": proc_status_mb("VmRSS"),
             "peak_rss_mb": proc_status_mb("VmHWM"),
+            "tensorflow_imported": tensorflow_at_ready,
+            "tensorflow_after_searches": "tensorflow" in sys.modules,
         }
         engine.close()
         return result
@@ -80,5 +86,13 @@ def startup_rows(start: dict[str, Any]) -> list[Row]:
             f"resident memory ({start['runtime']})",
             f"{start['rss_ready_mb']:.0f} MB ready, {start['rss_after_searches_mb']:.0f} MB "
             f"after 8 searches (peak {start['peak_rss_mb']:.0f} MB)",
+        ),
+        row(
+            "bot",
+            f"TensorFlow imported ({start['runtime']})",
+            ("yes" if start.get("tensorflow_imported") else "no")
+            + " at ready, "
+            + ("yes" if start.get("tensorflow_after_searches") else "no")
+            + " after 8 searches",
         ),
     ]

@@ -29,7 +29,7 @@ def serve_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
             "PYTHONPATH": str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
             "WEB_HOST": "127.0.0.1",
             "WEB_PORT": str(port),
-            "MODEL_RUNTIME": "keras",
+            "MODEL_RUNTIME": "auto",  # the runtime recorded for this CPU, no TensorFlow
             **extra,
         }
     )
