@@ -264,3 +264,45 @@ def test_bot_without_token_says_so(
     err = capsys.readouterr().err
     assert "TELEGRAM_BOT_TOKEN" in err and "Traceback" not in err
     assert os.environ.get("TELEGRAM_BOT_TOKEN") is None
+
+
+def test_model_list_shows_the_runtime_auto_chose_and_its_figures(
+    cli_env: Settings, extractor: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search import ModelLoader
+
+    decision = ModelLoader(
+        models_dir=cli_env.models_dir, weights="none", seed=cli_env.model_seed
+    ).current_decision("vgg16")
+    assert decision is not None
+    assert main(["model", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"auto: {decision.chosen}" in out and "300/300" in out
+    assert "RUNTIME" in out and "IMAGES/S" in out and "TOP-8 KEPT" in out
+    for trial in decision.trials:  # every runtime measured, with its verdict
+        verdict = "chosen" if trial.runtime == decision.chosen else trial.refused or "passed"
+        assert any(
+            line.startswith(trial.runtime) and line.rstrip().endswith(verdict)
+            for line in out.splitlines()
+        ), (trial, out)
+    assert "random weights: the gate checks the mechanism" in out
+
+
+def test_model_build_reuses_this_cpus_choice(
+    cli_env: Settings, extractor: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = next(cli_env.models_dir.glob("vgg16_avgpool-random-seed*.runtime.json"))
+    before = record.read_text()
+    assert main(["model", "build"]) == 0
+    out = capsys.readouterr().out
+    chosen = json.loads(before)["chosen"]
+    assert f"runtime: {chosen}" in out and f"on {chosen}" in out
+    assert record.read_text() == before  # not measured again
+
+
+def test_an_explicit_runtime_is_shown_as_such(
+    cli_env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MODEL_RUNTIME", "keras")
+    assert main(["model", "list"]) == 0
+    assert "keras (MODEL_RUNTIME)" in capsys.readouterr().out
