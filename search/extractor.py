@@ -52,7 +52,7 @@ from search.model_files import (
     cached_model_path,
     write_atomically,
 )
-from search.served import Forward, onnxruntime_forward, openvino_forward
+from search.served import Forward, embed_checked, onnxruntime_forward, openvino_forward
 
 __all__ = [
     "RUNTIMES",
@@ -394,14 +394,7 @@ class KerasExtractor:
         (H, W) is `input_size`; the preprocessing is `spec.preprocessing` (VGG16: 224x224,
         caffe), as search.preprocess.to_model_input produces it.
         """
-        expected = self.spec.input_shape
-        if batch.ndim != 4 or batch.shape[1:] != expected:
-            raise ValueError(f"expected (n, {', '.join(map(str, expected))}), got {batch.shape}")
-        if batch.shape[0] == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        contiguous = np.ascontiguousarray(batch, dtype=np.float32)
-        with self._lock:
-            return self._run(contiguous)
+        return embed_checked(self._run, self._lock, self.spec, batch)
 
     def warm_up(self) -> None:
         """Run one batch so the first customer does not pay for graph tracing."""

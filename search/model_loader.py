@@ -16,6 +16,7 @@ import fcntl
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from search.runtime_choice import (
 )
 from search.runtime_record import RuntimeDecision, cpu_signature, read_decision, write_decision
 from search.served import SERVED_RUNTIMES, load_served
+
+if TYPE_CHECKING:
+    from search.extractor import KerasExtractor
 
 __all__ = ["CALIBRATION_PHOTOS", "ModelLoader"]
 
@@ -137,18 +141,10 @@ class ModelLoader:
     def decide(self, backbone: str | BackboneSpec) -> RuntimeDecision:
         """Build (or load) the Keras model, measure every runtime on the shop's photos,
         record and return the decision. Imports TensorFlow."""
-        from search.extractor import KerasExtractor
-
         spec = backbone_spec(backbone)
         files = self.files(spec)
         say = self._progress or log.warning
-        reference = KerasExtractor.load(
-            models_dir=self.models_dir,
-            backbone=spec,
-            weights=self.weights,
-            seed=self.seed,
-            runtime="keras",
-        )
+        reference = self._keras(spec, "keras")
         photos = self._photo_inputs(spec)
         weights = self.weights if self.weights in ("imagenet", "none") else "file"
         if len(photos) < MIN_CALIBRATION_PHOTOS:
@@ -176,15 +172,7 @@ class ModelLoader:
     def _export(self, spec: BackboneSpec, runtime: str) -> None:
         """Export what an explicitly chosen served runtime needs (int8: quantised on the
         shop's photos, or generated probes when there are too few)."""
-        from search.extractor import KerasExtractor
-
-        keras = KerasExtractor.load(
-            models_dir=self.models_dir,
-            backbone=spec,
-            weights=self.weights,
-            seed=self.seed,
-            runtime="keras",
-        )
+        keras = self._keras(spec, "keras")
         if runtime == "onnxruntime":
             keras.export_onnx()
             return
@@ -196,7 +184,8 @@ class ModelLoader:
             samples = photos if len(photos) >= MIN_CALIBRATION_PHOTOS else probe_images(spec)
             quantize_int8(xml, self.files(spec).int8_xml, samples)
 
-    def _keras(self, spec: BackboneSpec, runtime: str) -> Featurizer:
+    def _keras(self, spec: BackboneSpec, runtime: str) -> KerasExtractor:
+        """The Keras model (built and cached on first use): imports TensorFlow."""
         from search.extractor import KerasExtractor
 
         return KerasExtractor.load(

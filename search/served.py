@@ -23,6 +23,7 @@ __all__ = [
     "SERVED_RUNTIMES",
     "Forward",
     "ServedFeaturizer",
+    "embed_checked",
     "load_served",
     "onnxruntime_forward",
     "openvino_forward",
@@ -89,6 +90,21 @@ def forward_for(files: ModelFiles, runtime: str) -> Forward:
     return openvino_forward(path, _OPENVINO_PRECISION[runtime])
 
 
+def embed_checked(
+    forward: Forward, lock: threading.Lock, spec: BackboneSpec, batch: np.ndarray
+) -> np.ndarray:
+    """`forward(batch)` under `lock`, once the batch is checked: (n, H, W, 3) in the
+    backbone's input shape -> (n, dim) float32; an empty batch never reaches the runtime."""
+    expected = spec.input_shape
+    if batch.ndim != 4 or batch.shape[1:] != expected:
+        raise ValueError(f"expected (n, {', '.join(map(str, expected))}), got {batch.shape}")
+    if batch.shape[0] == 0:
+        return np.zeros((0, spec.dim), dtype=np.float32)
+    contiguous = np.ascontiguousarray(batch, dtype=np.float32)
+    with lock:
+        return forward(contiguous)
+
+
 class ServedFeaturizer:
     """A backbone's avg-pool features from an exported file. `embed` is thread-safe (calls
     are serialised: one inference request)."""
@@ -105,14 +121,7 @@ class ServedFeaturizer:
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """(n, H, W, 3) float32 images preprocessed for this backbone -> (n, dim) float32."""
-        expected = self.spec.input_shape
-        if batch.ndim != 4 or batch.shape[1:] != expected:
-            raise ValueError(f"expected (n, {', '.join(map(str, expected))}), got {batch.shape}")
-        if batch.shape[0] == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        contiguous = np.ascontiguousarray(batch, dtype=np.float32)
-        with self._lock:
-            return self._forward(contiguous)
+        return embed_checked(self._forward, self._lock, self.spec, batch)
 
     def warm_up(self) -> None:
         """Run one batch so the first customer does not pay for the first inference."""

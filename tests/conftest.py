@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,7 +74,11 @@ def keras_extractor(models_dir: Path) -> KerasExtractor:
     return model
 
 
-def session_model_loader(models_dir: Path, catalog_photos: list[Path]) -> ModelLoader:
+def session_model_loader(
+    models_dir: Path,
+    catalog_photos: list[Path],
+    progress: Callable[[str], None] | None = None,
+) -> ModelLoader:
     """The application's model loader over the session's models folder, calibrating on 24
     of the shop's photos with short measurements (the application takes 96, 2 s each)."""
     spread = catalog_photos[:: max(1, len(catalog_photos) // 24)]
@@ -85,6 +89,7 @@ def session_model_loader(models_dir: Path, catalog_photos: list[Path]) -> ModelL
         calibration_photos=lambda limit: [p.read_bytes() for p in spread[:limit]],
         calibration_count=24,
         bench_seconds=0.3,
+        progress=progress,
     )
 
 

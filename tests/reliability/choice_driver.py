@@ -11,17 +11,11 @@ from pathlib import Path
 
 
 def main(models_dir: Path, photos_dir: Path) -> None:
-    from search.model_loader import ModelLoader
-    from tests.conftest import MODEL_SEED
+    from tests.conftest import session_model_loader
 
-    photos = sorted(photos_dir.glob("*.jpg"))[::12][:24]
-    loader = ModelLoader(
-        models_dir=models_dir,
-        weights="none",
-        seed=MODEL_SEED,
-        calibration_photos=lambda limit: [p.read_bytes() for p in photos[:limit]],
-        calibration_count=24,
-        bench_seconds=0.3,
+    loader = session_model_loader(
+        models_dir,
+        sorted(photos_dir.glob("*.jpg")),
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print("ready", file=sys.stderr, flush=True)
