@@ -102,14 +102,17 @@ class ModelLoader:
                 with _exclusive(files.decision.with_suffix(".lock")):
                     decision = self.current_decision(spec) or self.decide(spec)
             runtime = decision.chosen
-        if runtime in SERVED_RUNTIMES:
-            served = load_served(files, spec, runtime)
+        # A served runtime that cannot run here after all (bfloat16 announced by the CPU plugin
+        # but not compiled under ONEDNN_MAX_CPU_ISA, say) falls back to float32 OpenVINO, the
+        # same numbers as Keras, then to Keras itself.
+        for candidate in dict.fromkeys([runtime, "openvino"] if runtime in SERVED_RUNTIMES else []):
+            served = load_served(files, spec, candidate)
             if served is None:  # not exported yet (or stale): Keras exports it, then serve
-                self._export(spec, runtime)
-                served = load_served(files, spec, runtime)
+                self._export(spec, candidate)
+                served = load_served(files, spec, candidate)
             if served is not None:
                 return served
-            log.warning("%s cannot serve %s: running it on Keras", runtime, spec.model_name)
+            log.warning("%s cannot serve %s here", candidate, spec.model_name)
             runtime = "keras"
         return self._keras(spec, runtime)
 

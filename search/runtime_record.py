@@ -55,7 +55,11 @@ def cpu_signature() -> str:
         if f
         in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
     )
-    return f"{model}, {os.cpu_count() or 1} cores, flags {digest} ({shown or 'no AVX2'})"
+    signature = f"{model}, {os.cpu_count() or 1} cores, flags {digest} ({shown or 'no AVX2'})"
+    # oneDNN (OpenVINO's and TensorFlow's kernels) can be held below what the CPU has: then the
+    # runtimes run as on that smaller CPU, and a choice made either way is not the other's.
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip()
+    return f"{signature}, ONEDNN_MAX_CPU_ISA={limit}" if limit else signature
 
 
 @dataclass(frozen=True, slots=True)
