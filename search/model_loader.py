@@ -34,7 +34,7 @@ from search.runtime_choice import (
     provisional_decision,
 )
 from search.runtime_record import RuntimeDecision, cpu_signature, read_decision, write_decision
-from search.served import SERVED_RUNTIMES, load_served
+from search.served import SERVED_RUNTIMES, load_served, runtime_file
 
 if TYPE_CHECKING:
     from search.extractor import KerasExtractor
@@ -106,10 +106,9 @@ class ModelLoader:
         # but not compiled under ONEDNN_MAX_CPU_ISA, say) falls back to float32 OpenVINO, the
         # same numbers as Keras, then to Keras itself.
         for candidate in dict.fromkeys([runtime, "openvino"] if runtime in SERVED_RUNTIMES else []):
+            if not files.fresh(runtime_file(files, candidate)):
+                self._export(spec, candidate)  # not exported yet (or stale): Keras exports it
             served = load_served(files, spec, candidate)
-            if served is None:  # not exported yet (or stale): Keras exports it, then serve
-                self._export(spec, candidate)
-                served = load_served(files, spec, candidate)
             if served is not None:
                 return served
             log.warning("%s cannot serve %s here", candidate, spec.model_name)

@@ -27,6 +27,7 @@ __all__ = [
     "load_served",
     "onnxruntime_forward",
     "openvino_forward",
+    "runtime_file",
 ]
 
 log = logging.getLogger(__name__)
