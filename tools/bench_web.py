@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -89,7 +90,18 @@ async def _post(client: httpx.AsyncClient, photo: bytes) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-async def _load(base: str, photos: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
+def _cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of process `pid` (default: this one) so far."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+async def _load(
+    base: str, photos: list[bytes], clients: int, seconds: float, server_pid: int
+) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -109,8 +121,12 @@ async def _load(base: str, photos: list[bytes], clients: int, seconds: float) ->
                 turn += clients
 
         started = time.perf_counter()
+        cpu_before = (_cpu_seconds(), _cpu_seconds(server_pid))
         await asyncio.gather(*(customer(n) for n in range(clients)))
         elapsed = time.perf_counter() - started
+        # Where the two cores went: the load generator shares them with the server.
+        clients_cpu = _cpu_seconds() - cpu_before[0]
+        server_cpu = _cpu_seconds(server_pid) - cpu_before[1]
         after = (await client.get("/metrics")).text
     batches = _gauge(after, "lookalike_inference_batches") - _gauge(
         before, "lookalike_inference_batches"
@@ -127,6 +143,9 @@ async def _load(base: str, photos: list[bytes], clients: int, seconds: float) ->
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
         "mean_batch_size": images / batches if batches else 0.0,
+        "server_cpu_s": server_cpu,
+        "clients_cpu_s": clients_cpu,
+        "cores": os.cpu_count() or 1,
     }
 
 
@@ -182,7 +201,7 @@ def bench_web(
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base, server)
-        load = asyncio.run(_load(base, data, clients, seconds))
+        load = asyncio.run(_load(base, data, clients, seconds, server.pid))
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -224,6 +243,18 @@ def section(args: dict[str, Any]) -> dict[str, Any]:
     return bench_web(settings, clients=CLIENTS, seconds=seconds)
 
 
+def _cpu_split(result: dict[str, Any]) -> str:
+    if "server_cpu_s" not in result:
+        return "not measured"
+    available = result["elapsed_s"] * result["cores"]
+    server, clients = result["server_cpu_s"], result["clients_cpu_s"]
+    per_search = 1000 * server / max(1, result["searches"])
+    return (
+        f"{server / available:.0%} / {clients / available:.0%} "
+        f"(server {per_search:.1f} CPU-ms per search)"
+    )
+
+
 def table_rows(result: dict[str, Any]) -> list[Row]:
     share = result["share_of_batched_throughput"]
     idle_ratio = result["idle_p50_ms"] / result["in_process_p50_ms"]
@@ -240,6 +271,11 @@ def table_rows(result: dict[str, Any]) -> list[Row]:
             f"{share:.0%}",
             ">= 80%",
             share >= 0.8,
+        ),
+        row(
+            "web",
+            "CPU under load: server / load generator, share of the cores",
+            _cpu_split(result),
         ),
         row(
             "web",
