@@ -143,6 +143,15 @@ def _run_timed(
             return np.concatenate(vectors)[: len(samples)], images / elapsed
 
 
+def _one_line(exc: Exception) -> str:
+    """An exception as one short line for the record and `model list`: OpenVINO's messages
+    run over many lines, and the last one says what failed."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = lines[-1] if lines else ""
+    text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def choose_runtime(
     reference: ReferenceModel,
     samples: np.ndarray,
@@ -156,8 +165,8 @@ def choose_runtime(
     gate: FidelityGate = DEFAULT_GATE,
     progress: Callable[[str], None] = log.info,
 ) -> RuntimeDecision:
-    """Measure float32 Keras and every candidate on `samples` ((n, H, W, 3), n > 8), and
-    choose. `photos`: how many of the samples are the shop's photos (0: generated probes)."""
+    """Measure float32 Keras and every candidate on `samples` ((n, H, W, 3), n > 8: the
+    shop's photos, `photos` of them), and choose."""
     progress(f"measuring float32 Keras on {len(samples)} images (the reference)")
     expected, keras_speed = _run_timed(reference.embed, samples, batch_size, min_seconds)
     trials = [RuntimeTrial("keras", keras_speed, 1.0, 1.0, None)]
@@ -168,7 +177,7 @@ def choose_runtime(
             vectors, speed = _run_timed(forward, samples, batch_size, min_seconds)
         except Exception as exc:  # cannot export, quantise, compile or run this backbone
             log.warning("runtime %s cannot run here: %s: %s", runtime, type(exc).__name__, exc)
-            trials.append(RuntimeTrial(runtime, None, None, None, f"{type(exc).__name__}: {exc}"))
+            trials.append(RuntimeTrial(runtime, None, None, None, _one_line(exc)))
             continue
         finally:
             forward = None  # type: ignore[assignment]  # free the compiled model before the next
