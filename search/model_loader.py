@@ -5,15 +5,20 @@ recorded beside the model (search.runtime_choice, search.runtime_record): once t
 and the exported files exist, the model is served from them without importing TensorFlow
 (search.served). The first time (no model, no record, another CPU, or a record made before
 the catalogue had enough photos), Keras builds and exports the model and every runtime is
-measured on the shop's photos: TensorFlow is imported then, and only then. An explicit
-MODEL_RUNTIME skips the measuring; "keras" and "keras-xla" serve with TensorFlow.
+measured on the shop's photos, in a child process (search/runtime_child.py), so the serving
+process never imports TensorFlow. An explicit MODEL_RUNTIME skips the measuring ("keras" and
+"keras-xla" serve with TensorFlow; a served runtime whose file is missing is exported here).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +27,7 @@ import numpy as np
 
 from search.backbones import BackboneSpec
 from search.errors import InvalidImageError
-from search.featurizer import Featurizer
+from search.featurizer import Featurizer, ModelUnavailableError
 from search.model_files import ModelFiles, backbone_spec, cached_model_path
 from search.preprocess import preprocess_image
 from search.runtime_choice import (
@@ -100,7 +105,7 @@ class ModelLoader:
                 # say): one measures, the others wait for its record instead of competing for
                 # the cores with measurements of their own.
                 with _exclusive(files.decision.with_suffix(".lock")):
-                    decision = self.current_decision(spec) or self.decide(spec)
+                    decision = self.current_decision(spec) or self._decide_in_child(spec)
             runtime = decision.chosen
         # A served runtime that cannot run here after all (bfloat16 announced by the CPU plugin
         # but not compiled under ONEDNN_MAX_CPU_ISA, say) falls back to float32 OpenVINO, the
@@ -169,6 +174,37 @@ class ModelLoader:
             )
         write_decision(files.decision, decision)
         say(f"{spec.model_name} runs on {decision.summary()}")
+        return decision
+
+    def _decide_in_child(self, spec: BackboneSpec) -> RuntimeDecision:
+        """`decide` in a child process (search/runtime_child.py): this process, about to
+        serve, never imports TensorFlow and does not keep the measuring's memory."""
+        with tempfile.TemporaryDirectory(prefix="lookalike-calibration-") as folder:
+            photos = (
+                self._calibration_photos(self._calibration_count)
+                if (self._calibration_photos is not None)
+                else []
+            )
+            for number, data in enumerate(photos):
+                (Path(folder) / f"{number:05d}").write_bytes(data)
+            args = {
+                "models_dir": str(self.models_dir),
+                "weights": self.weights,
+                "seed": self.seed,
+                "backbone": spec.name,
+                "photos": folder,
+                "batch_size": self._batch_size,
+                "calibration_count": self._calibration_count,
+                "bench_seconds": self._bench_seconds,
+            }
+            child = [sys.executable, "-m", "search.runtime_child", json.dumps(args)]
+            done = subprocess.run(child, stdout=subprocess.DEVNULL, check=False)
+        decision = read_decision(self.files(spec).decision)
+        if done.returncode != 0 or decision is None:
+            raise ModelUnavailableError(
+                f"choosing the runtime for {spec.model_name} failed (exit {done.returncode}; "
+                "its log is above). Set MODEL_RUNTIME=openvino to serve without measuring."
+            )
         return decision
 
     def _export(self, spec: BackboneSpec, runtime: str) -> None:
