@@ -202,8 +202,8 @@ class ModelLoader:
         decision = read_decision(self.files(spec).decision)
         if done.returncode != 0 or decision is None:
             raise ModelUnavailableError(
-                f"choosing the runtime for {spec.model_name} failed (exit {done.returncode}; "
-                "its log is above). Set MODEL_RUNTIME=openvino to serve without measuring."
+                f"building {spec.model_name} and choosing its runtime failed (exit "
+                f"{done.returncode}); the reason is in the log just above"
             )
         return decision
 
