@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
     try:
         loader.decide(str(args["backbone"]))
     except ModelUnavailableError as exc:
-        logging.getLogger(__name__).error("%s", exc)
+        logging.getLogger("search.runtime_child").error("%s", exc)  # not "__main__"
         return 1
     return 0
 
