@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from telegram.ext import CallbackContext, ExtBot
 
 from lookalike.settings import Settings
-from search import Engine, Requester
+from search import Requester, SearchEngine
 
 if TYPE_CHECKING:
     from bot.drafts import DraftStore
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 @dataclass
 class BotServices:
     settings: Settings
-    engine: Engine
+    engine: SearchEngine
     rate_limiter: RateLimiter  # shared by every instance (in the database)
     drafts: DraftStore  # admins' guided /add, in the database
     user_ref_key: bytes  # HMAC key for opaque user references in the search log

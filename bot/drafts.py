@@ -95,7 +95,7 @@ def _draft_of(record: DraftRecord, *, expired: bool) -> Draft | None:
 
 
 class DraftStore:
-    """Blocking (database): handlers call these methods through `Engine.run`."""
+    """Blocking (database): handlers call these methods through `SearchEngine.run`."""
 
     def __init__(
         self,

@@ -33,7 +33,7 @@ class RateLimiter:
 
     def try_acquire(self, user_ref: str) -> float | None:
         """None if the user may go ahead (and counts it), else seconds until they may.
-        Blocking (database): call it through `Engine.run` from the event loop."""
+        Blocking (database): call it through `SearchEngine.run` from the event loop."""
         with self._session_factory() as session:
             wait = shared_state.take_rate_slot(
                 session,

@@ -7,10 +7,10 @@ import secrets
 
 from telegram import Update
 
-from bot.app import bot_token, build_application
-from lookalike.app import redact_secret_in_logs
+from bot.application import bot_token, build_application
+from lookalike.composition import redact_secret_in_logs
 from lookalike.settings import Settings
-from search.featurizer import ModelUnavailableError
+from search import ModelUnavailableError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """`lookalike bench [--quick] [--json OUT]`: the performance comparisons of issue #5 in one run.
 
-The work is in tools.bench (each section in its own process); this module only parses the
+The work is in bench.run (each section in its own process); this module only parses the
 options, prints the table and writes the JSON. docs/benchmarks.md holds the latest full run.
 """
 
@@ -12,8 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.common import DEFAULT_DATA
 from lookalike.settings import Settings
-from tools.bench_common import DEFAULT_DATA
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,7 +74,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from tools.bench import Options, format_table, run_benchmarks
+    from bench.run import Options, format_table, run_benchmarks
 
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     data = Path(args.data)

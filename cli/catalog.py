@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from cli.common import EXIT_OK, format_price, print_table, product_json, read_image_arg
-from lookalike.app import open_engine
+from lookalike.composition import open_engine
 from lookalike.settings import Settings
-from search import Engine
-from search.fields import clean_category, clean_product_fields, clean_sku
+from search import SearchEngine, clean_category, clean_product_fields, clean_sku
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Any:
@@ -124,10 +123,10 @@ def cmd_catalog(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _catalog_import(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+def _catalog_import(args: argparse.Namespace, settings: Settings, engine: SearchEngine) -> int:
     from tqdm import tqdm
 
-    from search.importer import import_directory
+    from search import import_directory
 
     bar = tqdm(total=0, unit="img", desc="importing", disable=args.quiet or None, file=sys.stderr)
 
@@ -159,7 +158,7 @@ def _catalog_import(args: argparse.Namespace, settings: Settings, engine: Engine
     return EXIT_OK
 
 
-def _catalog_export(args: argparse.Namespace, engine: Engine) -> None:
+def _catalog_export(args: argparse.Namespace, engine: SearchEngine) -> None:
     products = engine.catalog.products(include_removed=args.all)
     buffer = io.StringIO()
     if args.format == "json":

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from search import Engine, ProductRecord, SearchResult
+from search import ProductRecord, SearchEngine, SearchResult
 
 log = logging.getLogger("lookalike")
 
@@ -42,7 +42,7 @@ def print_table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: Text
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
-def product_json(product: ProductRecord, engine: Engine) -> dict[str, Any]:
+def product_json(product: ProductRecord, engine: SearchEngine) -> dict[str, Any]:
     return {
         "id": product.id,
         "sku": product.sku,
@@ -59,7 +59,7 @@ def product_json(product: ProductRecord, engine: Engine) -> dict[str, Any]:
     }
 
 
-def result_json(result: SearchResult, engine: Engine, query: str) -> dict[str, Any]:
+def result_json(result: SearchResult, engine: SearchEngine, query: str) -> dict[str, Any]:
     return {
         "query": query,
         "search_id": result.search_id,

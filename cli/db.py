@@ -135,7 +135,7 @@ def cmd_db_copy(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
     from db.copy import CopyError, copy_database
-    from db.engine import create_db_engine
+    from db.database import create_db_engine
 
     try:
         target_url = make_url(args.to)

@@ -18,12 +18,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from search.postprocess import METRICS
+from search.index import METRICS
 
 if TYPE_CHECKING:
     from lookalike.settings import Settings
-    from tools.evaluate import EvaluationReport, MethodReport
-    from tools.evaluate_methods import Method
+    from search.evaluation import EvaluationReport, Method, MethodReport
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,8 +94,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from cli.common import EXIT_BAD_INPUT, EXIT_OK, CommandError
-    from tools.evaluate import evaluate
-    from tools.evaluate_methods import EvaluationError, EvaluationOptions, parse_methods
+    from search.evaluation import EvaluationError, EvaluationOptions, evaluate, parse_methods
 
     live = _live_method(settings)
     try:
@@ -143,7 +141,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 def _live_method(settings: Settings) -> Method:
     """What the live search runs. The labels are the categories its cat step infers from, as
     a shop's product categories would be, so the step can always run here."""
-    from tools.evaluate_methods import live_method
+    from search.evaluation import live_method
 
     return live_method(
         postprocess=settings.postprocess,
@@ -157,8 +155,7 @@ def _load_input(
     args: argparse.Namespace, settings: Settings
 ) -> tuple[Any, list[str], dict[str, Any], list[tuple[str, str]]]:
     """(vectors, labels, source description, skipped files) from a folder or from files."""
-    from tools.evaluate_input import labels_for, read_labels, read_vectors
-    from tools.evaluate_methods import EvaluationError
+    from search.evaluation import EvaluationError, labels_for, read_labels, read_vectors
 
     precomputed = (args.vectors, args.names, args.labels)
     if args.folder is not None:
@@ -180,16 +177,15 @@ def _featurise(
 ) -> tuple[Any, list[str], dict[str, Any], list[tuple[str, str]]]:
     from tqdm import tqdm
 
-    from lookalike import app
-    from search.backbones import get_backbone
-    from tools.evaluate_input import featurise_folder
-    from tools.evaluate_methods import EvaluationError
+    from lookalike import composition
+    from search.evaluation import EvaluationError, featurise_folder
+    from search.featurize import get_backbone
 
     try:
         spec = get_backbone(args.backbone)
     except ValueError as exc:
         raise EvaluationError(str(exc)) from exc
-    featurizer = app.featurizer_provider(settings)(spec.name)
+    featurizer = composition.featurizer_provider(settings)(spec.name)
     bar = tqdm(total=0, unit="img", desc="featurising", disable=args.quiet or None, file=sys.stderr)
 
     def on_total(total: int) -> None:

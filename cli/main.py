@@ -17,7 +17,7 @@ from cli import bench as cli_bench
 from cli import catalog as cli_catalog
 from cli import db as cli_db
 from cli import evaluate as cli_evaluate
-from cli import models as cli_models
+from cli import model as cli_model
 from cli.common import (
     EXIT_BAD_INPUT,
     EXIT_ERROR,
@@ -30,11 +30,17 @@ from cli.common import (
 )
 from db.media import MediaStoreError
 from feed import cli as feed_cli
-from lookalike.app import configure_logging, open_engine
+from lookalike.composition import configure_logging, open_engine
 from lookalike.settings import Settings
-from search import CatalogError, FieldError, InvalidImageError, SearchQuery
-from search.featurizer import ModelUnavailableError
-from search.fields import clean_category, clean_price
+from search import (
+    CatalogError,
+    FieldError,
+    InvalidImageError,
+    ModelUnavailableError,
+    SearchQuery,
+    clean_category,
+    clean_price,
+)
 from web import cli as web_cli
 
 log = logging.getLogger("lookalike")
@@ -48,7 +54,7 @@ LONG_RUNNING = frozenset({"bot", "serve"})
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from db import migrate
-    from db.engine import create_db_engine
+    from db.database import create_db_engine
 
     engine = create_db_engine(settings.database_url)
     if args.db_command == "upgrade":
@@ -124,7 +130,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.app import MissingTokenError
+    from bot.application import MissingTokenError
     from bot.run import run_bot
 
     try:
@@ -180,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--plot", metavar="OUT.png", help="save the query and results as a picture")
     search.set_defaults(handler=cmd_search)
 
-    cli_models.register(commands)
+    cli_model.register(commands)
 
     bot = commands.add_parser("bot", help="run the Telegram bot")
     bot.set_defaults(handler=cmd_bot)

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import ApiKey
+from db.tables import ApiKey
 
 SECRET_PREFIX = "lk_"
 SHOWN_PREFIX_LENGTH = 10  # "lk_" + 7 characters: enough to tell keys apart in a list

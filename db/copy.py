@@ -17,7 +17,7 @@ from sqlalchemy import Connection, DateTime, Engine, Integer, Table, func, selec
 from sqlalchemy.engine import make_url
 
 from db import migrate
-from db.models import Base
+from db.tables import Base
 
 BATCH_ROWS = 500
 # Rows the migrations themselves insert (0003 registers the VGG16 model): they do not make a

@@ -23,8 +23,8 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import FeedImage, FeedProduct, FeedRun, JobLease
 from db.shared_state import as_utc
+from db.tables import FeedImage, FeedProduct, FeedRun, JobLease
 
 _CHUNK = 500  # SKUs per IN (...) list: well under SQLite's parameter limit
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from db.models import Feedback, ResultOpen, SearchLog
+from db.tables import Feedback, ResultOpen, SearchLog
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from db.models import Product, ProductImage
+from db.tables import Product, ProductImage
 
 
 @dataclass(frozen=True, slots=True)

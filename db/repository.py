@@ -12,7 +12,8 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from db.models import (
+from db.records import PRODUCT_FIELD_NAMES, ProductFields, ProductRecord, SearchRecord
+from db.tables import (
     AuditEntry,
     CatalogChange,
     Embedding,
@@ -22,7 +23,6 @@ from db.models import (
     SearchLog,
     SearchModel,
 )
-from db.records import PRODUCT_FIELD_NAMES, ProductFields, ProductRecord, SearchRecord
 
 VECTOR_DTYPE = np.dtype("<f4")  # little-endian float32, 4 bytes per value
 SHARE_TOKEN_BYTES = 12  # 16 URL-safe characters

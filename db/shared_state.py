@@ -15,7 +15,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import AdminDraft, RateLimitEvent, ResultOpen, SearchLog
+from db.tables import AdminDraft, RateLimitEvent, ResultOpen, SearchLog
 
 
 def as_utc(value: datetime) -> datetime:

@@ -1,7 +1,7 @@
 """A float32 vector column: pgvector's `vector` on PostgreSQL, a little-endian BLOB elsewhere.
 
 On PostgreSQL the k-nearest query runs inside the database (cosine operator `<=>` over an
-HNSW index, see search/pgindex.py); on SQLite the same column is plain bytes and the search
+HNSW index, see search/index/postgres.py); on SQLite the same column is plain bytes and the search
 runs in the in-memory index. Python always sees a (dim,) float32 numpy array or None.
 """
 

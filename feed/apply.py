@@ -28,8 +28,7 @@ from feed.diff import CatalogueProduct, ImageJob, SyncPlan
 from feed.grouping import FeedProduct
 from feed.images import Download, FetchOptions, download
 from feed.state import FeedStore
-from search import CatalogError, Engine
-from search.importer import ImportEntry, ImportSummary, import_entries
+from search import CatalogError, ImportEntry, ImportSummary, SearchEngine, import_entries
 
 FEED_USER_ID = 0
 Progress = Callable[[int], None]
@@ -45,14 +44,14 @@ class ImageCounts:
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
-def audit(engine: Engine, action: str, target: str, **details: Any) -> None:
+def audit(engine: SearchEngine, action: str, target: str, **details: Any) -> None:
     engine.history.audit(
         user_id=FEED_USER_ID, action=action, outcome="ok", target=target[:64], details=details
     )
 
 
 def apply_changes(
-    engine: Engine, store: FeedStore, plan: SyncPlan, feed: Mapping[str, FeedProduct]
+    engine: SearchEngine, store: FeedStore, plan: SyncPlan, feed: Mapping[str, FeedProduct]
 ) -> list[tuple[str, str]]:
     """Steps 1 and 2 (blocking). Returns the changes that failed, as (sku, reason)."""
     failed: list[tuple[str, str]] = []
@@ -90,7 +89,7 @@ def apply_changes(
     return failed
 
 
-def finish_new_products(engine: Engine, plan: SyncPlan, summary: ImportSummary) -> None:
+def finish_new_products(engine: SearchEngine, plan: SyncPlan, summary: ImportSummary) -> None:
     """Audit what the import added; new products the feed says are out of stock are marked
     so (a product is created in stock by its first photo)."""
     added = set(summary.added)
@@ -105,7 +104,7 @@ def finish_new_products(engine: Engine, plan: SyncPlan, summary: ImportSummary) 
 
 
 async def import_photos(
-    engine: Engine,
+    engine: SearchEngine,
     store: FeedStore,
     plan: SyncPlan,
     feed: Mapping[str, FeedProduct],

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from search.fields import FieldError, clean_category
+from search import FieldError, clean_category
 
 DEFAULT_MAP_NAME = "default_categories.toml"
 

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None)
         return EXIT_ERROR
     from tqdm import tqdm
 
-    from lookalike.app import open_engine
+    from lookalike.composition import open_engine
 
     engine = open_engine(settings)
     bar = tqdm(total=0, unit="img", desc="photos", disable=args.quiet or None, file=sys.stderr)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from feed.grouping import FeedProduct
-from search.fields import ProductFields
+from search import ProductFields
 
 COMPARED_FIELDS = ("name", "price", "currency", "url", "category")
 

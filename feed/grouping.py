@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from feed.categories import CategoryMap
 from feed.items import FeedItem
-from search.fields import ProductFields
+from search import ProductFields
 
 
 @dataclass(frozen=True, slots=True)

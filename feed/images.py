@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from feed.diff import ImageJob
-from search.urlfetch import FetchedImage, UrlFetchError, fetch_image_conditional
+from search import FetchedImage, UrlFetchError, fetch_image_conditional
 
 log = logging.getLogger(__name__)
 

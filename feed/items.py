@@ -20,14 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from search.fields import (
-    FieldError,
-    clean_currency,
-    clean_name,
-    clean_price,
-    clean_sku,
-    clean_url,
-)
+from search import FieldError, clean_currency, clean_name, clean_price, clean_sku, clean_url
 
 RawRow = dict[str, list[str]]
 

@@ -11,13 +11,13 @@ from collections.abc import Callable
 
 from feed.categories import CategoryMapError
 from feed.sync import SyncOptions, SyncSummary, sync_feed
-from search import Engine
+from search import SearchEngine
 
 log = logging.getLogger(__name__)
 
 
 async def sync_every(
-    engine: Engine,
+    engine: SearchEngine,
     options: Callable[[], SyncOptions],
     *,
     minutes: float,

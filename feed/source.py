@@ -22,7 +22,7 @@ from feed.categories import CategoryMap
 from feed.formats import read_records
 from feed.grouping import FeedProduct, group_items
 from feed.items import FeedItem, parse_item
-from search.fields import FieldError
+from search import FieldError
 
 USER_AGENT = "LookalikeFeedSync/1.0"
 

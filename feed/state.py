@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import feed_state
 from db.feed_state import FeedImageRecord, FeedRunRecord
 from feed.diff import CatalogueProduct, OwnedState, StoredImage
-from search import Engine
+from search import SearchEngine
 
 LEASE_NAME = "feed-sync"
 
@@ -52,7 +52,7 @@ def holder_is_dead(holder: str) -> bool:
     return False
 
 
-def catalogue_snapshot(engine: Engine) -> dict[str, CatalogueProduct]:
+def catalogue_snapshot(engine: SearchEngine) -> dict[str, CatalogueProduct]:
     return {
         product.sku: CatalogueProduct(
             fields=product.fields,

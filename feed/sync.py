@@ -29,7 +29,7 @@ from feed.formats import FeedFormatError
 from feed.images import FetchOptions
 from feed.source import FeedContents, FeedSourceError, describe_source, read_feed
 from feed.state import FeedStore, catalogue_snapshot, new_holder
-from search import Engine
+from search import SearchEngine
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class ProgressHooks:
 
 
 async def sync_feed(
-    engine: Engine, options: SyncOptions, *, progress: ProgressHooks | None = None
+    engine: SearchEngine, options: SyncOptions, *, progress: ProgressHooks | None = None
 ) -> SyncSummary:
     """Bring the catalogue in step with the feed at `options.source`. Never raises for a bad
     feed or photo: the summary's status and message say what happened."""
@@ -136,7 +136,7 @@ async def sync_feed(
 
 @contextlib.asynccontextmanager
 async def _renewing(
-    engine: Engine, store: FeedStore, holder: str, ttl: timedelta
+    engine: SearchEngine, store: FeedStore, holder: str, ttl: timedelta
 ) -> AsyncIterator[None]:
     """Renew the lease every third of its time while the body runs."""
 
@@ -155,7 +155,7 @@ async def _renewing(
 
 
 async def _sync(
-    engine: Engine,
+    engine: SearchEngine,
     store: FeedStore,
     options: SyncOptions,
     hooks: ProgressHooks,
@@ -241,7 +241,7 @@ def _refusal(contents: FeedContents, plan: SyncPlan, options: SyncOptions) -> st
     return None
 
 
-def last_sync_text(engine: Engine, *, now: datetime | None = None) -> str:
+def last_sync_text(engine: SearchEngine, *, now: datetime | None = None) -> str:
     """One or two plain-text lines on the last sync, for /stats (blocking: engine.run)."""
     run = FeedStore(engine.sessions).last_run()
     if run is None:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from db.media import MediaStore
 from search import SearchResult
-from search.preprocess import load_rgb
+from search.featurize import load_rgb
 
 
 def plot_search(query: bytes, result: SearchResult, media: MediaStore, out: Path) -> None:

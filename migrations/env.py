@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from db.engine import create_db_engine
-from db.models import Base
+from db.database import create_db_engine
+from db.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

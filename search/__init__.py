@@ -1,7 +1,8 @@
 """Lookalike's engine: photos in, the most similar catalogue products out.
 
 The public surface is what this module exports; everything else in the package is its
-machinery. An `Engine` (assembled by the composition root, `lookalike.app.open_engine`) holds:
+machinery. A `SearchEngine` (assembled by the composition root,
+`lookalike.composition.open_engine`) holds:
 
 - `engine.catalog` (`Catalog`): products, reads and atomic writes;
 - `engine.searcher` (`Searcher`): photo bytes, a stored product or a logged search in, a
@@ -10,26 +11,51 @@ machinery. An `Engine` (assembled by the composition root, `lookalike.app.open_e
 - `engine.history` (`SearchHistory`): feedback, opened results, the audit trail, /stats figures,
   and customers' data kept only SEARCH_LOG_RETENTION_DAYS or forgotten on request;
 
-and the async boundary doors await: `search_photo`, `add_photo` and `run`.
+and the async boundary doors await: `search_photo`, `add_photo` and `run`. Around it: bulk
+import (`import_directory`, `import_entries`), `reindex` with another backbone, images from
+URLs (`fetch_image`), the checks of fields people type (`clean_*`), and every error a door
+catches (search.errors).
 
-The model an engine serves comes from a `ModelLoader` (its `featurizer_provider`): the
-exported model on the runtime measured for this CPU (`RuntimeDecision`), without TensorFlow.
+Subpackages, each with its own facade: `search.featurize` (pixels to vectors on this CPU),
+`search.index` (the vector indexes), `search.evaluation` (search quality, measured).
 """
 
 from db.records import ImageRecord, ProductFields, ProductRecord
+from search.active_model import ActiveModel, ModelManager
 from search.catalog import AddOutcome, Catalog
 from search.config import EngineConfig
-from search.engine import Engine, EngineStatus
-from search.errors import CatalogError, InvalidImageError
-from search.fields import FieldError
+from search.engine import EngineStatus, SearchEngine
+from search.errors import (
+    CatalogError,
+    EvaluationError,
+    FieldError,
+    InvalidImageError,
+    MediaStoreError,
+    ModelUnavailableError,
+    UrlFetchError,
+)
+from search.fields import (
+    clean_category,
+    clean_currency,
+    clean_name,
+    clean_price,
+    clean_product_fields,
+    clean_sku,
+    clean_url,
+)
 from search.history import CatalogStats, QualityReport, SearchHistory
-from search.images import PreparedImage
-from search.model_loader import ModelLoader
-from search.models import ActiveModel, ModelManager
+from search.importer import (
+    ImportEntry,
+    ImportSummary,
+    featurise_files,
+    import_directory,
+    import_entries,
+)
+from search.reindex import ReindexSummary, reindex
 from search.results import ResultItem, SearchResult
 from search.retention import ForgottenRows, PurgeReport
-from search.runtime_record import RuntimeDecision, RuntimeTrial
 from search.searcher import CLI, Requester, Searcher, SearchQuery
+from search.urlfetch import FetchedImage, fetch_image, fetch_image_conditional
 
 __all__ = [
     "CLI",
@@ -38,26 +64,43 @@ __all__ = [
     "Catalog",
     "CatalogError",
     "CatalogStats",
-    "Engine",
     "EngineConfig",
     "EngineStatus",
+    "EvaluationError",
+    "FetchedImage",
     "FieldError",
     "ForgottenRows",
     "ImageRecord",
+    "ImportEntry",
+    "ImportSummary",
     "InvalidImageError",
-    "ModelLoader",
+    "MediaStoreError",
     "ModelManager",
-    "PreparedImage",
+    "ModelUnavailableError",
     "ProductFields",
     "ProductRecord",
     "PurgeReport",
     "QualityReport",
+    "ReindexSummary",
     "Requester",
     "ResultItem",
-    "RuntimeDecision",
-    "RuntimeTrial",
+    "SearchEngine",
     "SearchHistory",
     "SearchQuery",
     "SearchResult",
     "Searcher",
+    "UrlFetchError",
+    "clean_category",
+    "clean_currency",
+    "clean_name",
+    "clean_price",
+    "clean_product_fields",
+    "clean_sku",
+    "clean_url",
+    "featurise_files",
+    "fetch_image",
+    "fetch_image_conditional",
+    "import_directory",
+    "import_entries",
+    "reindex",
 ]

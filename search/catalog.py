@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import repository as repo
 from db.locks import share_catalogue
 from db.media import ORPHAN_GRACE_SECONDS, MediaStore
-from db.models import Product
 from db.records import ImageRecord, ProductFields, ProductRecord
+from db.tables import Product
+from search.active_model import ModelManager
 from search.errors import CatalogError
-from search.images import PreparedImage
-from search.live_index import LiveIndex
-from search.models import ModelManager
+from search.featurize import PreparedImage
+from search.index import LiveIndex, SearchFilter
 from search.results import ResultItem, items_of_hits
 
 __all__ = ["AddOutcome", "Catalog"]
@@ -264,9 +264,10 @@ class Catalog:
             return row.name if row is not None else None
 
     def _near_duplicates(self, index_vector: np.ndarray, exclude: list[int]) -> list[ResultItem]:
-        hits = self._models.index.search(
-            index_vector, k=3, include_inactive=True, exclude_product_ids=frozenset(exclude)
+        everything_else = SearchFilter(
+            include_inactive=True, exclude_product_ids=frozenset(exclude)
         )
+        hits = self._models.index.search(index_vector, k=3, query_filter=everything_else)
         close = [hit for hit in hits if hit.distance <= self.near_duplicate_distance]
         if not close:
             return []

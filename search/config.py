@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from search.postprocess import Metric
-from search.preprocess import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from search.featurize import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from search.index import Metric
 
 __all__ = ["EngineConfig", "PostprocessKind", "VectorSearch"]
 

@@ -1,7 +1,7 @@
 """The engine's front door: one object that holds the catalogue, the searcher, the model
 manager and the search history over one database, and the one async boundary doors await.
 
-Doors (the bot, the command line, the web server, the feed sync) get an `Engine` from the
+Doors (the bot, the command line, the web server, the feed sync) get an `SearchEngine` from the
 composition root, call into it, and render what it returns. Blocking work (decoding, the
 model, the database) leaves the event loop here and nowhere else: `search_photo` and
 `add_photo` send the model's part through the batching inference worker, and `run` sends any
@@ -22,22 +22,21 @@ import numpy as np
 from sqlalchemy import Engine as DatabaseEngine
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import create_db_engine, create_session_factory
+from db.database import create_db_engine, create_session_factory
 from db.media import MediaStore
 from db.migrate import ensure_up_to_date
 from db.records import ProductFields
+from search.active_model import ModelManager
 from search.catalog import AddOutcome, Catalog
 from search.config import EngineConfig
-from search.featurizer import Featurizer
+from search.featurize import Featurizer, ImagePreparer, PreparedImage
 from search.history import SearchHistory
-from search.images import ImagePreparer, PreparedImage
+from search.index import LiveIndex
 from search.inference import InferenceWorker
-from search.live_index import LiveIndex
-from search.models import ModelManager
 from search.results import SearchResult
 from search.searcher import Requester, Searcher, SearchQuery
 
-__all__ = ["Engine", "EngineStatus"]
+__all__ = ["EngineStatus", "SearchEngine"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,7 +54,7 @@ class EngineStatus:
     model_loaded: bool  # the featurizer is in memory (after warm_up or a first search)
 
 
-class Engine:
+class SearchEngine:
     def __init__(
         self,
         config: EngineConfig,
@@ -65,7 +64,7 @@ class Engine:
         database: DatabaseEngine | None = None,
         media: MediaStore | None = None,
     ) -> None:
-        """Prefer `Engine.open`. `featurizer_provider(backbone_name)` loads a backbone's model;
+        """Prefer `SearchEngine.open`. `featurizer_provider(backbone_name)` loads a backbone's model;
         it is called on first use only (commands that never featurise never load it).
         `media`: the image store (default: files under config.media_dir)."""
         self.config = config
@@ -118,7 +117,7 @@ class Engine:
         featurizer_provider: Callable[[str], Featurizer],
         database: DatabaseEngine | None = None,
         media: MediaStore | None = None,
-    ) -> Engine:
+    ) -> SearchEngine:
         """Bring the database up to date, then load the index from it."""
         if config.vector_search == "pgvector" and not config.database_url.startswith("postgresql"):
             raise ValueError("VECTOR_SEARCH=pgvector needs a PostgreSQL DATABASE_URL")

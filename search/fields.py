@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from db.records import ProductFields
+from search.errors import FieldError
 
 __all__ = [
     "FieldError",
@@ -32,10 +33,6 @@ CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
 MAX_NAME_LENGTH = 200
 MAX_URL_LENGTH = 2000
 MAX_PRICE = Decimal("99999999.99")
-
-
-class FieldError(ValueError):
-    """A field a person typed is not acceptable; str() is the reason, one line."""
 
 
 def clean_sku(value: str) -> str:

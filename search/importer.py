@@ -24,18 +24,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import select
 
-from db.models import Product, ProductImage
+from db.tables import Product, ProductImage
 from search.errors import CatalogError, InvalidImageError
+from search.featurize import PreparedImage, content_hash
 from search.fields import (
     FieldError,
     ProductFields,
     clean_product_fields,
     sku_from_file_name,
 )
-from search.images import PreparedImage, content_hash
 
 if TYPE_CHECKING:
-    from search.engine import Engine
+    from search.engine import SearchEngine
 
 __all__ = [
     "CSV_COLUMNS",
@@ -162,7 +162,7 @@ def _csv_entries(
 
 
 def featurise_files(
-    engine: Engine, paths: Iterable[Path], *, batch_size: int = 32
+    engine: SearchEngine, paths: Iterable[Path], *, batch_size: int = 32
 ) -> Iterator[tuple[Path, np.ndarray | InvalidImageError]]:
     """(path, (dim,) vector) for each image file, in order; (path, error) for unusable ones.
 
@@ -194,7 +194,7 @@ def featurise_files(
 
 
 def import_directory(
-    engine: Engine,
+    engine: SearchEngine,
     directory: Path,
     *,
     csv_path: Path | None = None,
@@ -225,7 +225,7 @@ def import_directory(
 
 
 def import_entries(
-    engine: Engine,
+    engine: SearchEngine,
     entries: Iterable[ImportEntry],
     *,
     batch_size: int = 32,
@@ -297,7 +297,7 @@ def import_entries(
 
 
 def _featurise(
-    engine: Engine,
+    engine: SearchEngine,
     batch: list[tuple[ImportEntry, PreparedImage]],
     writer: _Writer,
     summary: ImportSummary,
@@ -342,7 +342,7 @@ class _Writer:
     """
 
     def __init__(
-        self, engine: Engine, summary: ImportSummary, advance: Callable[[int], None]
+        self, engine: SearchEngine, summary: ImportSummary, advance: Callable[[int], None]
     ) -> None:
         self._catalog = engine.catalog
         self._summary = summary

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from search.images import PreparedImage
+from search.featurize import PreparedImage
 
 __all__ = ["InferenceWorker"]
 

@@ -14,8 +14,8 @@ changes nothing. `to_json()` / `from_json()` round-trip exactly (arrays are stor
 float32 bytes), so the live index can store the processor next to its vectors and every process
 applies the same one.
 
-`pairwise_distances` is the one definition of the three metrics (smaller = closer), shared by
-`lookalike evaluate` and reusable by a search; `expand_query` is average query expansion.
+`expand_query` is average query expansion; the distances themselves are defined once, in
+`search.index.distance`.
 """
 
 from __future__ import annotations
@@ -24,62 +24,21 @@ import base64
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = [
-    "METRICS",
-    "Metric",
-    "PostProcessor",
-    "expand_query",
-    "l2_normalise",
-    "pairwise_distances",
-]
+from search.index import Metric, l2_normalise
 
-Metric = Literal["cosine", "euclidean", "inner_product"]
-METRICS: Final[tuple[Metric, ...]] = get_args(Metric)
+__all__ = ["PostProcessor", "expand_query"]
+
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
 
 _FORMAT: Final = "lookalike.postprocess"
 _VERSION: Final = 1
-
-
-def l2_normalise(vectors: npt.ArrayLike) -> FloatArray:
-    """(n, d) -> (n, d) float64 rows of unit length; zero rows stay zero (as in the index)."""
-    array = np.asarray(vectors, dtype=np.float64)
-    norms = np.linalg.norm(array, axis=-1, keepdims=True)
-    norms[norms == 0.0] = 1.0
-    return np.asarray(array / norms, dtype=np.float64)
-
-
-def pairwise_distances(
-    queries: npt.ArrayLike, items: npt.ArrayLike, metric: Metric = "cosine"
-) -> FloatArray:
-    """(q, d) queries x (n, d) items -> (q, n) float64 distances, smaller is closer.
-
-    cosine:        1 - cos(q, x), in [0, 2]; a zero vector is at distance 1 from everything
-                   (as in scikit-learn and `search.index`).
-    euclidean:     |q - x| on the vectors as given (not normalised).
-    inner_product: -(q . x), so that the largest dot product ranks first; may be negative.
-    """
-    q = np.asarray(queries, dtype=np.float64)
-    x = np.asarray(items, dtype=np.float64)
-    if q.ndim != 2 or x.ndim != 2 or q.shape[1] != x.shape[1]:
-        raise ValueError(f"expected (q, d) and (n, d) arrays, got {q.shape} and {x.shape}")
-    if metric == "cosine":
-        return np.asarray(1.0 - l2_normalise(q) @ l2_normalise(x).T, dtype=np.float64)
-    if metric == "euclidean":
-        squared = (
-            np.sum(q * q, axis=1)[:, None] + np.sum(x * x, axis=1)[None, :] - 2.0 * (q @ x.T)
-        )  # (q, n); the expansion can round slightly below 0 for identical vectors
-        return np.asarray(np.sqrt(np.maximum(squared, 0.0)), dtype=np.float64)
-    if metric == "inner_product":
-        return np.asarray(-(q @ x.T), dtype=np.float64)
-    raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
 
 
 def expand_query(

@@ -22,14 +22,12 @@ from typing import TYPE_CHECKING
 from db import repository as repo
 from db.locks import hold_catalogue_exclusively
 from db.media import MediaStoreError
-from db.models import ProductImage, SearchModel
-from search.backbones import BackboneSpec, get_backbone
+from db.tables import ProductImage, SearchModel
 from search.errors import CatalogError
-from search.images import PreparedImage
-from search.preprocess import InvalidImageError
+from search.featurize import BackboneSpec, InvalidImageError, PreparedImage, get_backbone
 
 if TYPE_CHECKING:
-    from search.engine import Engine
+    from search.engine import SearchEngine
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +45,7 @@ class ReindexSummary:
 
 
 def reindex(
-    engine: Engine,
+    engine: SearchEngine,
     backbone_name: str,
     *,
     batch_size: int = 32,
@@ -102,7 +100,7 @@ def reindex(
     return summary
 
 
-def _register(engine: Engine, spec: BackboneSpec) -> None:
+def _register(engine: SearchEngine, spec: BackboneSpec) -> None:
     with engine.sessions() as session:
         if repo.get_model(session, name=spec.model_name) is None:
             session.add(
@@ -118,7 +116,7 @@ def _register(engine: Engine, spec: BackboneSpec) -> None:
 
 
 def _compute(
-    engine: Engine,
+    engine: SearchEngine,
     spec: BackboneSpec,
     missing: list[tuple[int, str]],
     batch_size: int,
@@ -155,7 +153,7 @@ def _compute(
 
 
 def _store_batch(
-    engine: Engine,
+    engine: SearchEngine,
     spec: BackboneSpec,
     batch: list[tuple[int, PreparedImage]],
     summary: ReindexSummary,
@@ -174,7 +172,7 @@ def _store_batch(
     advance(len(batch))
 
 
-def _switch(engine: Engine, spec: BackboneSpec) -> bool:
+def _switch(engine: SearchEngine, spec: BackboneSpec) -> bool:
     """Make the model active if every image has its vector; False if some were added since."""
     with engine.models.write_lock, engine.sessions() as session:
         # Checked and switched under the database's lock: no other process's add can commit
@@ -186,7 +184,7 @@ def _switch(engine: Engine, spec: BackboneSpec) -> bool:
         assert row is not None
         engine.models.fit_postprocess(session, row)  # index vectors written, change logged
         if session.get_bind().dialect.name == "postgresql":
-            from search.pg_hnsw import ensure_hnsw_index
+            from search.index import ensure_hnsw_index
 
             ensure_hnsw_index(session, model_name=spec.model_name, dim=spec.dim)
         for other in repo.list_models(session):

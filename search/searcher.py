@@ -18,12 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import repository as repo
 from db.records import ProductRecord, SearchRecord
+from search.active_model import ModelManager
 from search.errors import CatalogError
-from search.index import Hit
-from search.models import ModelManager
-from search.postprocess import METRICS, Metric
+from search.index import METRICS, Hit, Metric, SearchFilter
+from search.ranking import majority_category, nearest_expanded
 from search.results import SearchResult, items_of_hits, items_of_log
-from search.steps import Filters, majority_category, nearest_expanded
 
 __all__ = ["CLI", "Requester", "SearchQuery", "Searcher"]
 
@@ -102,32 +101,33 @@ class Searcher:
         k = self.top_k if query.k is None else query.k
         model, index = self._models.active, self._models.index
         point = model.post.transform(np.asarray(vector, dtype=np.float32))  # (dim,) index space
-        filters = Filters(
+        metric = query.metric or self.metric
+        query_filter = SearchFilter(
             category=query.category,
             max_price=float(query.max_price) if query.max_price is not None else None,
             include_inactive=query.include_inactive,
             exclude_product_ids=frozenset(exclude_product_ids),
-            metric=query.metric or self.metric,
         )
 
-        def run(step_filters: Filters) -> list[Hit]:
+        def run(step_filter: SearchFilter) -> list[Hit]:
             return nearest_expanded(
                 index,
                 point,
                 k,
-                step_filters,
+                step_filter,
+                metric=metric,
                 neighbours=self.query_expansion,
                 near_duplicate_distance=self.near_duplicate_distance,
             )
 
-        hits = run(filters)
+        hits = run(query_filter)
         inferred: str | None = None
         infer = self.infer_category if query.infer_category is None else query.infer_category
         if infer and query.category is None and hits:
             with self._sessions() as session:
                 inferred = majority_category(session, hits, k)
             if inferred is not None:
-                hits = run(replace(filters, category=inferred))
+                hits = run(replace(query_filter, category=inferred))
         logged_filters: dict[str, Any] = {
             "k": k,
             "category": query.category or inferred,
@@ -156,7 +156,7 @@ class Searcher:
                 ],
                 latency_ms=latency_ms,
                 query_vector=vector,
-                metric=filters.metric,
+                metric=metric,
             )
             session.commit()
             search_id, share_token = entry.id, entry.share_token
@@ -168,7 +168,7 @@ class Searcher:
             share_token=share_token,
             inferred_category=inferred,
             model_name=model.name,
-            metric=filters.metric,
+            metric=metric,
         )
 
     def similar_to_product(

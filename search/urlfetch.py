@@ -13,7 +13,7 @@ Redirects are followed by hand (at most `MAX_REDIRECTS`), each hop checked like 
 The body is streamed and abandoned as soon as it passes `max_bytes`; a Content-Length that
 says too much is refused before any body byte is read. The whole fetch, DNS included, must
 finish within `timeout` seconds. Whether the bytes are really an image is for
-`search.preprocess` to decide; here only the Content-Type must say ``image/*``.
+`search.featurize.preprocess` to decide; here only the Content-Type must say ``image/*``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from typing import Final
 
 import httpcore
 import httpx
+
+from search.errors import UrlFetchError
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +67,6 @@ async def system_resolver(host: str, port: int) -> list[str]:
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     return [str(sockaddr[0]) for _, _, _, _, sockaddr in infos]
-
-
-class UrlFetchError(Exception):
-    """The image could not be fetched; str(err) is one line, safe to show the user.
-    `retryable`: the failure may pass (a timeout, a broken connection, HTTP 429 or 5xx)."""
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 @dataclass(frozen=True, slots=True)

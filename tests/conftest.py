@@ -18,18 +18,18 @@ from typing import TYPE_CHECKING
 import pytest
 
 from db.media import MediaStore
-from lookalike.app import open_engine
+from lookalike.composition import open_engine
 from lookalike.settings import Settings
-from search import Engine
-from search.featurizer import Featurizer
-from search.model_loader import ModelLoader
+from search import SearchEngine
+from search.featurize.featurizer import Featurizer
+from search.featurize.loader import ModelLoader
 
 # Helpers that assert outside test modules still get pytest's detailed failure messages.
 pytest.register_assert_rewrite("tests.index_catalogue")
 
 if TYPE_CHECKING:
     from db.embedded_pg import EmbeddedPostgres
-    from search.extractor import KerasExtractor
+    from search.featurize.runtimes.keras import KerasExtractor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FOOTWEAR = REPO_ROOT.parent / "shared" / "footwear"
@@ -65,7 +65,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def keras_extractor(models_dir: Path) -> KerasExtractor:
     """VGG16 avg-pool with random weights (seed fixed) on float32 Keras, built once for the
     whole session: the source of truth the served runtimes are checked against."""
-    from search.extractor import KerasExtractor
+    from search.featurize.runtimes.keras import KerasExtractor
 
     model = KerasExtractor.load(
         models_dir=models_dir, weights="none", seed=MODEL_SEED, runtime="keras"
@@ -281,7 +281,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def open_test_engine(settings: Settings, extractor: Featurizer) -> Engine:
+def open_test_engine(settings: Settings, extractor: Featurizer) -> SearchEngine:
     """The real engine, wired like the application, sharing the session's model."""
     return open_engine(settings, featurizer=lambda _backbone: extractor)
 
@@ -292,7 +292,7 @@ def settings(tmp_path: Path, models_dir: Path) -> Settings:
 
 
 @pytest.fixture
-def engine(settings: Settings, extractor: Featurizer) -> Engine:
+def engine(settings: Settings, extractor: Featurizer) -> SearchEngine:
     """An empty catalogue in a fresh SQLite file with migrations applied."""
     return open_test_engine(settings, extractor)
 
@@ -331,7 +331,7 @@ def catalog_settings(imported_catalog: Path, tmp_path: Path, models_dir: Path) -
 
 
 @pytest.fixture
-def catalog_engine(catalog_settings: Settings, extractor: Featurizer) -> Iterator[Engine]:
+def catalog_engine(catalog_settings: Settings, extractor: Featurizer) -> Iterator[SearchEngine]:
     yield open_test_engine(catalog_settings, extractor)
 
 

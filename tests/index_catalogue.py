@@ -8,8 +8,9 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 
-from search.index import Hit, ProductFacts
-from search.vector_index import VectorIndex
+from search.index import SearchFilter
+from search.index.memory import VectorIndex
+from search.index.protocol import Hit, ProductFacts
 
 __all__ = [
     "DIM",
@@ -99,7 +100,7 @@ class Catalogue:
         del self.images[image_id]
 
     def check(self, query: np.ndarray, k: int = 8, **filters: object) -> list[Hit]:
-        hits = self.index.search(query, k=k, **filters)  # type: ignore[arg-type]
+        hits = self.index.search(query, k=k, query_filter=SearchFilter(**filters))  # type: ignore[arg-type]
         assert_matches(hits, brute_force(self.images, self.facts, query, k, **filters))  # type: ignore[arg-type]
         return hits
 

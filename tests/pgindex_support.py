@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate
+from db.database import create_db_engine, create_session_factory
 from db.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
-from db.engine import create_db_engine, create_session_factory
 
 __all__ = ["DIM", "HNSW_SCAN", "MODEL", "graph_walking_sessions", "new_database", "running_server"]
 

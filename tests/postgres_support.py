@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from db.embedded_pg import EmbeddedPostgres
-from db.models import Base
+from db.tables import Base
 
 __all__ = ["EVERY_TABLE", "scratch_database"]
 

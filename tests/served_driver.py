@@ -17,12 +17,12 @@ import numpy as np
 
 def main(report: Path, query: str, photos: list[str]) -> None:
     from cli.main import main as lookalike
-    from lookalike.app import open_engine
+    from lookalike.composition import open_engine
     from lookalike.settings import Settings
-    from search.preprocess import preprocess_image
+    from search.featurize.preprocess import preprocess_image
 
     engine = open_engine(Settings())
-    engine.warm_up()  # as bot/app.py's post_init and the web server's start do
+    engine.warm_up()  # as bot/application.py's post_init and the web server's start do
     featurizer = engine.models.featurizer_for(engine.models.active.backbone)
     batch = np.stack([preprocess_image(Path(p).read_bytes()) for p in photos])
     vectors = featurizer.embed(batch)  # (n, 512)

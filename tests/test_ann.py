@@ -1,5 +1,5 @@
 """The approximate index behind VectorIndex: same API, same filters, exact re-ranking, kept up
-to date with every change, exact scan as the fallback (search.ann, search.vector_index)."""
+to date with every change, exact scan as the fallback (search.index.ivf, search.index.memory)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.index import ProductFacts
-from search.vector_index import VectorIndex
-from tools.bench_data import SyntheticCatalog, load_reference
+from bench.data import SyntheticCatalog, load_reference
+from search.index import SearchFilter
+from search.index.memory import VectorIndex
+from search.index.protocol import ProductFacts
 
 ROWS = 4000
 THRESHOLD = 1000
@@ -58,8 +59,8 @@ def build(vectors: np.ndarray, *, ann: bool, rare: int = 0) -> VectorIndex:
 def overlap(a: VectorIndex, b: VectorIndex, queries: np.ndarray, **filters: object) -> float:
     found = total = 0
     for q in queries:
-        exact = {h.product_id for h in b.search(q, k=8, **filters)}  # type: ignore[arg-type]
-        approx = {h.product_id for h in a.search(q, k=8, **filters)}  # type: ignore[arg-type]
+        exact = {h.product_id for h in b.search(q, k=8, query_filter=SearchFilter(**filters))}  # type: ignore[arg-type]
+        approx = {h.product_id for h in a.search(q, k=8, query_filter=SearchFilter(**filters))}  # type: ignore[arg-type]
         found += len(exact & approx)
         total += len(exact)
     return found / total
@@ -100,13 +101,15 @@ def test_filters_apply_to_ann_candidates(catalog: tuple[np.ndarray, np.ndarray])
             index.set_active(pid, False)
     assert overlap(approx, exact, queries[:40], category="boot", max_price=60.0) >= 0.95
     for q in queries[:20]:
-        for hit in approx.search(q, k=8, category="boot", max_price=60.0):
+        for hit in approx.search(
+            q, k=8, query_filter=SearchFilter(category="boot", max_price=60.0)
+        ):
             assert hit.product_id % 4 == 1 and hit.product_id % 100 <= 60
             assert hit.product_id % 3 != 0  # inactive products never show
         excluded = {h.product_id for h in exact.search(q, k=3)}
-        hits = approx.search(q, k=8, exclude_product_ids=excluded)
+        hits = approx.search(q, k=8, query_filter=SearchFilter(exclude_product_ids=excluded))
         assert excluded.isdisjoint(h.product_id for h in hits) and len(hits) == 8
-        assert len(approx.search(q, k=8, include_inactive=True)) == 8
+        assert len(approx.search(q, k=8, query_filter=SearchFilter(include_inactive=True))) == 8
 
 
 def test_a_narrow_filter_falls_back_to_the_exact_scan(
@@ -116,8 +119,10 @@ def test_a_narrow_filter_falls_back_to_the_exact_scan(
     approx = build(vectors, ann=True, rare=5)
     exact = build(vectors, ann=False, rare=5)
     for q in queries[:10]:
-        assert approx.search(q, k=8, category="rare") == exact.search(q, k=8, category="rare")
-        assert len(approx.search(q, k=8, category="rare")) == 5
+        assert approx.search(q, k=8, query_filter=SearchFilter(category="rare")) == exact.search(
+            q, k=8, query_filter=SearchFilter(category="rare")
+        )
+        assert len(approx.search(q, k=8, query_filter=SearchFilter(category="rare"))) == 5
 
 
 def test_changes_reach_the_ann(catalog: tuple[np.ndarray, np.ndarray]) -> None:

@@ -14,7 +14,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from search.backbones import (
+from search.errors import ModelUnavailableError
+from search.featurize.backbones import (
     BACKBONES,
     DEFAULT_BACKBONE,
     BackboneSpec,
@@ -22,8 +23,7 @@ from search.backbones import (
     backbone_of_model_name,
     get_backbone,
 )
-from search.featurizer import ModelUnavailableError
-from search.preprocess import (
+from search.featurize.preprocess import (
     caffe_preprocess,
     preprocess_image,
     preprocess_pixels,
@@ -34,7 +34,7 @@ from tests import images
 from tests.conftest import MODEL_SEED
 
 if TYPE_CHECKING:
-    from search.extractor import KerasExtractor
+    from search.featurize.runtimes.keras import KerasExtractor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def keras_preprocess_input(keras: Any, backbone: str, pixels: npt.NDArray[np.flo
 
 
 def load_extractor(models_dir: Path, backbone: str, runtime: str = "keras") -> KerasExtractor:
-    from search.extractor import KerasExtractor
+    from search.featurize.runtimes.keras import KerasExtractor
 
     return KerasExtractor.load(
         models_dir=models_dir,
@@ -140,7 +140,7 @@ def test_unknown_backbone_is_a_clear_error() -> None:
 
 def test_backbones_module_does_not_import_tensorflow_or_keras() -> None:
     code = (
-        "import sys, search.backbones; "
+        "import sys, search.featurize.backbones; "
         "loaded = {'tensorflow', 'keras'} & set(sys.modules); "
         "sys.exit(f'imported {loaded}' if loaded else 0)"
     )
@@ -250,7 +250,7 @@ def test_batch_of_zero_and_wrong_sizes(built: KerasExtractor) -> None:
 def test_cached_under_the_backbones_name_and_reloads_identically(
     built: KerasExtractor, models_dir: Path, catalog_photos: list[Path]
 ) -> None:
-    from search.extractor import cached_model_path
+    from search.featurize.runtimes.keras import cached_model_path
 
     path = cached_model_path(models_dir, "none", MODEL_SEED, built.spec.name)
     assert path.name == f"{built.spec.name}_avgpool-random-seed{MODEL_SEED}.keras"
@@ -262,7 +262,7 @@ def test_cached_under_the_backbones_name_and_reloads_identically(
 
 
 def test_vgg16_cache_name_is_unchanged(models_dir: Path) -> None:
-    from search.extractor import cached_model_path
+    from search.featurize.runtimes.keras import cached_model_path
 
     assert cached_model_path(models_dir, "none", 1).name == "vgg16_avgpool-random-seed1.keras"
     assert cached_model_path(models_dir, "none", 1, "vgg16") == cached_model_path(
@@ -271,7 +271,7 @@ def test_vgg16_cache_name_is_unchanged(models_dir: Path) -> None:
 
 
 def test_unknown_backbone_cannot_be_loaded(tmp_path: Path) -> None:
-    from search.extractor import KerasExtractor
+    from search.featurize.runtimes.keras import KerasExtractor
 
     with pytest.raises(ModelUnavailableError, match=r"unknown backbone 'nope'.*efficientnet_b0"):
         KerasExtractor.load(models_dir=tmp_path, backbone="nope", weights="none")
@@ -279,7 +279,7 @@ def test_unknown_backbone_cannot_be_loaded(tmp_path: Path) -> None:
 
 
 def test_vgg16_extractor_is_the_keras_extractor() -> None:
-    from search.extractor import KerasExtractor, VGG16Extractor
+    from search.featurize.runtimes.keras import KerasExtractor, VGG16Extractor
 
     assert VGG16Extractor is KerasExtractor
 
@@ -316,7 +316,7 @@ def test_a_runtime_that_cannot_run_a_backbone_falls_back_to_keras(
     pytest.importorskip("onnxruntime")
     pytest.importorskip("tf2onnx")
     keras_model = load_extractor(models_dir, "efficientnet_b0", runtime="keras")
-    with caplog.at_level(logging.WARNING, logger="search.extractor"):
+    with caplog.at_level(logging.WARNING, logger="search.featurize.runtimes.keras"):
         onnx_model = load_extractor(models_dir, "efficientnet_b0", runtime="onnxruntime")
     photo = photo_input(keras_model.spec, catalog_photos[0])
     np.testing.assert_allclose(

@@ -11,17 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.data import SyntheticCatalog, calibrate, describe, load_reference
+from bench.pipeline import customers_at_once
+from bench.run import PLUGGED_SECTIONS, PluggedSection, build_table, format_table
+from bench.runtimes import conv_macs
 from cli.main import main
 from lookalike.settings import Settings
 from search import InvalidImageError
+from search.featurize.served import SERVED_RUNTIMES
 from search.fields import clean_product_fields
 from search.importer import featurise_files, import_directory
-from search.served import SERVED_RUNTIMES
 from tests.conftest import open_test_engine, settings_env
-from tools.bench import PLUGGED_SECTIONS, PluggedSection, build_table, format_table
-from tools.bench_data import SyntheticCatalog, calibrate, describe, load_reference
-from tools.bench_pipeline import customers_at_once
-from tools.bench_runtimes import conv_macs
 
 
 class CountingFeaturizer:
@@ -185,7 +185,7 @@ def test_table_from_partial_results() -> None:
     assert bot["verdict"] == "ok" and "2.5 s, 450 MB" in bot["value"]
     # The pipeline failed: its goals are missed, not passed.
     assert [row["verdict"] for m, row in goals.items() if "seed loop" in m] == ["MISSED"] * 2
-    # A plugged section (tools.bench_web, tools.bench_sync) that failed gives an error row.
+    # A plugged section (bench.web, bench.sync) that failed gives an error row.
     assert [row["value"] for row in rows if row["section"] == "web"] == [
         "error: web exited 1 without a result"
     ]
@@ -197,9 +197,9 @@ def test_plugged_sections_run_only_when_their_module_is_there(
     assert {"web", "sync"} <= {plugged.name for plugged in PLUGGED_SECTIONS}
     assert not PluggedSection("nothing", "bench_nothing_here", "-").available()
     # A module without the two functions (section, table_rows) is not run either.
-    assert not PluggedSection("index", "tools.bench_index", "-").available()
+    assert not PluggedSection("index", "bench.index", "-").available()
     (tmp_path / "bench_example_section.py").write_text(
-        "from tools.bench_common import row\n"
+        "from bench.common import row\n"
         "def section(args):\n"
         "    return {'mode': args['mode']}\n"
         "def table_rows(result):\n"

@@ -19,14 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import repository as repo
 from db.media import ORPHAN_GRACE_SECONDS, MediaStore, MediaStoreError
-from db.models import Embedding, Product, ProductImage, SearchLog
+from db.tables import Embedding, Product, ProductImage, SearchLog
 from lookalike.settings import Settings
-from search import CatalogError, Engine, Requester, SearchQuery
-from search.featurizer import Featurizer
+from search import CatalogError, Requester, SearchEngine, SearchQuery
+from search.featurize.featurizer import Featurizer
+from search.featurize.preprocess import InvalidImageError
 from search.fields import clean_product_fields
 from search.importer import import_directory
 from search.postprocess import PostProcessor
-from search.preprocess import InvalidImageError
 from tests.conftest import open_test_engine
 
 
@@ -47,7 +47,7 @@ def media_files(settings: Settings) -> set[str]:
 
 
 def test_import_gives_300_products_and_each_photo_finds_itself_first(
-    catalog_engine: Engine, catalog_photos: list[Path]
+    catalog_engine: SearchEngine, catalog_photos: list[Path]
 ) -> None:
     assert len(catalog_photos) == 300
     with catalog_engine.sessions() as session:
@@ -66,7 +66,7 @@ def test_import_gives_300_products_and_each_photo_finds_itself_first(
 
 
 def test_import_again_changes_nothing(
-    catalog_engine: Engine, footwear: Path, catalog_settings: Settings
+    catalog_engine: SearchEngine, footwear: Path, catalog_settings: Settings
 ) -> None:
     files_before = media_files(catalog_settings)
     summary = import_directory(catalog_engine, footwear / "catalog")
@@ -79,7 +79,7 @@ def test_import_again_changes_nothing(
 
 
 def test_ranking_on_real_vgg16_features_matches_scikit_learn(
-    catalog_engine: Engine, extractor: Featurizer, footwear: Path
+    catalog_engine: SearchEngine, extractor: Featurizer, footwear: Path
 ) -> None:
     """The real ImageNet vectors, stored as BLOBs and loaded into the index, rank exactly
     as the prototype's NearestNeighbors(metric="cosine") does."""
@@ -98,7 +98,7 @@ def test_ranking_on_real_vgg16_features_matches_scikit_learn(
         session.commit()
     # Plain cosine: no post-processing, no query expansion (the prototype's method). Opening
     # an engine with another POSTPROCESS fits it again on the stored vectors.
-    plain = Engine.open(
+    plain = SearchEngine.open(
         replace(catalog_engine.config, postprocess="none", query_expansion=0),
         featurizer_provider=lambda _backbone: extractor,
     )
@@ -120,7 +120,7 @@ def test_ranking_on_real_vgg16_features_matches_scikit_learn(
     # scikit-learn on the post-processed vectors, and the precision@8 `lookalike evaluate`
     # reports for sqrt+centre (docs/evaluation.md: 0.8533).
     plain.close()
-    centred = Engine.open(
+    centred = SearchEngine.open(
         replace(catalog_engine.config, postprocess="sqrt-centre", query_expansion=0),
         featurizer_provider=lambda _backbone: extractor,
     )
@@ -146,7 +146,7 @@ def test_ranking_on_real_vgg16_features_matches_scikit_learn(
 
 
 def test_add_remove_restore_stock(
-    catalog_engine: Engine,
+    catalog_engine: SearchEngine,
     catalog_settings: Settings,
     catalog_photos: list[Path],
     extractor: Featurizer,
@@ -182,7 +182,7 @@ def test_add_remove_restore_stock(
 
 
 def test_second_image_for_a_product_and_one_hit_per_product(
-    catalog_engine: Engine, catalog_photos: list[Path]
+    catalog_engine: SearchEngine, catalog_photos: list[Path]
 ) -> None:
     sku = catalog_photos[0].stem
     extra = catalog_photos[1].read_bytes()
@@ -200,7 +200,7 @@ def test_second_image_for_a_product_and_one_hit_per_product(
     assert result.items[0].image.id == outcome.image.id  # the image that matched best
 
 
-def test_filters_category_and_max_price(engine: Engine, catalog_photos: list[Path]) -> None:
+def test_filters_category_and_max_price(engine: SearchEngine, catalog_photos: list[Path]) -> None:
     for i, photo in enumerate(catalog_photos[:6]):
         category = "heel" if i % 2 else "sneaker"
         engine.catalog.add(
@@ -216,7 +216,7 @@ def test_filters_category_and_max_price(engine: Engine, catalog_photos: list[Pat
 
 
 def test_products_like_this_one_use_stored_vectors(
-    catalog_engine: Engine, catalog_photos: list[Path]
+    catalog_engine: SearchEngine, catalog_photos: list[Path]
 ) -> None:
     product = catalog_engine.catalog.require(catalog_photos[3].stem)
     direct = catalog_engine.searcher.search_image(catalog_photos[3].read_bytes(), SearchQuery(k=9))
@@ -226,7 +226,7 @@ def test_products_like_this_one_use_stored_vectors(
 
 
 def test_logged_search_can_be_shown_again(
-    catalog_engine: Engine, catalog_photos: list[Path]
+    catalog_engine: SearchEngine, catalog_photos: list[Path]
 ) -> None:
     result = catalog_engine.searcher.search_image(
         catalog_photos[7].read_bytes(), who=Requester(user_ref="u1", source="cli")
@@ -253,7 +253,7 @@ def test_logged_search_can_be_shown_again(
     ],
 )
 def test_bad_files_change_nothing(
-    catalog_engine: Engine, catalog_settings: Settings, payload: bytes, message: str
+    catalog_engine: SearchEngine, catalog_settings: Settings, payload: bytes, message: str
 ) -> None:
     files_before = media_files(catalog_settings)
     with pytest.raises(InvalidImageError, match=f"(?i){message}"):
@@ -278,15 +278,15 @@ class FullDiskMediaStore(MediaStore):
 
 
 def engine_with(
-    engine: Engine,
+    engine: SearchEngine,
     extractor: Featurizer,
     *,
     session_class: type[Session] = Session,
     media: MediaStore | None = None,
-) -> Engine:
+) -> SearchEngine:
     """Another engine over the same database and files, with one part that fails."""
     database = engine.sessions.kw["bind"]
-    faulty = Engine(
+    faulty = SearchEngine(
         engine.config,
         sessions=sessionmaker(bind=database, class_=session_class),
         featurizer_provider=lambda _backbone: extractor,
@@ -297,7 +297,7 @@ def engine_with(
 
 
 def test_failed_commit_leaves_no_file_no_row_no_vector(
-    engine: Engine, extractor: Featurizer, settings: Settings, catalog_photos: list[Path]
+    engine: SearchEngine, extractor: Featurizer, settings: Settings, catalog_photos: list[Path]
 ) -> None:
     faulty = engine_with(engine, extractor, session_class=FailingCommitSession)
     with pytest.raises(OperationalError):
@@ -311,7 +311,7 @@ def test_failed_commit_leaves_no_file_no_row_no_vector(
 
 
 def test_full_disk_while_saving_the_image_changes_nothing(
-    engine: Engine, extractor: Featurizer, catalog_photos: list[Path]
+    engine: SearchEngine, extractor: Featurizer, catalog_photos: list[Path]
 ) -> None:
     faulty = engine_with(engine, extractor, media=FullDiskMediaStore(engine.media.root))
     with pytest.raises(MediaStoreError, match="disk is full"):
@@ -320,7 +320,7 @@ def test_full_disk_while_saving_the_image_changes_nothing(
 
 
 def test_orphan_files_from_a_crash_are_swept(
-    engine: Engine, settings: Settings, catalog_photos: list[Path]
+    engine: SearchEngine, settings: Settings, catalog_photos: list[Path]
 ) -> None:
     kept = engine.catalog.add(fields("K-1"), catalog_photos[0].read_bytes())
     # What a crash between writing the file and committing its row leaves behind:
@@ -337,7 +337,7 @@ def test_orphan_files_from_a_crash_are_swept(
 
 
 def test_csv_import_validates_rows_and_updates(
-    engine: Engine, tmp_path: Path, catalog_photos: list[Path]
+    engine: SearchEngine, tmp_path: Path, catalog_photos: list[Path]
 ) -> None:
     folder = tmp_path / "shop"
     folder.mkdir()

@@ -14,12 +14,7 @@ import pytest
 from PIL import Image
 
 from cli.main import main
-from search.featurizer import Featurizer
-from search.postprocess import l2_normalise, pairwise_distances
-from tests.conftest import make_settings, settings_env
-from tests.images import encode, photo_like
-from tools.evaluate import evaluate, score_neighbours
-from tools.evaluate_methods import (
+from search.evaluation.methods import (
     EvaluationError,
     EvaluationOptions,
     Method,
@@ -28,6 +23,11 @@ from tools.evaluate_methods import (
     live_method,
     parse_methods,
 )
+from search.evaluation.report import evaluate, score_neighbours
+from search.featurize.featurizer import Featurizer
+from search.index import l2_normalise, pairwise_distances
+from tests.conftest import make_settings, settings_env
+from tests.images import encode, photo_like
 
 # Six unit vectors on a circle, two categories. Cosine distance grows with the angle between
 # them, so neighbours are ordered by angular difference:

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from search.featurizer import Featurizer, ModelUnavailableError
-from search.preprocess import preprocess_image
+from search.errors import ModelUnavailableError
+from search.featurize.featurizer import Featurizer
+from search.featurize.preprocess import preprocess_image
 
 if TYPE_CHECKING:
-    from search.extractor import KerasExtractor
+    from search.featurize.runtimes.keras import KerasExtractor
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_rejects_wrong_shapes(extractor: Featurizer) -> None:
 def test_model_is_cached_under_models_dir_and_reloads_identically(
     keras_extractor: Featurizer, models_dir: Path, photo_batch: np.ndarray
 ) -> None:
-    from search.extractor import VGG16Extractor, cached_model_path
+    from search.featurize.runtimes.keras import VGG16Extractor, cached_model_path
 
     path = cached_model_path(models_dir, "none", 1234)
     assert path.is_file()
@@ -63,7 +64,7 @@ def test_local_weights_file(
     keras_extractor: KerasExtractor, tmp_path: Path, photo_batch: np.ndarray
 ) -> None:
     """MODEL_WEIGHTS=/path/to/file: how an offline shop machine gets the real weights."""
-    from search.extractor import VGG16Extractor
+    from search.featurize.runtimes.keras import VGG16Extractor
 
     weights_file = tmp_path / "vgg16_notop.weights.h5"
     keras_extractor.keras_model.save_weights(weights_file)
@@ -77,7 +78,7 @@ def test_local_weights_file(
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path: Path) -> None:
-    from search.extractor import VGG16Extractor
+    from search.featurize.runtimes.keras import VGG16Extractor
 
     with pytest.raises(ModelUnavailableError, match="not a file"):
         VGG16Extractor.load(models_dir=tmp_path, weights=str(tmp_path / "missing.h5"))

@@ -1,4 +1,4 @@
-"""Tests of search.vector_index.VectorIndex: exactness against scikit-learn, ranking, filters
+"""Tests of search.index.memory.VectorIndex: exactness against scikit-learn, ranking, filters
 and metrics (validation, storage and threads: tests/test_index_storage.py)."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from search.vector_index import VectorIndex
+from search.index import SearchFilter
+from search.index.memory import VectorIndex
 from tests.index_catalogue import (
     DIM,
     Catalogue,
@@ -106,14 +107,21 @@ def test_category_and_max_price_filters() -> None:
             assert cat.facts[hit.product_id].price <= 50.0
         cat.check(q, category="sandal", max_price=120.0)
         cat.check(q, category="sandal", max_price=120.0, include_inactive=True)
-    assert cat.index.search(rng.standard_normal(DIM), category="no such category") == []
-    assert cat.index.search(rng.standard_normal(DIM), max_price=-1.0) == []
+    assert (
+        cat.index.search(
+            rng.standard_normal(DIM), query_filter=SearchFilter(category="no such category")
+        )
+        == []
+    )
+    assert (
+        cat.index.search(rng.standard_normal(DIM), query_filter=SearchFilter(max_price=-1.0)) == []
+    )
     # The price filter is inclusive.
     cat.product(facts(500, price=33.5))
     v = rng.standard_normal(DIM)
     cat.add(500, [50_000], v[None, :])
-    assert 500 in ids(cat.index.search(v, k=1, max_price=33.5))
-    assert 500 not in ids(cat.index.search(v, k=100, max_price=33.49))
+    assert 500 in ids(cat.index.search(v, k=1, query_filter=SearchFilter(max_price=33.5)))
+    assert 500 not in ids(cat.index.search(v, k=100, query_filter=SearchFilter(max_price=33.49)))
 
 
 def test_price_and_category_changes_apply_to_every_image_of_the_product() -> None:
@@ -122,10 +130,10 @@ def test_price_and_category_changes_apply_to_every_image_of_the_product() -> Non
     cat.product(facts(1, category="boot", price=100.0))
     v = rng.standard_normal((3, DIM))
     cat.add(1, [1, 2, 3], v)
-    assert cat.index.search(v[0], max_price=50.0) == []
+    assert cat.index.search(v[0], query_filter=SearchFilter(max_price=50.0)) == []
     cat.product(facts(1, category="sneaker", price=40.0))
     assert ids(cat.check(v[2], max_price=50.0, category="sneaker")) == [1]
-    assert cat.index.search(v[2], category="boot") == []
+    assert cat.index.search(v[2], query_filter=SearchFilter(category="boot")) == []
 
 
 def test_include_inactive_and_set_active_hides_and_restores() -> None:
@@ -189,7 +197,9 @@ def test_exclude_product_ids() -> None:
     q = cat.images[1000][1]
     first = cat.index.search(q)
     assert first[0].product_id == 1
-    hits = cat.index.search(q, exclude_product_ids={1, first[1].product_id, 999_999})
+    hits = cat.index.search(
+        q, query_filter=SearchFilter(exclude_product_ids={1, first[1].product_id, 999_999})
+    )
     assert ids(hits) == ids(first)[2:] + ids(hits)[6:] and len(hits) == 8
 
 
@@ -284,14 +294,17 @@ def test_unpriced_product_never_passes_a_price_filter() -> None:
     index.add_vectors(product_id=1, image_ids=[1], vectors=np.ones((1, DIM)))
     index.add_vectors(product_id=2, image_ids=[2], vectors=np.ones((1, DIM)))
     assert {hit.product_id for hit in index.search(np.ones(DIM))} == {1, 2}
-    assert [hit.product_id for hit in index.search(np.ones(DIM), max_price=1e9)] == [2]
+    assert [
+        hit.product_id
+        for hit in index.search(np.ones(DIM), query_filter=SearchFilter(max_price=1e9))
+    ] == [2]
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "inner_product", "cosine"])
 def test_other_metrics_rank_like_a_brute_force_on_the_vectors_as_given(metric: str) -> None:
     """Rows of very different lengths: euclidean and inner product must rank by the vectors as
     given (not their unit versions), cosine must ignore the lengths."""
-    from search.postprocess import pairwise_distances
+    from search.index import pairwise_distances
 
     rng = np.random.default_rng(11)
     n = 60

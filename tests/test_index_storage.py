@@ -1,4 +1,4 @@
-"""Tests of search.vector_index.VectorIndex: invalid input rejected with nothing changed,
+"""Tests of search.index.memory.VectorIndex: invalid input rejected with nothing changed,
 storage growth and compaction, bulk load equal to incremental adds, threads."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from search.vector_index import VectorIndex
+from search.index import SearchFilter
+from search.index.memory import VectorIndex
 from tests.index_catalogue import (
     DIM,
     Catalogue,
@@ -119,7 +120,7 @@ def test_compaction_keeps_answers_identical() -> None:
     for q in queries:
         for filters in ({}, {"category": "boot"}, {"max_price": 90.0, "include_inactive": True}):
             hits = cat.check(q, k=10, **filters)
-            again = fresh.search(q, k=10, **filters)  # type: ignore[arg-type]
+            again = fresh.search(q, k=10, query_filter=SearchFilter(**filters))  # type: ignore[arg-type]
             assert [(h.product_id, h.image_id) for h in hits] == [
                 (h.product_id, h.image_id) for h in again
             ]
@@ -162,8 +163,8 @@ def test_build_and_incremental_adds_give_the_same_results() -> None:
     for i in range(20):
         q = vectors[i * 7] if i % 2 else rng.random(DIM)
         for filters in ({}, {"category": "b"}, {"max_price": 40.0}, {"include_inactive": True}):
-            a = built.search(q, k=8, **filters)  # type: ignore[arg-type]
-            b = incremental.search(q, k=8, **filters)  # type: ignore[arg-type]
+            a = built.search(q, k=8, query_filter=SearchFilter(**filters))  # type: ignore[arg-type]
+            b = incremental.search(q, k=8, query_filter=SearchFilter(**filters))  # type: ignore[arg-type]
             assert [(h.product_id, h.image_id) for h in a] == [
                 (h.product_id, h.image_id) for h in b
             ]

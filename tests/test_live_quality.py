@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lookalike.app import open_engine
+from lookalike.composition import open_engine
 from lookalike.settings import Settings
-from search import Engine, ProductFields
-from search.featurizer import Featurizer
+from search import ProductFields, SearchEngine
+from search.featurize.featurizer import Featurizer
 from search.fields import clean_product_fields
 
 K = 8
@@ -55,7 +55,7 @@ def fields_of(row: dict[str, str], *, with_category: bool) -> ProductFields:
 
 
 @pytest.fixture
-def live_engine(settings: Settings) -> Iterator[Engine]:
+def live_engine(settings: Settings) -> Iterator[SearchEngine]:
     """The engine as `lookalike bot` opens it, over an empty database of this test's backend."""
     opened = open_engine(settings, featurizer=no_model)
     try:
@@ -65,7 +65,7 @@ def live_engine(settings: Settings) -> Iterator[Engine]:
 
 
 def leave_one_out(
-    engine: Engine, vectors: np.ndarray, skus: list[str], labels: dict[str, str]
+    engine: SearchEngine, vectors: np.ndarray, skus: list[str], labels: dict[str, str]
 ) -> tuple[float, int, int]:
     """(precision@8, searches that inferred a category, of which the query's own one)."""
     hits = inferred = inferred_right = 0
@@ -83,7 +83,7 @@ def leave_one_out(
 
 
 def test_live_precision_at_8_without_and_with_categories(
-    live_engine: Engine, footwear: Path
+    live_engine: SearchEngine, footwear: Path
 ) -> None:
     engine = live_engine
     assert engine.config.postprocess == "sqrt-centre"

@@ -13,8 +13,8 @@ from sqlalchemy import inspect, text
 
 from cli.main import main
 from db import migrate
-from db.engine import create_db_engine
-from db.models import Base
+from db.database import create_db_engine
+from db.tables import Base
 from tests.conftest import current_backend, database_url_for
 
 EXPECTED_TABLES = {

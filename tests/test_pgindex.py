@@ -1,4 +1,4 @@
-"""PgVectorIndex (search/pgindex.py): the k-nearest query inside PostgreSQL gives what the
+"""PgVectorIndex (search/index/postgres.py): the k-nearest query inside PostgreSQL gives what the
 in-memory VectorIndex gives over the same rows, exactly (sequential scan) and through the HNSW
 graph; bad input refused; live reads; per-model HNSW indexes. (The planner's own choice of the
 HNSW index and narrow filters: tests/test_pgindex_hnsw.py.) On the session's embedded
@@ -16,14 +16,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.database import create_db_engine, create_session_factory
 from db.embedded_pg import EmbeddedPostgres
-from db.engine import create_db_engine, create_session_factory
-from db.models import Embedding, Product, ProductImage
-from search.index import Hit, ProductFacts
-from search.pg_hnsw import ensure_hnsw_index, hnsw_index_name, index_info
-from search.pgindex import PgVectorIndex
-from search.postprocess import METRICS
-from search.vector_index import VectorIndex
+from db.tables import Embedding, Product, ProductImage
+from search.index import METRICS, SearchFilter
+from search.index.hnsw import ensure_hnsw_index, hnsw_index_name, index_info
+from search.index.memory import VectorIndex
+from search.index.postgres import PgVectorIndex
+from search.index.protocol import Hit, ProductFacts
 from tests.pgindex_support import (
     DIM,
     HNSW_SCAN,
@@ -210,14 +210,18 @@ def test_exact_and_hnsw_give_what_vector_index_gives(catalogue: Catalogue, metri
             query = rng.standard_normal(DIM) * rng.uniform(0.1, 5.0)
         k = [1, 3, 8, 8, 12, 300][int(rng.integers(6))]
         filters = _random_filters(rng, catalogue)
-        want = catalogue.reference.search(query, k=k, metric=metric, **filters)  # type: ignore[arg-type]
+        want = catalogue.reference.search(
+            query, k=k, metric=metric, query_filter=SearchFilter(**filters)
+        )  # type: ignore[arg-type]
         for index in (exact, hnsw):
-            got = index.search(query, k=k, metric=metric, **filters)  # type: ignore[arg-type]
+            got = index.search(query, k=k, metric=metric, query_filter=SearchFilter(**filters))  # type: ignore[arg-type]
             _assert_same(got, want, (trial, k, filters, index is hnsw))
         checked += len(want)
     assert checked > 1000  # the filters did not leave the comparisons empty
     if metric == "cosine":
-        assert HNSW_SCAN in hnsw.explain(query, k=8, category="boots", max_price=20.0)
+        assert HNSW_SCAN in hnsw.explain(
+            query, k=8, query_filter=SearchFilter(category="boots", max_price=20.0)
+        )
         assert HNSW_SCAN not in exact.explain(query, k=8)
 
 
@@ -228,19 +232,21 @@ def test_ties_are_broken_by_product_then_image(catalogue: Catalogue) -> None:
     exact = PgVectorIndex(catalogue.sessions, model_name=MODEL, dim=DIM, exact=True)
     shared = catalogue.vectors[catalogue.reference.image_ids_of(11)[0]]
     for pg in (index, exact):
-        hits = pg.search(shared, k=2, include_inactive=True)
+        hits = pg.search(shared, k=2, query_filter=SearchFilter(include_inactive=True))
         assert [h.product_id for h in hits] == [11, 12]
         assert hits[0].distance == hits[1].distance == pytest.approx(0.0, abs=1e-6)
     first, second = catalogue.reference.image_ids_of(15)
     assert np.array_equal(catalogue.vectors[first], catalogue.vectors[second])
     assert (
-        catalogue.reference.search(catalogue.vectors[second], k=1, include_inactive=True)[
-            0
-        ].image_id
+        catalogue.reference.search(
+            catalogue.vectors[second], k=1, query_filter=SearchFilter(include_inactive=True)
+        )[0].image_id
         == first
     )
     for pg in (index, exact):
-        hit = pg.search(catalogue.vectors[second], k=1, include_inactive=True)[0]
+        hit = pg.search(
+            catalogue.vectors[second], k=1, query_filter=SearchFilter(include_inactive=True)
+        )[0]
         assert (hit.product_id, hit.image_id) == (15, first)
 
 
@@ -254,8 +260,10 @@ def test_zero_query_ranks_by_ids_like_vector_index(catalogue: Catalogue) -> None
     ):
         for metric in METRICS:
             for filters in ({}, {"category": "heels"}):
-                want = catalogue.reference.search(zero, k=10, metric=metric, **filters)
-                got = index.search(zero, k=10, metric=metric, **filters)
+                want = catalogue.reference.search(
+                    zero, k=10, metric=metric, query_filter=SearchFilter(**filters)
+                )
+                got = index.search(zero, k=10, metric=metric, query_filter=SearchFilter(**filters))
                 _assert_same(got, want, (metric, filters))
         assert index.exact_fallbacks == 0  # ordered by ids, no graph involved
     assert catalogue.reference.search(zero, k=1)[0].distance == 1.0
@@ -279,10 +287,11 @@ def test_bad_queries_raise_value_error(
     catalogue: Catalogue, query: np.ndarray, kwargs: dict[str, Any]
 ) -> None:
     index = PgVectorIndex(catalogue.sessions, model_name=MODEL, dim=DIM)
+    filter_fields = {key: kwargs.pop(key) for key in list(kwargs) if key == "max_price"}
     with pytest.raises(ValueError):
-        index.search(query, **kwargs)
-    with pytest.raises(ValueError):
-        catalogue.reference.search(query, **kwargs)  # the same refusal as the in-memory index
+        index.search(query, query_filter=SearchFilter(**filter_fields), **kwargs)
+    with pytest.raises(ValueError):  # the same refusal as the in-memory index
+        catalogue.reference.search(query, query_filter=SearchFilter(**filter_fields), **kwargs)
 
 
 def test_bad_construction_raises() -> None:
@@ -357,10 +366,19 @@ def test_reads_the_database_live_and_writes_are_no_ops(catalogue: Catalogue) -> 
         with catalogue.sessions() as session, session.begin():
             session.execute(sa.update(Product).where(Product.id == 500).values(in_stock=False))
         assert index.search(query, k=1)[0].product_id != 500
-        assert index.search(query, k=1, include_inactive=True)[0].product_id == 500
+        assert (
+            index.search(query, k=1, query_filter=SearchFilter(include_inactive=True))[0].product_id
+            == 500
+        )
         _assert_same(
-            index.search(query, k=3, include_inactive=True, exclude_product_ids=[500]),
-            catalogue.reference.search(query, k=3, include_inactive=True),
+            index.search(
+                query,
+                k=3,
+                query_filter=SearchFilter(include_inactive=True, exclude_product_ids=[500]),
+            ),
+            catalogue.reference.search(
+                query, k=3, query_filter=SearchFilter(include_inactive=True)
+            ),
             "excluded",
         )
     finally:

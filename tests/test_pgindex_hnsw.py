@@ -1,4 +1,4 @@
-"""PgVectorIndex (search/pgindex.py) on 2,000 bulk-loaded vectors: PostgreSQL itself picks the
+"""PgVectorIndex (search/index/postgres.py) on 2,000 bulk-loaded vectors: PostgreSQL itself picks the
 HNSW index for the cosine query, and a narrow filter still fills k thanks to the iterative scan.
 On the session's embedded PostgreSQL (tests/conftest.py: postgres_server), in every pass."""
 
@@ -12,11 +12,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.pg_load import copy_catalog
+from db.database import create_db_engine, create_session_factory
 from db.embedded_pg import EmbeddedPostgres
-from db.engine import create_db_engine, create_session_factory
-from db.models import Product
-from search.pg_hnsw import ensure_hnsw_index, hnsw_index_name
-from search.pgindex import PgVectorIndex
+from db.tables import Product
+from search.index import SearchFilter
+from search.index.hnsw import ensure_hnsw_index, hnsw_index_name
+from search.index.postgres import PgVectorIndex
 from tests.pgindex_support import (
     DIM,
     HNSW_SCAN,
@@ -25,7 +27,6 @@ from tests.pgindex_support import (
     new_database,
     running_server,
 )
-from tools.bench_pg_load import copy_catalog
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_plan_uses_hnsw_with_default_planner_settings(loaded: Loaded) -> None:
     for ef in (40, 100):
         index = PgVectorIndex(loaded.sessions, model_name=MODEL, dim=DIM, ef_search=ef)
         assert HNSW_SCAN in index.explain(query, k=8)
-        assert HNSW_SCAN in index.explain(query, k=8, max_price=50.0)
+        assert HNSW_SCAN in index.explain(query, k=8, query_filter=SearchFilter(max_price=50.0))
         hits = index.search(query, k=8)
         assert len(hits) == 8 and hits[0].product_id == 4  # vectors[3] is product 4's
     exact = PgVectorIndex(loaded.sessions, model_name=MODEL, dim=DIM, exact=True)
@@ -101,8 +102,8 @@ def test_narrow_filter_still_returns_k_products(loaded: Loaded) -> None:
     found = 0
     for trial in range(10):
         query = rng.random(DIM, dtype=np.float32) ** 3
-        assert HNSW_SCAN in index.explain(query, k=8, category="rare")
-        hits = index.search(query, k=8, category="rare")
+        assert HNSW_SCAN in index.explain(query, k=8, query_filter=SearchFilter(category="rare"))
+        hits = index.search(query, k=8, query_filter=SearchFilter(category="rare"))
         assert len(hits) == 8, trial
         assert all(h.product_id % 50 == 0 for h in hits)
         scores = unit[rare - 1] @ (query / np.linalg.norm(query))  # (40,)
@@ -128,6 +129,6 @@ def test_narrow_filter_still_returns_k_products(loaded: Loaded) -> None:
         )
         assert len(session.execute(statement).all()) < 8
 
-    hits = index.search(query, k=8, category="tiny")
+    hits = index.search(query, k=8, query_filter=SearchFilter(category="tiny"))
     assert sorted(h.product_id for h in hits) == [5, 6, 7]
     assert index.exact_fallbacks == 1

@@ -25,10 +25,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from db import migrate
+from db.database import create_db_engine
 from db.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError, free_port
-from db.engine import create_db_engine
-from db.models import Base, Embedding, Product
 from db.pg_process import read_postmaster
+from db.tables import Base, Embedding, Product
 from tests.conftest import REPO_ROOT, server_scratch_dir
 from tests.postgres_support import EVERY_TABLE, scratch_database
 from tests.test_migrations import per_model_indexes

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 from cli.main import main
 from db import migrate
 from db.copy import copy_database, tables_in_copy_order
+from db.database import create_db_engine
 from db.embedded_pg import EmbeddedPostgres, free_port
-from db.engine import create_db_engine
-from db.models import (
+from db.tables import (
     AdminDraft,
     ApiKey,
     AuditEntry,
@@ -39,7 +39,7 @@ from db.models import (
     SearchLog,
 )
 from lookalike.settings import Settings
-from search.featurizer import Featurizer
+from search.featurize.featurizer import Featurizer
 from tests.conftest import open_test_engine, settings_env
 from tests.postgres_support import EVERY_TABLE, scratch_database
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import pairwise_distances as sk_pairwise_distances
 
-from search.postprocess import PostProcessor, expand_query, l2_normalise, pairwise_distances
+from search.index import l2_normalise, pairwise_distances
+from search.postprocess import PostProcessor, expand_query
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""search.preprocess: Keras parity on real files, odd inputs accepted, bad inputs refused early."""
+"""search.featurize.preprocess: Keras parity on real files, odd inputs accepted, bad inputs refused early."""
 
 import io
 import subprocess
@@ -13,7 +13,7 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from search.preprocess import (
+from search.featurize.preprocess import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
     TARGET_SIZE,
@@ -167,7 +167,7 @@ def test_to_model_input_refuses_non_rgb_images() -> None:
 
 def test_module_does_not_import_tensorflow_or_keras() -> None:
     code = (
-        "import sys, search.preprocess; "
+        "import sys, search.featurize.preprocess; "
         "loaded = {'tensorflow', 'keras'} & set(sys.modules); "
         "sys.exit(f'imported {loaded}' if loaded else 0)"
     )

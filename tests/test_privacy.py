@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.handlers.admin import stats_text
 from db import feed_state, shared_state
 from db import repository as repo
-from db.engine import create_db_engine, create_session_factory
+from db.database import create_db_engine, create_session_factory
 from db.migrate import ensure_up_to_date
-from db.models import AdminDraft, Base, Feedback, RateLimitEvent, ResultOpen, SearchDaily, SearchLog
 from db.retention import distance_bucket, folded_weak_searches
+from db.tables import AdminDraft, Base, Feedback, RateLimitEvent, ResultOpen, SearchDaily, SearchLog
 from lookalike.settings import Settings
 from search import SearchHistory
 from search.retention import RETENTION_LEASE

@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import repository as repo
 from db import shared_state
-from db.engine import create_db_engine, create_session_factory
+from db.database import create_db_engine, create_session_factory
 from db.migrate import ensure_up_to_date
-from db.models import RateLimitEvent, SearchLog
 from db.quality import ModelQuality, quality_by_model
+from db.tables import RateLimitEvent, SearchLog
 from lookalike.settings import Settings
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lookalike.app import open_engine
+from lookalike.composition import open_engine
 from lookalike.settings import Settings
-from search import Engine
-from search.featurizer import Featurizer
+from search import SearchEngine
+from search.featurize.featurizer import Featurizer
 from search.fields import clean_product_fields
 from search.reindex import reindex
 from tests.conftest import MODEL_SEED
@@ -23,7 +23,7 @@ PHOTOS = 12
 
 @pytest.fixture(scope="module")
 def new_extractor(models_dir: Path) -> Featurizer:
-    from search.extractor import KerasExtractor
+    from search.featurize.runtimes.keras import KerasExtractor
 
     return KerasExtractor.load(
         models_dir=models_dir,
@@ -43,7 +43,7 @@ def provider(extractor: Featurizer, new_extractor: Featurizer) -> Callable[[str]
 @pytest.fixture
 def small_catalog(
     settings: Settings, provider: Callable[[str], Featurizer], catalog_photos: list[Path]
-) -> Iterator[Engine]:
+) -> Iterator[SearchEngine]:
     engine = open_engine(settings, featurizer=provider)
     for photo in catalog_photos[:PHOTOS]:
         fields = clean_product_fields(sku=photo.stem, name=photo.stem, price="10", currency="EUR")
@@ -69,7 +69,7 @@ def interrupt_after(images: int) -> Callable[[int], None]:
 
 
 def test_an_interrupted_reindex_keeps_the_old_model_and_the_next_run_finishes_it(
-    small_catalog: Engine,
+    small_catalog: SearchEngine,
     settings: Settings,
     provider: Callable[[str], Featurizer],
     catalog_photos: list[Path],
@@ -134,7 +134,7 @@ def test_an_interrupted_reindex_keeps_the_old_model_and_the_next_run_finishes_it
     )
 
 
-def test_reindex_refuses_an_unknown_backbone(small_catalog: Engine) -> None:
+def test_reindex_refuses_an_unknown_backbone(small_catalog: SearchEngine) -> None:
     with pytest.raises(ValueError, match="resnet50"):
         reindex(small_catalog, "alexnet")
     assert small_catalog.models.active.name == "vgg16_avgpool"

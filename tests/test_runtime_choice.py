@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.backbones import get_backbone
-from search.fidelity import DEFAULT_GATE, Fidelity, measure_fidelity
-from search.model_loader import ModelLoader
-from search.runtime_choice import MIN_CALIBRATION_PHOTOS, choose_runtime
-from search.runtime_record import cpu_signature, read_decision, write_decision
-from search.served import SERVED_RUNTIMES, Forward, ServedFeaturizer
+from search.featurize.backbones import get_backbone
+from search.featurize.choice import MIN_CALIBRATION_PHOTOS, choose_runtime
+from search.featurize.fidelity import DEFAULT_GATE, Fidelity, measure_fidelity
+from search.featurize.loader import ModelLoader
+from search.featurize.record import cpu_signature, read_decision, write_decision
+from search.featurize.served import SERVED_RUNTIMES, Forward, ServedFeaturizer
 from tests.conftest import MODEL_SEED, REPO_ROOT
 
 SPEC = get_backbone("vgg16")

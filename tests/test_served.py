@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.settings import Settings
-from search.extractor import KerasExtractor
-from search.fidelity import DEFAULT_GATE, measure_fidelity
-from search.preprocess import preprocess_image
-from search.served import ServedFeaturizer
+from search.featurize.fidelity import DEFAULT_GATE, measure_fidelity
+from search.featurize.preprocess import preprocess_image
+from search.featurize.runtimes.keras import KerasExtractor
+from search.featurize.served import ServedFeaturizer
 from tests.conftest import REPO_ROOT, settings_env
 
 

@@ -17,8 +17,7 @@ from fastapi.security import HTTPBearer
 from starlette.datastructures import UploadFile
 
 from db.media import MediaStoreError
-from search import CatalogError, FieldError, InvalidImageError, ProductFields
-from search.fields import clean_product_fields
+from search import CatalogError, FieldError, InvalidImageError, ProductFields, clean_product_fields
 from web.context import TooManyRefusalsError, catalog_problem
 from web.problems import ProblemError
 from web.render import Urls, product_out
@@ -26,7 +25,7 @@ from web.schemas import ProductUpdateIn, StockIn, WriteOut
 
 if TYPE_CHECKING:
     from db.api_keys import ApiKeyRecord
-    from search import Engine, ProductRecord
+    from search import ProductRecord, SearchEngine
     from web.context import WebContext
 
 T = TypeVar("T")
@@ -79,7 +78,7 @@ def _clean(**values: Any) -> ProductFields:
         raise ProblemError(422, str(error), kind="invalid-field") from None
 
 
-def router(engine: Engine, context: WebContext) -> APIRouter:
+def router(engine: SearchEngine, context: WebContext) -> APIRouter:
     routes = APIRouter(
         prefix="/api/v1", tags=["catalogue writes (API key)"], dependencies=[Security(_BEARER)]
     )
@@ -209,7 +208,7 @@ def router(engine: Engine, context: WebContext) -> APIRouter:
     return routes
 
 
-def _update(engine: Engine, sku: str, change: ProductUpdateIn) -> tuple[ProductRecord, bool]:
+def _update(engine: SearchEngine, sku: str, change: ProductUpdateIn) -> tuple[ProductRecord, bool]:
     """One blocking engine step: the product's fields with `change` applied, validated."""
     current = engine.catalog.require(sku)
     given = change.model_dump(exclude_unset=True)
@@ -244,7 +243,7 @@ def _outcome_out(outcome: Any, urls: Urls) -> WriteOut:
 
 
 async def _audit(
-    engine: Engine,
+    engine: SearchEngine,
     user_id: int,
     action: str,
     outcome: str,

@@ -14,13 +14,13 @@ from web.render import Urls, product_out, search_out
 from web.schemas import CategoriesOut, ProductOut, SimilarOut
 
 if TYPE_CHECKING:
-    from search import Engine, ProductRecord, SearchResult
+    from search import ProductRecord, SearchEngine, SearchResult
     from web.context import WebContext
 
 Sku = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-def router(engine: Engine, context: WebContext) -> APIRouter:
+def router(engine: SearchEngine, context: WebContext) -> APIRouter:
     routes = APIRouter(prefix="/api/v1", tags=["catalogue"])
 
     @routes.get(
@@ -63,7 +63,7 @@ def router(engine: Engine, context: WebContext) -> APIRouter:
 
 
 def _similar_to_sku(
-    engine: Engine, sku: str, who: Requester, k: int | None
+    engine: SearchEngine, sku: str, who: Requester, k: int | None
 ) -> tuple[ProductRecord, SearchResult]:
     """One blocking engine step: the SKU's product and its lookalikes."""
     product = engine.catalog.get(sku)

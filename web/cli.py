@@ -8,7 +8,7 @@ import argparse
 from typing import Any
 
 from db.api_keys import ApiKeyError
-from db.engine import create_db_engine, create_session_factory
+from db.database import create_db_engine, create_session_factory
 from db.migrate import ensure_up_to_date
 from lookalike.settings import Settings
 from web import keys

@@ -20,7 +20,7 @@ from web.schemas import SearchParams
 
 if TYPE_CHECKING:
     from db.api_keys import ApiKeyRecord
-    from search import Engine, SearchResult
+    from search import SearchEngine, SearchResult
 
 SOURCE = "web"  # Requester.source of every search made here
 
@@ -41,7 +41,7 @@ class TooManyRefusalsError(ProblemError):
 
 @dataclass
 class WebContext:
-    engine: Engine
+    engine: SearchEngine
     config: WebConfig
     metrics: WebMetrics
     limits: RateLimits

@@ -15,7 +15,7 @@ from db.api_keys import ApiKeyRecord, NewApiKey
 from web.problems import ProblemError
 
 if TYPE_CHECKING:
-    from search import Engine
+    from search import SearchEngine
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="lookalike"'}
 
@@ -45,7 +45,7 @@ def bearer_secret(authorization: str | None) -> str:
 
 
 class KeyChecker:
-    def __init__(self, engine: Engine, session_factory: Callable[[], Session]) -> None:
+    def __init__(self, engine: SearchEngine, session_factory: Callable[[], Session]) -> None:
         self._engine = engine
         self._session_factory = session_factory
 

@@ -23,7 +23,7 @@ from db import shared_state
 from web.problems import problem_response
 
 if TYPE_CHECKING:
-    from search import Engine
+    from search import SearchEngine
 
 WINDOW = timedelta(minutes=1)
 # Multipart framing and form fields around the photo itself.
@@ -106,7 +106,7 @@ def user_ref_of(address: str, key: bytes) -> str:
 class RateLimits:
     def __init__(
         self,
-        engine: Engine,
+        engine: SearchEngine,
         session_factory: Callable[[], Session],
         *,
         searches_per_minute: int,

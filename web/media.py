@@ -21,7 +21,7 @@ from web.config import THUMBNAIL_WIDTHS
 from web.problems import ProblemError
 
 if TYPE_CHECKING:
-    from search import Engine
+    from search import SearchEngine
 
 # ab/<64 hex>.<ext>: the names db.media generates (checked again by MediaStore.path_for).
 _NAME = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.(jpg|png|webp|gif|bmp|tiff)$")
@@ -45,7 +45,7 @@ class ThumbnailCache:
         self._capacity = capacity
         self._lock = threading.Lock()
 
-    def get_or_make(self, engine: Engine, file_name: str, width: int) -> bytes:
+    def get_or_make(self, engine: SearchEngine, file_name: str, width: int) -> bytes:
         key = (file_name, width)
         with self._lock:
             if key in self._items:
@@ -78,7 +78,7 @@ def _not_found(file_name: str) -> ProblemError:
     return ProblemError(404, f"there is no image {file_name[:80]!r}", kind="not-found")
 
 
-def router(engine: Engine) -> APIRouter:
+def router(engine: SearchEngine) -> APIRouter:
     routes = APIRouter(tags=["media"])
     thumbnails = ThumbnailCache()
 

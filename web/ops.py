@@ -13,11 +13,11 @@ from sqlalchemy import text
 from web.schemas import HealthOut
 
 if TYPE_CHECKING:
-    from search import Engine
+    from search import SearchEngine
     from web.context import WebContext
 
 
-def database_answers(engine: Engine) -> bool:
+def database_answers(engine: SearchEngine) -> bool:
     try:
         with engine.sessions() as session:
             session.execute(text("SELECT 1"))
@@ -26,7 +26,7 @@ def database_answers(engine: Engine) -> bool:
         return False
 
 
-def router(engine: Engine, context: WebContext) -> APIRouter:
+def router(engine: SearchEngine, context: WebContext) -> APIRouter:
     routes = APIRouter(tags=["operations"])
 
     @routes.get("/healthz", response_model=HealthOut, summary="The process is up")

@@ -1,4 +1,4 @@
-"""Engine records -> the API's JSON models (web.schemas), with absolute URLs for images and
+"""SearchEngine records -> the API's JSON models (web.schemas), with absolute URLs for images and
 shared result sets built from the public base URL (or the request's own)."""
 
 from __future__ import annotations

@@ -12,13 +12,13 @@ from fastapi import APIRouter, Body, Path, Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from search.urlfetch import UrlFetchError, fetch_image
+from search import UrlFetchError, fetch_image
 from web.problems import ProblemError
 from web.render import Urls, search_out
 from web.schemas import FeedbackIn, FeedbackOut, SearchByUrlIn, SearchOut, SearchParams
 
 if TYPE_CHECKING:
-    from search import Engine
+    from search import SearchEngine
     from web.context import WebContext
 
 SHARE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -93,7 +93,7 @@ async def _read_json(request: Request) -> SearchByUrlIn:
         raise _invalid(error) from None
 
 
-def router(engine: Engine, context: WebContext) -> APIRouter:
+def router(engine: SearchEngine, context: WebContext) -> APIRouter:
     routes = APIRouter(prefix="/api/v1", tags=["search"])
 
     @routes.post(

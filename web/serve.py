@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from lookalike.app import configure_logging, open_engine, redact_secret_in_logs
+from lookalike.composition import configure_logging, open_engine, redact_secret_in_logs
 from lookalike.settings import Settings
-from web.app import create_app
+from web.application import create_app
 from web.config import web_config_from_settings
 
 if TYPE_CHECKING:
-    from search import Engine
+    from search import SearchEngine
     from web.telegram import TelegramWebhook
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,11 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         signal.signal(signal.SIGTERM, previous)
 
 
-def _telegram(settings: Settings, engine: Engine) -> TelegramWebhook | None:
+def _telegram(settings: Settings, engine: SearchEngine) -> TelegramWebhook | None:
     """The bot on this server's webhook route when WEBHOOK_URL is set, else None."""
     if not settings.webhook_url:
         return None
-    from bot.app import MissingTokenError, build_application
+    from bot.application import MissingTokenError, build_application
     from web.telegram import TelegramWebhook
 
     if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value():
@@ -80,7 +80,9 @@ def _telegram(settings: Settings, engine: Engine) -> TelegramWebhook | None:
     return TelegramWebhook(application, webhook_url=settings.webhook_url, secret=secret)
 
 
-def _feed_sync(settings: Settings, engine: Engine) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+def _feed_sync(
+    settings: Settings, engine: SearchEngine
+) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     """With FEED_URL set, the catalogue follows the shop's feed every FEED_SYNC_MINUTES (one
     instance at a time: the sync takes a database lease)."""
     feed_url = settings.feed_url
@@ -104,7 +106,7 @@ RETENTION_FIRST_SECONDS = 300.0
 RETENTION_INTERVAL_SECONDS = 24 * 3600.0
 
 
-async def _purge_expired_daily(engine: Engine) -> None:
+async def _purge_expired_daily(engine: SearchEngine) -> None:
     """Fold searches older than SEARCH_LOG_RETENTION_DAYS into daily counts and delete them,
     every day, for a server that runs without the bot."""
     await asyncio.sleep(RETENTION_FIRST_SECONDS)

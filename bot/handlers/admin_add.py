@@ -2,7 +2,7 @@
 conversation when /add comes alone (photo first, then the details line; /cancel stops).
 
 "Added" is said only once the product, its image file and its vector are stored and searchable
-(`Engine.add_photo` does all three atomically). The vector comes from the engine's shared
+(`SearchEngine.add_photo` does all three atomically). The vector comes from the engine's shared
 inference worker, so admin adds queue with customers' searches instead of competing with them.
 """
 
@@ -33,8 +33,15 @@ from bot.handlers.admin_common import AdminRequest, audit, authorise
 from bot.render import product_card
 from bot.replies import chat_action
 from db.media import MediaStoreError
-from search import AddOutcome, CatalogError, FieldError, InvalidImageError, ProductFields
-from search.fields import clean_product_fields, clean_sku
+from search import (
+    AddOutcome,
+    CatalogError,
+    FieldError,
+    InvalidImageError,
+    ProductFields,
+    clean_product_fields,
+    clean_sku,
+)
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,7 @@ from bot.context import Context
 from bot.handlers import customer
 from bot.render import deep_link, price_text, product_card
 from bot.replies import chat_action, send_results
-from search import FieldError, ProductRecord, SearchResult
-from search.fields import clean_sku
-from search.urlfetch import UrlFetchError, fetch_image
+from search import FieldError, ProductRecord, SearchResult, UrlFetchError, clean_sku, fetch_image
 
 log = logging.getLogger(__name__)
 

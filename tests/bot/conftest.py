@@ -12,10 +12,10 @@ import pytest
 import pytest_asyncio
 from telegram.ext import Application
 
-from bot.app import build_application, running
+from bot.application import build_application, running
 from lookalike.settings import Settings
-from search import Engine
-from search.featurizer import Featurizer
+from search import SearchEngine
+from search.featurize.featurizer import Featurizer
 from tests.conftest import open_test_engine
 from tests.fakebotapi import ApiCall, FakeBotAPI
 
@@ -31,7 +31,7 @@ class BotHarness:
 
     app: Application  # type: ignore[type-arg]
     api: FakeBotAPI
-    engine: Engine
+    engine: SearchEngine
     settings: Settings
 
     async def wait_for(

@@ -1,6 +1,6 @@
 """Several bot instances in one test, sharing one database, as behind a load balancer.
 
-Each instance is the real Application with its own Engine (its own in-memory index,
+Each instance is the real Application with its own SearchEngine (its own in-memory index,
 inference worker, job queue), started as in webhook mode: nothing polls the fake Bot API (two
 pollers would take each other's updates), the test hands each update to the instance of its
 choice with `deliver`, and every instance answers through the fake Bot API over HTTP.
@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 from telegram import Update
 
-from bot.app import build_application
+from bot.application import build_application
 from lookalike.settings import Settings
-from search.featurizer import Featurizer
+from search.featurize.featurizer import Featurizer
 from tests.bot.conftest import BotHarness
 from tests.conftest import open_test_engine
 from tests.fakebotapi import FakeBotAPI

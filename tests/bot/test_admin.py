@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from bot.handlers.admin import stats_text
 from bot.handlers.admin_common import NOT_ADMIN, NOT_PRIVATE
-from db.models import AuditEntry, Product
+from db.tables import AuditEntry, Product
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, SUPPORT_ID, BotHarness
 from tests.fakebotapi import ApiCall
 

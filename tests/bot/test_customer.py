@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from bot.app import build_application, running
+from bot.application import build_application, running
 from bot.handlers import customer
 from lookalike.settings import Settings
 from search import SearchResult
-from search.featurizer import Featurizer
+from search.featurize.featurizer import Featurizer
 from search.fields import clean_product_fields
 from tests import images
 from tests.bot.conftest import CUSTOMER_ID, OTHER_CUSTOMER_ID, BotHarness, bot_settings_for

@@ -13,7 +13,7 @@ import pytest
 
 from bot.handlers import customer
 from lookalike.settings import Settings
-from search.featurizer import Featurizer
+from search.featurize.featurizer import Featurizer
 from search.fields import clean_product_fields
 from tests import images
 from tests.bot.conftest import CUSTOMER_ID, OTHER_CUSTOMER_ID, BotHarness, bot_settings_for

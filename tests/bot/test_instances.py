@@ -15,9 +15,9 @@ from sqlalchemy import func, select, update
 
 from bot.handlers import admin_add
 from bot.jobs import DRAFT_JOB, SYNC_JOB
-from db.models import AdminDraft, AuditEntry, RateLimitEvent
+from db.tables import AdminDraft, AuditEntry, RateLimitEvent
 from lookalike.settings import Settings
-from search.featurizer import Featurizer
+from search.featurize.featurizer import Featurizer
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, OTHER_CUSTOMER_ID, bot_settings_for
 from tests.bot.instances import BotInstance, eventually, instance
 from tests.bot.test_admin import altered
@@ -207,9 +207,9 @@ async def test_an_expired_draft_is_dropped_and_the_admin_told(
         age_drafts(a)
         mark = api.mark()
         for bot in (a, b):
-            assert bot.app.job_queue is not None
-            (job,) = bot.app.job_queue.get_jobs_by_name(DRAFT_JOB)
-            await job.run(bot.app)
+            assert bot.application.job_queue is not None
+            (job,) = bot.application.job_queue.get_jobs_by_name(DRAFT_JOB)
+            await job.run(bot.application)
         told = [text for text in a.texts_to(ADMIN_ID, after=mark) if "timed out" in text]
         assert len(told) == 1
         assert rows(a, AdminDraft) == 0

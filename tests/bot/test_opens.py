@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from bot.handlers.customer import LINK_INVALID
 from bot.query import DeepLink, parse_deep_link
-from db.models import ResultOpen
+from db.tables import ResultOpen
 from search import SearchQuery
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, OTHER_CUSTOMER_ID, BotHarness
 from tests.bot.test_customer import (
@@ -82,7 +82,7 @@ async def start(bot: BotHarness, user_id: int, payload: str) -> int:
 async def test_result_links_open_the_product_and_are_counted_in_stats(
     bot: BotHarness, footwear: Path
 ) -> None:
-    services = bot.app.bot_data.services
+    services = bot.application.bot_data.services
     username = bot.api.bot_username
     _, listing = await search(bot, query_image(footwear))
     found = listing_search(bot, listing)

@@ -14,8 +14,8 @@ import pytest
 from feed.cli import sync_options
 from feed.sync import SyncSummary, sync_feed
 from lookalike.settings import Settings
-from search import Engine
-from search.featurizer import Featurizer
+from search import SearchEngine
+from search.featurize.featurizer import Featurizer
 from tests.conftest import make_settings, open_test_engine
 from tests.feed.shop import ShopItem, ShopServer, demo_items, feed_bytes
 
@@ -55,7 +55,7 @@ def settings(tmp_path: Path, models_dir: Path) -> Settings:
 
 
 @pytest.fixture
-def engine(settings: Settings, extractor: Featurizer) -> Iterator[Engine]:
+def engine(settings: Settings, extractor: Featurizer) -> Iterator[SearchEngine]:
     engine = open_test_engine(settings, extractor)
     try:
         yield engine
@@ -67,7 +67,7 @@ def engine(settings: Settings, extractor: Featurizer) -> Iterator[Engine]:
 class Syncer:
     """Publishes a feed on the shop and syncs the engine with it."""
 
-    engine: Engine
+    engine: SearchEngine
     settings: Settings
     shop: ShopServer
     kind: str = "rss"
@@ -85,5 +85,5 @@ class Syncer:
 
 
 @pytest.fixture
-def sync(engine: Engine, settings: Settings, shop: ShopServer) -> Syncer:
+def sync(engine: SearchEngine, settings: Settings, shop: ShopServer) -> Syncer:
     return Syncer(engine, settings, shop)

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest_asyncio
 
-from bot.app import build_application, running
+from bot.application import build_application, running
 from bot.handlers import feed as feed_handlers
 from feed.sync import last_sync_text
 from lookalike.settings import Settings
-from search.featurizer import Featurizer
+from search.featurize.featurizer import Featurizer
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, BotHarness, bot_settings_for
 from tests.conftest import open_test_engine
 from tests.fakebotapi import FakeBotAPI

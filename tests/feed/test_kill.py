@@ -22,8 +22,8 @@ import pytest
 from feed.cli import sync_options
 from feed.sync import sync_feed
 from lookalike.settings import Settings
-from search import Engine
-from search.featurizer import Featurizer
+from search import SearchEngine
+from search.featurize.featurizer import Featurizer
 from tests.conftest import REPO_ROOT, open_test_engine, settings_env
 from tests.feed.conftest import feed_settings
 from tests.feed.shop import ShopItem, ShopServer, feed_bytes
@@ -46,7 +46,7 @@ sys.exit(run(parser.parse_args(sys.argv[1:]), Settings()))
 State = dict[str, tuple[object, ...]]
 
 
-def catalogue_state(engine: Engine) -> State:
+def catalogue_state(engine: SearchEngine) -> State:
     return {
         p.sku: (
             p.name,
@@ -76,7 +76,7 @@ def feed_b(demo: list[ShopItem], shop: ShopServer) -> list[ShopItem]:
     return [item for n, item in enumerate(items) if not 40 <= n < 55]  # 15 gone: 10 %
 
 
-async def sync_in_process(engine: Engine, settings: Settings, url: str) -> dict[str, int]:
+async def sync_in_process(engine: SearchEngine, settings: Settings, url: str) -> dict[str, int]:
     summary = await sync_feed(engine, sync_options(settings, url))
     assert summary.status == "ok", summary
     return summary.counts

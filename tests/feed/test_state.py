@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import feed_state
-from db.engine import create_db_engine, create_session_factory
+from db.database import create_db_engine, create_session_factory
 from db.migrate import upgrade
 from feed.state import FeedStore, holder_is_dead, new_holder
 from tests.conftest import database_url_for

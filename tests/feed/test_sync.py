@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lookalike.settings import Settings
-from search import Engine
+from search import SearchEngine
 from tests.feed.conftest import Syncer
 from tests.feed.shop import ShopItem, ShopServer, changed
 from tests.images import encode, photo_like
@@ -18,12 +18,12 @@ from tests.images import encode, photo_like
 SUBSET = 40
 
 
-def visible(engine: Engine) -> set[str]:
+def visible(engine: SearchEngine) -> set[str]:
     return {p.sku for p in engine.catalog.products()}
 
 
 async def test_first_sync_adds_and_a_second_one_downloads_and_featurises_nothing(
-    sync: Syncer, engine: Engine, shop: ShopServer, demo: list[ShopItem]
+    sync: Syncer, engine: SearchEngine, shop: ShopServer, demo: list[ShopItem]
 ) -> None:
     items = demo[:SUBSET]
     first = await sync(items)
@@ -51,7 +51,7 @@ async def test_first_sync_adds_and_a_second_one_downloads_and_featurises_nothing
 
 
 async def test_changes_are_applied_and_only_new_photos_featurised(
-    sync: Syncer, engine: Engine, shop: ShopServer, demo: list[ShopItem]
+    sync: Syncer, engine: SearchEngine, shop: ShopServer, demo: list[ShopItem]
 ) -> None:
     items = demo[:SUBSET]
     await sync(items)
@@ -91,7 +91,7 @@ async def test_changes_are_applied_and_only_new_photos_featurised(
 
 
 async def test_products_added_by_hand_are_never_hidden(
-    sync: Syncer, engine: Engine, shop: ShopServer, demo: list[ShopItem]
+    sync: Syncer, engine: SearchEngine, shop: ShopServer, demo: list[ShopItem]
 ) -> None:
     from search.fields import clean_product_fields
 
@@ -106,7 +106,7 @@ async def test_products_added_by_hand_are_never_hidden(
 
 
 async def test_a_broken_export_changes_nothing_without_force(
-    sync: Syncer, engine: Engine, demo: list[ShopItem]
+    sync: Syncer, engine: SearchEngine, demo: list[ShopItem]
 ) -> None:
     items = demo[:20]
     await sync(items)
@@ -125,7 +125,7 @@ async def test_a_broken_export_changes_nothing_without_force(
 
 
 async def test_dry_run_reports_the_diff_and_changes_nothing(
-    sync: Syncer, engine: Engine, shop: ShopServer, demo: list[ShopItem]
+    sync: Syncer, engine: SearchEngine, shop: ShopServer, demo: list[ShopItem]
 ) -> None:
     from feed.cli import render_summary
 
@@ -139,7 +139,7 @@ async def test_dry_run_reports_the_diff_and_changes_nothing(
 
 
 async def test_bad_rows_and_bad_photos_are_skipped_with_their_reason(
-    sync: Syncer, engine: Engine, shop: ShopServer, demo: list[ShopItem]
+    sync: Syncer, engine: SearchEngine, shop: ShopServer, demo: list[ShopItem]
 ) -> None:
     from tests.images import huge_black_png, minimal_pdf
 
@@ -173,7 +173,7 @@ async def test_bad_rows_and_bad_photos_are_skipped_with_their_reason(
 
 @pytest.mark.parametrize("kind", ["atom", "tsv", "csv"])
 async def test_every_format_syncs_the_same_catalogue(
-    kind: str, sync: Syncer, engine: Engine, demo: list[ShopItem]
+    kind: str, sync: Syncer, engine: SearchEngine, demo: list[ShopItem]
 ) -> None:
     sync.kind = kind
     items = changed(demo[:8], 2, availability="out_of_stock")
@@ -188,7 +188,7 @@ async def test_every_format_syncs_the_same_catalogue(
 
 
 async def test_variants_are_one_product_with_every_colour_photo(
-    sync: Syncer, engine: Engine, demo: list[ShopItem]
+    sync: Syncer, engine: SearchEngine, demo: list[ShopItem]
 ) -> None:
     colours = [
         replace(demo[n], id=f"RUNNER-{colour}", group="RUNNER", color=colour, price=price)
@@ -239,7 +239,7 @@ def test_the_command_line_dry_run(
 
 
 async def test_two_syncs_at_once_one_runs_the_other_is_told(
-    sync: Syncer, engine: Engine, demo: list[ShopItem]
+    sync: Syncer, engine: SearchEngine, demo: list[ShopItem]
 ) -> None:
     import asyncio
 
@@ -251,7 +251,7 @@ async def test_two_syncs_at_once_one_runs_the_other_is_told(
 
 
 async def test_the_web_servers_schedule_syncs_until_cancelled(
-    engine: Engine, settings: Settings, shop: ShopServer, demo: list[ShopItem]
+    engine: SearchEngine, settings: Settings, shop: ShopServer, demo: list[ShopItem]
 ) -> None:
     import asyncio
 

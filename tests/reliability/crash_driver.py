@@ -2,7 +2,7 @@
 tests/reliability/test_crash.py. It prints a line only once a change has returned, so the
 test knows what was promised ("added") before the kill.
 
-It runs the real Engine, database and media store; only the model is swapped for a
+It runs the real SearchEngine, database and media store; only the model is swapped for a
 cheap deterministic projection, because this test isolates the storage's atomicity and
 TensorFlow's start-up would make dozens of kills take many minutes.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from search import Engine, EngineConfig
+from search import EngineConfig, SearchEngine
 from search.fields import clean_product_fields
 
 DIM = 512
@@ -51,12 +51,12 @@ def product_photo(seed: int) -> bytes:
     return out.getvalue()
 
 
-def open_engine(root: Path, database_url: str | None = None) -> Engine:
+def open_engine(root: Path, database_url: str | None = None) -> SearchEngine:
     config = EngineConfig(
         database_url=database_url or f"sqlite:///{root / 'lookalike.db'}",
         media_dir=root / "media",
     )
-    return Engine.open(config, featurizer_provider=lambda _backbone: ProjectionFeaturizer())
+    return SearchEngine.open(config, featurizer_provider=lambda _backbone: ProjectionFeaturizer())
 
 
 def main() -> None:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from search import Engine, EngineConfig
-from search.backbones import get_backbone
-from search.featurizer import Featurizer
+from search import EngineConfig, SearchEngine
+from search.featurize.backbones import get_backbone
+from search.featurize.featurizer import Featurizer
 from search.reindex import reindex
 
 
@@ -43,9 +43,9 @@ def projection_provider(backbone: str) -> Featurizer:
     return ProjectionFeaturizer(backbone)
 
 
-def open_engine(database_url: str, media_dir: Path) -> Engine:
+def open_engine(database_url: str, media_dir: Path) -> SearchEngine:
     config = EngineConfig(database_url=database_url, media_dir=media_dir)
-    return Engine.open(config, featurizer_provider=projection_provider)
+    return SearchEngine.open(config, featurizer_provider=projection_provider)
 
 
 def main() -> None:

@@ -12,13 +12,13 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from bot.app import build_application, running
+from bot.application import build_application, running
 from db.media import MediaStore, MediaStoreError, StoredFile
-from db.models import SearchLog
-from lookalike.app import engine_config
+from db.tables import SearchLog
+from lookalike.composition import engine_config
 from lookalike.settings import Settings
-from search import Engine
-from search.featurizer import Featurizer
+from search import SearchEngine
+from search.featurize.featurizer import Featurizer
 from tests import images
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, BotHarness
 from tests.fakebotapi import ApiCall, FakeBotAPI
@@ -171,7 +171,7 @@ async def test_disk_full_during_add_rolls_back_and_tells_the_admin(
     catalog_photos: list[Path],
 ) -> None:
     disk = DiskThatFills(bot_settings.media_dir)
-    engine = Engine.open(
+    engine = SearchEngine.open(
         engine_config(bot_settings), featurizer_provider=lambda _b: extractor, media=disk
     )
     application = build_application(bot_settings, engine=engine)

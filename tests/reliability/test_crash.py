@@ -17,11 +17,11 @@ from PIL import Image
 from sqlalchemy import select, text
 
 from db import repository as repo
-from db.engine import create_db_engine
-from db.models import Embedding, Product, ProductImage
+from db.database import create_db_engine
+from db.tables import Embedding, Product, ProductImage
 from lookalike.settings import Settings
 from search import SearchQuery
-from search.featurizer import Featurizer
+from search.featurize.featurizer import Featurizer
 from tests import images
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, bot_settings_for
 from tests.bot.process import start_bot, wait_for_log

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Embedding
+from db.tables import Embedding
 from lookalike.settings import Settings
-from search import Engine
+from search import SearchEngine
 from search.fields import clean_product_fields
 from tests.conftest import REPO_ROOT
 from tests.reliability.race_driver import open_engine, projection_provider
@@ -46,7 +46,7 @@ def fields(sku: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def shared(settings: Settings) -> Iterator[Engine]:
+def shared(settings: Settings) -> Iterator[SearchEngine]:
     """This process's engine over the test's database and MEDIA_DIR."""
     engine = open_engine(settings.database_url, settings.media_dir)
     yield engine
@@ -74,10 +74,10 @@ class CommitGate:
 
 
 def test_a_starting_instance_never_sweeps_an_add_in_flight(
-    shared: Engine, settings: Settings, catalog_photos: list[Path]
+    shared: SearchEngine, settings: Settings, catalog_photos: list[Path]
 ) -> None:
     gate = CommitGate()
-    adder = Engine(
+    adder = SearchEngine(
         shared.config,
         sessions=sessionmaker(bind=shared.sessions.kw["bind"], class_=gate.session_class),
         featurizer_provider=projection_provider,
@@ -107,7 +107,7 @@ def test_a_starting_instance_never_sweeps_an_add_in_flight(
 
 
 def test_an_add_by_an_instance_that_missed_a_model_switch_is_found_under_the_new_model(
-    shared: Engine, settings: Settings, catalog_photos: list[Path]
+    shared: SearchEngine, settings: Settings, catalog_photos: list[Path]
 ) -> None:
     for photo in catalog_photos[:4]:
         shared.catalog.add(fields(photo.stem), photo.read_bytes())

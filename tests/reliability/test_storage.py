@@ -13,8 +13,8 @@ from PIL import Image
 from db.backup import backup_sqlite
 from db.media import MediaStore
 from lookalike.settings import Settings
-from search import Engine
-from search.featurizer import Featurizer
+from search import SearchEngine
+from search.featurize.featurizer import Featurizer
 from search.fields import clean_product_fields
 from tests.conftest import open_test_engine
 
@@ -23,7 +23,7 @@ from tests.conftest import open_test_engine
     reason="SQLite's online backup API (`db backup`); pg_dump's job on PostgreSQL"
 )
 def test_backup_of_a_live_database_while_it_is_written(
-    catalog_engine: Engine,
+    catalog_engine: SearchEngine,
     catalog_settings: Settings,
     tmp_path: Path,
     extractor: Featurizer,
@@ -68,7 +68,7 @@ def test_backup_of_a_live_database_while_it_is_written(
 
 
 def test_stored_file_names_are_generated_never_from_input(
-    engine: Engine, catalog_photos: list[Path]
+    engine: SearchEngine, catalog_photos: list[Path]
 ) -> None:
     fields = clean_product_fields(sku="N-1", name="../../etc/passwd", price="1", currency="EUR")
     outcome = engine.catalog.add(fields, catalog_photos[0].read_bytes())
@@ -81,7 +81,7 @@ def test_stored_file_names_are_generated_never_from_input(
 
 
 def test_exif_rotated_photo_gives_the_same_top_8_as_upright(
-    catalog_engine: Engine, catalog_photos: list[Path]
+    catalog_engine: SearchEngine, catalog_photos: list[Path]
 ) -> None:
     upright = Image.open(catalog_photos[11]).convert("RGB")
     upright_png = io.BytesIO()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lookalike.settings import Settings
-from search.featurizer import Featurizer
+from search.featurize.featurizer import Featurizer
 from search.importer import import_directory
 from tests.conftest import current_backend, make_settings
 from tests.web.server import LiveServer, live_server, open_test_engine

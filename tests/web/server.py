@@ -13,16 +13,16 @@ import httpx
 import uvicorn
 
 from lookalike.settings import Settings
-from search import Engine
-from search.featurizer import Featurizer
-from web.app import create_app
+from search import SearchEngine
+from search.featurize.featurizer import Featurizer
+from web.application import create_app
 from web.config import WebConfig
 
 READY_DEADLINE_SECONDS = 60.0
 
 
 class LiveServer:
-    def __init__(self, engine: Engine, config: WebConfig) -> None:
+    def __init__(self, engine: SearchEngine, config: WebConfig) -> None:
         self.engine = engine
         self.app = create_app(engine, config)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -64,8 +64,8 @@ class LiveServer:
         return httpx.Client(base_url=self.url, timeout=60, **options)  # type: ignore[arg-type]
 
 
-def open_test_engine(settings: Settings, extractor: Featurizer) -> Engine:
-    from lookalike.app import open_engine
+def open_test_engine(settings: Settings, extractor: Featurizer) -> SearchEngine:
+    from lookalike.composition import open_engine
 
     return open_engine(settings, featurizer=lambda _backbone: extractor)
 

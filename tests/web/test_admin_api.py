@@ -15,9 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from db.models import ApiKey, AuditEntry
+from db.tables import ApiKey, AuditEntry
 from lookalike.settings import Settings
-from search.featurizer import Featurizer
+from search.featurize.featurizer import Featurizer
 from tests import images
 from tests.conftest import REPO_ROOT, settings_env
 from tests.web.conftest import copy_catalog

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from bot.app import build_application, running
+from bot.application import build_application, running
 from lookalike.settings import Settings
-from search.featurizer import Featurizer
+from search.featurize.featurizer import Featurizer
 from tests.bot.conftest import CUSTOMER_ID, BotHarness, bot_settings_for
 from tests.conftest import REPO_ROOT, settings_env
 from tests.fakebotapi import FakeBotAPI

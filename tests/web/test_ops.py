@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from search.featurizer import Featurizer
+from search.featurize.featurizer import Featurizer
 from tests.web.conftest import copy_catalog
 from tests.web.server import LiveServer, live_server
 from tests.web.test_search_api import assert_problem, search

@@ -148,7 +148,7 @@ def test_shared_result_set_and_feedback(server: LiveServer, query_photo: bytes) 
         )
     from sqlalchemy import select
 
-    from db.models import Feedback
+    from db.tables import Feedback
 
     with server.engine.sessions() as session:
         votes = session.scalars(

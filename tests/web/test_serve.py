@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from lookalike.settings import Settings
-from search.featurizer import Featurizer
+from search.featurize.featurizer import Featurizer
 from tests.bot.process import free_port
 from tests.conftest import REPO_ROOT, settings_env
 from tests.web.conftest import copy_catalog

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from search.featurizer import Featurizer
+from search.featurize.featurizer import Featurizer
 from tests.fakebotapi.server import FakeBotAPI
 from tests.web.conftest import copy_catalog
 from tests.web.test_serve import READY_DEADLINE_SECONDS, free_port, serve_env

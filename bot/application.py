@@ -1,0 +1,186 @@
+"""The bot, assembled in one place: `build_application(settings)`."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+
+from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram.constants import ChatType
+from telegram.error import Forbidden, TelegramError
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
+
+from bot import jobs
+from bot.context import BotData, BotServices, Context
+from bot.drafts import DraftStore
+from bot.handlers import admin, admin_add, customer, feed, privacy, support
+from bot.ratelimit import RateLimiter
+from lookalike.composition import open_engine, redact_secret_in_logs
+from lookalike.settings import Settings
+from search import SearchEngine
+
+log = logging.getLogger(__name__)
+
+CUSTOMER_COMMANDS = [
+    BotCommand("start", "What this bot does"),
+    BotCommand("help", "How to search by photo"),
+    BotCommand("privacy", "What we keep about you, and for how long"),
+    BotCommand("forget", "Delete everything we keep about you"),
+]
+ADMIN_COMMANDS = [
+    BotCommand("add", "Add a product (photo captioned /add SKU | Name | Price | URL | Category)"),
+    BotCommand("remove", "Hide a product: /remove SKU"),
+    BotCommand("restore", "Show a removed product again: /restore SKU"),
+    BotCommand("stock", "In or out of stock: /stock SKU in|out"),
+    BotCommand("product", "A product's card: /product SKU"),
+    BotCommand("stats", "Searches, feedback and catalogue figures"),
+    BotCommand("sync", "Sync the catalogue with the shop's product feed now"),
+    BotCommand("link", "A link that opens a product: /link SKU"),
+]
+SUPPORT_COMMANDS = [BotCommand("link", "A link that opens a product: /link SKU")]
+
+
+class MissingTokenError(RuntimeError):
+    pass
+
+
+def bot_token(settings: Settings) -> str:
+    """The token, from now on kept out of every log line; MissingTokenError without one."""
+    if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value():
+        raise MissingTokenError(
+            "TELEGRAM_BOT_TOKEN is not set: get a token from @BotFather and put it in .env "
+            "or the environment"
+        )
+    token = settings.telegram_bot_token.get_secret_value()
+    redact_secret_in_logs(token)
+    return token
+
+
+def build_application(settings: Settings, *, engine: SearchEngine | None = None) -> Application:  # type: ignore[type-arg]
+    """The Application with every handler, its services in bot_data. No network I/O here."""
+    token = bot_token(settings)
+    engine = engine or open_engine(settings)
+    services = BotServices(
+        settings=settings,
+        engine=engine,
+        # Everything a second instance must see lives in the database, not in this process:
+        # the rate limit, /add drafts, result links (search_log), opened results.
+        rate_limiter=RateLimiter(engine.sessions, limit=settings.searches_per_minute),
+        drafts=DraftStore(engine.sessions, timeout_seconds=admin_add.CONVERSATION_TIMEOUT_SECONDS),
+        # Derived from the token, so user references cannot be reversed by trying user ids.
+        user_ref_key=hashlib.sha256(b"lookalike-user-ref\0" + token.encode()).digest(),
+    )
+    application = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(settings.telegram_api_base_url)
+        .base_file_url(settings.telegram_file_base_url)
+        .context_types(ContextTypes(bot_data=BotData))
+        # A slow search must not hold up /start from someone else.
+        .concurrent_updates(True)
+        # Waits out 429 Too Many Requests (retry_after) and retries a bounded number of times.
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .connect_timeout(10)
+        .read_timeout(20)
+        .write_timeout(60)
+        .media_write_timeout(60)
+        .get_updates_read_timeout(40)
+        .post_init(_post_init)
+        .post_stop(_post_stop)
+        .build()
+    )
+    application.bot_data.services = services
+    application.add_handlers(admin_add.draft_handlers(), group=-1)
+    for handler in (
+        privacy.handlers()
+        + admin.handlers()
+        + feed.handlers()
+        + support.handlers()
+        + customer.handlers()
+        + support.message_handlers()
+        + customer.fallback_handlers()
+    ):
+        application.add_handler(handler)
+    application.add_error_handler(_on_error)
+    jobs.schedule(application)
+    feed.schedule(application)  # only with FEED_URL
+    return application
+
+
+async def _post_init(application: Application) -> None:  # type: ignore[type-arg]
+    """Before the first update: model loaded and warmed up, orphans swept, menu set."""
+    services: BotServices = application.bot_data.services
+    engine = services.engine
+    await engine.run(engine.warm_up)
+    swept = await engine.run(engine.sweep_orphan_files)
+    if swept:
+        log.info("removed %d image file(s) left by an interrupted change", len(swept))
+    await engine.start()
+    bot = application.bot
+    await bot.set_my_commands(CUSTOMER_COMMANDS)
+    staff = services.settings.admin_ids | services.settings.support_ids
+    for user_id in sorted(staff):
+        commands = ADMIN_COMMANDS if services.is_admin(user_id) else SUPPORT_COMMANDS
+        with contextlib.suppress(TelegramError):  # staff who never opened the bot
+            await bot.set_my_commands(
+                CUSTOMER_COMMANDS + commands, scope=BotCommandScopeChat(chat_id=user_id)
+            )
+    status = engine.status()
+    log.info(
+        "ready: @%s, %d products searchable, model %s",
+        bot.username,
+        status.products_searchable,
+        status.model_name,
+    )
+
+
+async def _post_stop(application: Application) -> None:  # type: ignore[type-arg]
+    services: BotServices = application.bot_data.services
+    await services.engine.stop()
+
+
+async def _on_error(update: object, context: Context) -> None:
+    """Log the failure and tell the person something went wrong: never silence."""
+    error = context.error
+    if isinstance(error, Forbidden):
+        log.info("a user blocked the bot: %s", error)
+        return
+    log.error("error while handling an update", exc_info=error)
+    if isinstance(update, Update) and update.effective_chat is not None:
+        chat = update.effective_chat
+        if chat.type != ChatType.PRIVATE and update.effective_message is None:
+            return
+        with contextlib.suppress(TelegramError):
+            await context.bot.send_message(chat_id=chat.id, text=customer.SEARCH_FAILED)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    application: Application,  # type: ignore[type-arg]
+    *,
+    poll_timeout: int = 10,
+) -> AsyncIterator[Application]:  # type: ignore[type-arg]
+    """Run the application with long polling inside the current event loop, the same steps
+    run_polling takes (initialize, post_init, polling, start), and stop it cleanly."""
+    await application.initialize()
+    try:
+        if application.post_init:
+            await application.post_init(application)
+        assert application.updater is not None
+        await application.updater.start_polling(
+            poll_interval=0, timeout=poll_timeout, allowed_updates=Update.ALL_TYPES
+        )
+        await application.start()
+        try:
+            yield application
+        finally:
+            if application.updater.running:
+                await application.updater.stop()
+            if application.running:
+                await application.stop()
+                if application.post_stop:
+                    await application.post_stop(application)
+    finally:
+        await application.shutdown()

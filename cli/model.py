@@ -1,0 +1,179 @@
+"""`lookalike model ...` and `lookalike reindex`: the backbones whose vectors the catalogue
+holds, which one searches use, and switching to another one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from cli.common import print_table
+from db import repository as repo
+from lookalike.composition import featurizer_provider, open_engine
+from lookalike.settings import Settings
+from search.featurize import (
+    BACKBONES,
+    ModelLoader,
+    RuntimeDecision,
+    backbone_of_model_name,
+    get_backbone,
+)
+
+
+def register(commands: Any) -> None:
+    model = commands.add_parser("model", help="the feature models: build, list, refit")
+    actions = model.add_subparsers(dest="model_action", required=True)
+    build = actions.add_parser(
+        "build",
+        help="build (or load) a backbone's model, export it and choose its runtime on this CPU",
+    )
+    build.add_argument(
+        "--backbone", choices=sorted(BACKBONES), help="default: the active model's backbone"
+    )
+    build.add_argument(
+        "--measure-again",
+        action="store_true",
+        help="measure the runtimes again even if this CPU's choice is recorded",
+    )
+    actions.add_parser(
+        "list", help="stored models: vectors, state, which one is active, runtime chosen"
+    )
+    actions.add_parser(
+        "refit", help="fit the active model's post-processing again on the whole catalogue"
+    )
+    model.set_defaults(handler=cmd_model)
+
+    reindex = commands.add_parser(
+        "reindex",
+        help="compute every image's vector with another backbone, then switch searches to it",
+        description=(
+            "Computes the vectors of --model for every product image (resumable: run it again "
+            "after an interruption) and switches searches to it only once every image has one. "
+            "Until then searches keep using the current model."
+        ),
+    )
+    reindex.add_argument("--model", required=True, choices=sorted(BACKBONES), metavar="NAME")
+    reindex.add_argument("--batch-size", type=int, default=0, help="images per model batch")
+    reindex.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    reindex.set_defaults(handler=cmd_reindex)
+
+
+def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
+    if args.model_action == "build":
+        return _build(args, settings)
+    engine = open_engine(settings)
+    if args.model_action == "refit":
+        engine.models.refit()
+        print(f"post-processing of {engine.models.active.name} fitted again")
+        return 0
+    with engine.sessions() as session:
+        images = repo.count_images(session)
+        models = [
+            (row.name, row.dim, repo.count_embeddings(session, model_name=row.name), row)
+            for row in repo.list_models(session)
+        ]
+    loader = featurizer_provider(settings)
+    rows = [
+        (
+            name,
+            str(dim),
+            f"{count}/{images}",
+            row.state,
+            "active" if row.active else "",
+            _runtime_cell(loader, name, settings.model_runtime),
+        )
+        for name, dim, count, row in models
+    ]
+    print_table(rows, ["MODEL", "DIM", "VECTORS", "STATE", "", "RUNTIME"], sys.stdout)
+    for name, *_ in models:
+        decision = loader.recorded_decision(backbone_of_model_name(name))
+        if decision is not None:
+            print(f"\n{name}: runtimes measured on {decision.cpu}")
+            _print_trials(decision)
+    return 0
+
+
+def _runtime_cell(loader: ModelLoader, model_name: str, runtime: str) -> str:
+    if runtime != "auto":
+        return f"{runtime} (MODEL_RUNTIME)"
+    backbone = backbone_of_model_name(model_name)
+    decision = loader.recorded_decision(backbone)
+    if decision is None:
+        return "auto: chosen when first loaded"
+    if loader.current_decision(backbone) is None:
+        return f"auto: measured again when next loaded (was {decision.chosen})"
+    return f"auto: {decision.summary()}"
+
+
+def _print_trials(decision: RuntimeDecision) -> None:
+    rows = []
+    for trial in decision.trials:
+        speed = f"{trial.images_per_s:.1f}" if trial.images_per_s is not None else "-"
+        cosine = f"{trial.cosine:.5f}" if trial.cosine is not None else "-"
+        overlap = f"{trial.top8_overlap:.1%}" if trial.top8_overlap is not None else "-"
+        verdict = "chosen" if trial.runtime == decision.chosen else "passed"
+        rows.append((trial.runtime, speed, cosine, overlap, trial.refused or verdict))
+    print_table(rows, ["RUNTIME", "IMAGES/S", "COSINE", "TOP-8 KEPT", "GATE"], sys.stdout)
+    if decision.weights == "none":
+        print("(random weights: the gate checks the mechanism, not what customers would get)")
+
+
+def _build(args: argparse.Namespace, settings: Settings) -> int:
+    """Build (or load) the model, export it, and with MODEL_RUNTIME=auto measure every
+    runtime on the catalogue's photos and record the choice for this CPU."""
+    engine = open_engine(settings)
+    backbone = args.backbone or engine.models.active.backbone.name
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    loader = featurizer_provider(
+        settings, calibration_photos=engine.catalog.sample_photos, progress=say
+    )
+    if settings.model_runtime == "auto":
+        decision = None if args.measure_again else loader.current_decision(backbone)
+        if decision is None:
+            decision = loader.decide(backbone)
+        print(f"runtime: {decision.summary()}")
+        _print_trials(decision)
+    featurizer = loader(backbone)
+    runtime = getattr(featurizer, "runtime", settings.model_runtime)
+    source = getattr(featurizer, "source", "")
+    print(f"model ready: {backbone}, {featurizer.dim} values per image, on {runtime} ({source})")
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from search import reindex
+
+    spec = get_backbone(args.model)
+    engine = open_engine(settings)
+    bar: tqdm[Any] | None = None
+
+    def on_total(total: int) -> None:
+        nonlocal bar
+        if not args.quiet:
+            bar = tqdm(total=total, unit="img", desc=f"reindex {spec.model_name}", file=sys.stderr)
+
+    def progress(n: int) -> None:
+        if bar is not None:
+            bar.update(n)
+
+    try:
+        summary = reindex(
+            engine,
+            args.model,
+            batch_size=args.batch_size or settings.inference_batch_size,
+            progress=progress,
+            on_total=on_total,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    print(
+        f"{summary.model_name}: {summary.computed} vector(s) computed, {summary.already} already "
+        f"stored; searches now use {engine.models.active.name} ({summary.seconds:.1f} s)"
+    )
+    return 0

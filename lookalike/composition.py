@@ -1,0 +1,135 @@
+"""The composition root: the engine assembled from Settings, logging, and secret redaction.
+
+Every door (the bot, the command line, the web server, the feed sync) gets its engine here;
+the engine itself never reads Settings."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from lookalike.settings import Settings
+from search import EngineConfig, SearchEngine
+from search.featurize import Featurizer, ModelLoader
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    # httpx logs every request URL at INFO, and a Bot API URL contains the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # python-telegram-bot logs every update and Bot API call in full at DEBUG: customers'
+    # names, messages and photos' file ids. Those stay out of the log even at LOG_LEVEL=DEBUG.
+    level = logging.getLevelNamesMapping()[settings.log_level]
+    logging.getLogger("telegram").setLevel(max(level, logging.INFO))
+
+
+REDACTED = "[REDACTED]"
+_secrets: set[str] = set()
+_base_record_factory = logging.getLogRecordFactory()
+
+
+def _redact(text: str) -> str:
+    for secret in _secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redacting_record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Every log record, whichever handler gets it, with secrets replaced: the message, its
+    arguments and any traceback (e.g. an HTTP error quoting a Bot API URL)."""
+    record = _base_record_factory(*args, **kwargs)
+    if not _secrets:
+        return record
+    message = record.getMessage()
+    redacted = _redact(message)
+    if redacted != message:
+        record.msg, record.args = redacted, None
+    if record.exc_info and record.exc_info[1] is not None:
+        record.exc_text = _redact(logging.Formatter().formatException(record.exc_info))
+    if record.stack_info:
+        record.stack_info = _redact(record.stack_info)
+    return record
+
+
+def redact_secret_in_logs(secret: str) -> None:
+    """From now on, `secret` (the bot token, the webhook secret) never reaches a log line."""
+    if len(secret) < 8:
+        return  # too short to be a real secret, and replacing it would mangle every line
+    # As written, and as it appears inside URLs (file downloads quote the token's ':').
+    _secrets.update({secret, quote(secret, safe=""), quote(secret)})
+    logging.setLogRecordFactory(_redacting_record_factory)
+
+
+def featurizer_provider(
+    settings: Settings,
+    *,
+    calibration_photos: Callable[[int], Sequence[bytes]] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ModelLoader:
+    """backbone name -> the model with the settings' weights, on the runtime MODEL_RUNTIME
+    names or (auto) the one measured for this CPU on `calibration_photos`."""
+    return ModelLoader(
+        models_dir=settings.models_dir,
+        weights=settings.model_weights,
+        seed=settings.model_seed,
+        runtime=settings.model_runtime,
+        calibration_photos=calibration_photos,
+        batch_size=settings.inference_batch_size,
+        progress=progress,
+    )
+
+
+def uses_pgvector(settings: Settings) -> bool:
+    """Whether the k-nearest query runs in PostgreSQL (pgvector) rather than in memory."""
+    if settings.vector_search == "auto":
+        return settings.database_url.startswith("postgresql")
+    return settings.vector_search == "pgvector"
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    if uses_pgvector(settings) and not settings.database_url.startswith("postgresql"):
+        raise ValueError("VECTOR_SEARCH=pgvector needs a PostgreSQL DATABASE_URL")
+    return EngineConfig(
+        database_url=settings.database_url,
+        media_dir=settings.media_dir,
+        top_k=settings.top_k,
+        near_duplicate_distance=settings.near_duplicate_distance,
+        max_image_pixels=settings.max_image_pixels,
+        max_image_bytes=settings.max_image_bytes,
+        metric=settings.search_metric,
+        postprocess=settings.postprocess,
+        vector_search="pgvector" if uses_pgvector(settings) else "memory",
+        hnsw_ef_search=settings.hnsw_ef_search,
+        infer_category=settings.infer_category,
+        query_expansion=settings.query_expansion,
+        inference_batch_size=settings.inference_batch_size,
+        search_log_retention_days=settings.search_log_retention_days,
+    )
+
+
+def open_engine(
+    settings: Settings, *, featurizer: Callable[[str], Featurizer] | None = None
+) -> SearchEngine:
+    """The database brought up to date, the index loaded; the model loads on first use
+    (from `featurizer(backbone)`, by default the model the settings describe, served on the
+    runtime chosen for this CPU)."""
+    if featurizer is not None:
+        return SearchEngine.open(engine_config(settings), featurizer_provider=featurizer)
+
+    # The runtime is chosen (once per CPU) on the catalogue's own photos: the loader reads
+    # them through the engine it serves, which exists by the time a model is first needed.
+    def catalogue_photos(limit: int) -> list[bytes]:
+        return engine.catalog.sample_photos(limit)
+
+    engine = SearchEngine.open(
+        engine_config(settings),
+        featurizer_provider=featurizer_provider(settings, calibration_photos=catalogue_photos),
+    )
+    return engine

@@ -1,0 +1,257 @@
+"""The feature model a process serves: backbone name -> Featurizer.
+
+With MODEL_RUNTIME=auto (the default) the runtime is the one measured for this CPU and
+recorded beside the model (search.featurize.choice, search.featurize.record): once that record
+and the exported files exist, the model is served from them without importing TensorFlow
+(search.featurize.served). The first time (no model, no record, another CPU, or a record made before
+the catalogue had enough photos), Keras builds and exports the model and every runtime is
+measured on the shop's photos, in a child process (search/featurize/child.py), so the serving
+process never imports TensorFlow. An explicit MODEL_RUNTIME skips the measuring ("keras" and
+"keras-xla" serve with TensorFlow; a served runtime whose file is missing is exported here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from search.errors import InvalidImageError, ModelUnavailableError
+from search.featurize.backbones import BackboneSpec
+from search.featurize.choice import (
+    MIN_BENCH_SECONDS,
+    MIN_CALIBRATION_PHOTOS,
+    choose_runtime,
+    default_candidates,
+    probe_images,
+    provisional_decision,
+)
+from search.featurize.featurizer import Featurizer
+from search.featurize.files import ModelFiles, backbone_spec, cached_model_path
+from search.featurize.preprocess import preprocess_image
+from search.featurize.record import RuntimeDecision, cpu_signature, read_decision, write_decision
+from search.featurize.served import SERVED_RUNTIMES, load_served, runtime_file
+
+if TYPE_CHECKING:
+    from search.featurize.runtimes.keras import KerasExtractor
+
+__all__ = ["CALIBRATION_PHOTOS", "ModelLoader"]
+
+log = logging.getLogger(__name__)
+
+# At most this many of the shop's photos (spread over the catalogue) calibrate int8 and run
+# the gate: enough for stable figures, few enough that measuring takes about a minute.
+CALIBRATION_PHOTOS = 96
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An advisory lock on `lock_path` (created if needed) between processes of this machine;
+    the kernel releases it if the holder dies."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ModelLoader:
+    """Callable: backbone name -> the featurizer this process serves (the engine's
+    `featurizer_provider`). `calibration_photos(n)`: up to n of the shop's catalogue photos
+    (encoded image bytes), read only when a runtime has to be chosen."""
+
+    def __init__(
+        self,
+        *,
+        models_dir: Path,
+        weights: str,
+        seed: int,
+        runtime: str = "auto",
+        calibration_photos: Callable[[int], Sequence[bytes]] | None = None,
+        batch_size: int = 32,
+        progress: Callable[[str], None] | None = None,
+        calibration_count: int = CALIBRATION_PHOTOS,
+        bench_seconds: float = MIN_BENCH_SECONDS,
+    ) -> None:
+        self.models_dir = models_dir
+        self.weights = weights
+        self.seed = seed
+        self.runtime = runtime
+        self._calibration_photos = calibration_photos
+        self._batch_size = batch_size
+        self._progress = progress
+        self._calibration_count = calibration_count
+        self._bench_seconds = bench_seconds  # per runtime: fewer in tests, noisier figures
+
+    def __call__(self, backbone: str) -> Featurizer:
+        spec = backbone_spec(backbone)
+        files = self.files(spec)
+        runtime = self.runtime
+        if runtime == "auto":
+            decision = self.current_decision(spec)
+            if decision is None:
+                # Several processes starting at once on a new CPU (the bot and the web server,
+                # say): one measures, the others wait for its record instead of competing for
+                # the cores with measurements of their own.
+                with _exclusive(files.decision.with_suffix(".lock")):
+                    decision = self.current_decision(spec) or self._decide_in_child(spec)
+            runtime = decision.chosen
+        # A served runtime that cannot run here after all (bfloat16 announced by the CPU plugin
+        # but not compiled under ONEDNN_MAX_CPU_ISA, say) falls back to float32 OpenVINO, the
+        # same numbers as Keras, then to Keras itself.
+        for candidate in dict.fromkeys([runtime, "openvino"] if runtime in SERVED_RUNTIMES else []):
+            if not files.fresh(runtime_file(files, candidate)):
+                self._export(spec, candidate)  # not exported yet (or stale): Keras exports it
+            served = load_served(files, spec, candidate)
+            if served is not None:
+                return served
+            log.warning("%s cannot serve %s here", candidate, spec.model_name)
+            runtime = "keras"
+        return self.keras(spec, runtime)
+
+    def files(self, backbone: str | BackboneSpec) -> ModelFiles:
+        return ModelFiles(cached_model_path(self.models_dir, self.weights, self.seed, backbone))
+
+    def recorded_decision(self, backbone: str | BackboneSpec) -> RuntimeDecision | None:
+        """The decision recorded beside the model, whether or not it is still valid here."""
+        return read_decision(self.files(backbone).decision)
+
+    def current_decision(self, backbone: str | BackboneSpec) -> RuntimeDecision | None:
+        """The recorded decision when it holds for this CPU, this build of the model and the
+        catalogue as it is; None when the runtime must be chosen again."""
+        files = self.files(backbone)
+        decision = read_decision(files.decision)
+        if decision is None:
+            return None
+        if decision.cpu != cpu_signature():
+            log.warning("the runtime was chosen on another CPU (%s): measuring again", decision.cpu)
+            return None
+        if files.keras.is_file() and decision.model_stamp != files.model_stamp():
+            log.warning("the model was rebuilt since its runtime was chosen: measuring again")
+            return None
+        if decision.photos < MIN_CALIBRATION_PHOTOS and self._has_enough_photos():
+            log.warning("the catalogue now has enough photos to calibrate on: measuring again")
+            return None
+        return decision
+
+    def decide(self, backbone: str | BackboneSpec) -> RuntimeDecision:
+        """Build (or load) the Keras model, measure every runtime on the shop's photos,
+        record and return the decision. Imports TensorFlow."""
+        spec = backbone_spec(backbone)
+        files = self.files(spec)
+        say = self._progress or log.warning
+        reference = self.keras(spec, "keras")
+        photos = self._photo_inputs(spec)
+        weights = self.weights if self.weights in ("imagenet", "none") else "file"
+        if len(photos) < MIN_CALIBRATION_PHOTOS:
+            # Nothing of the shop's to measure on yet (a first import): a provisional choice
+            # from the CPU's flags, measured once the catalogue has enough photos.
+            decision = provisional_decision(files.model_stamp(), weights)
+            reference.export_openvino()
+        else:
+            say(f"measuring {spec.model_name}'s runtimes on this CPU (once, about a minute)")
+            decision = choose_runtime(
+                reference,
+                photos,
+                candidates=default_candidates(reference, files, photos, calibrated=True),
+                model_stamp=files.model_stamp(),
+                photos=len(photos),
+                weights=weights,
+                batch_size=self._batch_size,
+                min_seconds=self._bench_seconds,
+                progress=self._progress or log.info,
+            )
+        write_decision(files.decision, decision)
+        say(f"{spec.model_name} runs on {decision.summary()}")
+        return decision
+
+    def _decide_in_child(self, spec: BackboneSpec) -> RuntimeDecision:
+        """`decide` in a child process (search/featurize/child.py): this process, about to
+        serve, never imports TensorFlow and does not keep the measuring's memory."""
+        with tempfile.TemporaryDirectory(prefix="lookalike-calibration-") as folder:
+            photos = (
+                self._calibration_photos(self._calibration_count)
+                if (self._calibration_photos is not None)
+                else []
+            )
+            for number, data in enumerate(photos):
+                (Path(folder) / f"{number:05d}").write_bytes(data)
+            args = {
+                "models_dir": str(self.models_dir),
+                "weights": self.weights,
+                "seed": self.seed,
+                "backbone": spec.name,
+                "photos": folder,
+                "batch_size": self._batch_size,
+                "calibration_count": self._calibration_count,
+                "bench_seconds": self._bench_seconds,
+            }
+            child = [sys.executable, "-m", "search.featurize.child", json.dumps(args)]
+            done = subprocess.run(child, stdout=subprocess.DEVNULL, check=False)
+        decision = read_decision(self.files(spec).decision)
+        if done.returncode != 0 or decision is None:
+            raise ModelUnavailableError(
+                f"building {spec.model_name} and choosing its runtime failed (exit "
+                f"{done.returncode}); the reason is in the log just above"
+            )
+        return decision
+
+    def _export(self, spec: BackboneSpec, runtime: str) -> None:
+        """Export what an explicitly chosen served runtime needs (int8: quantised on the
+        shop's photos, or generated probes when there are too few)."""
+        keras = self.keras(spec, "keras")
+        if runtime == "onnxruntime":
+            keras.export_onnx()
+            return
+        xml = keras.export_openvino()
+        if runtime == "openvino-int8":
+            from search.featurize.quantize import quantize_int8
+
+            photos = self._photo_inputs(spec)
+            samples = photos if len(photos) >= MIN_CALIBRATION_PHOTOS else probe_images(spec)
+            quantize_int8(xml, self.files(spec).int8_xml, samples)
+
+    def keras(self, backbone: str | BackboneSpec, runtime: str = "keras") -> KerasExtractor:
+        """The Keras model (built and cached on first use) with its forward pass on `runtime`
+        (float32 Keras by default: the reference). Imports TensorFlow."""
+        from search.featurize.runtimes.keras import KerasExtractor
+
+        return KerasExtractor.load(
+            models_dir=self.models_dir,
+            backbone=backbone_spec(backbone),
+            weights=self.weights,
+            seed=self.seed,
+            runtime=runtime,
+        )
+
+    def _has_enough_photos(self) -> bool:
+        if self._calibration_photos is None:
+            return False
+        return len(self._calibration_photos(MIN_CALIBRATION_PHOTOS)) >= MIN_CALIBRATION_PHOTOS
+
+    def _photo_inputs(self, spec: BackboneSpec) -> np.ndarray:
+        """(n, H, W, 3) model inputs of up to CALIBRATION_PHOTOS catalogue photos."""
+        if self._calibration_photos is None:
+            return np.zeros((0, *spec.input_shape), dtype=np.float32)
+        inputs = []
+        for data in self._calibration_photos(self._calibration_count):
+            try:
+                inputs.append(
+                    preprocess_image(data, size=spec.input_size, preprocessing=spec.preprocessing)
+                )
+            except InvalidImageError:
+                continue  # a damaged file in the media folder: calibrate on the others
+        if not inputs:
+            return np.zeros((0, *spec.input_shape), dtype=np.float32)
+        return np.stack(inputs)

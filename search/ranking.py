@@ -1,0 +1,59 @@
+"""The steps that rank one search, each small and named: the filtered k-nearest query, average
+query expansion, and category inference. `Searcher` runs them in that order."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.tables import Product
+from search.index import Hit, Metric, SearchFilter, SearchIndex
+from search.postprocess import expand_query
+
+__all__ = ["CATEGORY_MAJORITY", "majority_category", "nearest_expanded"]
+
+# A category is inferred when more than half of the k nearest products share it.
+CATEGORY_MAJORITY = 0.5
+
+
+def nearest_expanded(
+    index: SearchIndex,
+    query: np.ndarray,
+    k: int,
+    query_filter: SearchFilter,
+    *,
+    metric: Metric,
+    neighbours: int,
+    near_duplicate_distance: float,
+) -> list[Hit]:
+    """Average query expansion (docs/evaluation.md: precision@8 0.853 -> 0.872 on top of
+    sqrt+centre): the query and its `neighbours` nearest products averaged, then searched
+    again. Not for a photo of a catalogue product itself (its best match is a near duplicate):
+    such a query already sits on the catalogue."""
+    if neighbours <= 0:
+        return index.search(query, k=k, query_filter=query_filter, metric=metric)
+    first = index.search(query, k=neighbours, query_filter=query_filter, metric=metric)
+    if not first or 1.0 - first[0].similarity / 100.0 <= near_duplicate_distance:
+        return index.search(query, k=k, query_filter=query_filter, metric=metric)
+    around = np.stack(
+        [index.product_vectors(hit.product_id).mean(axis=0) for hit in first]
+    )  # (m, dim) index space
+    expanded = expand_query(query, around, metric=metric).astype(np.float32)
+    return index.search(expanded, k=k, query_filter=query_filter, metric=metric)
+
+
+def majority_category(session: Session, hits: Sequence[Hit], k: int) -> str | None:
+    """The category shared by more than half of the k asked for (not of the hits found: 3
+    products of which 2 are boots say little), or None."""
+    rows = session.execute(
+        select(Product.id, Product.category).where(Product.id.in_([hit.product_id for hit in hits]))
+    ).all()
+    categories = Counter(category for _, category in rows if category)
+    if not categories:
+        return None
+    category, count = categories.most_common(1)[0]
+    return category if count > CATEGORY_MAJORITY * k else None

@@ -1,1 +1,0 @@
-"""Tooling over the engine's public facade: benchmarks and search-quality evaluation."""

@@ -1,0 +1,162 @@
+"""The web app: `create_app(engine, config)` -> a FastAPI application over an engine someone
+else opened (serve.py from Settings, tests their own), so the app never opens one itself.
+
+Why FastAPI on uvicorn: the engine's boundary is async (`await engine.search_photo(...)`
+batches concurrent searches in one inference worker), so the server must be an asyncio one
+sharing the engine's event loop; FastAPI gives typed request parsing and the OpenAPI schema
+with interactive docs (/docs) from the same pydantic models, and uvicorn is the ASGI server it
+is built for. One process holds the model once; uvicorn's single worker is on purpose
+(several workers would each load the model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.formparsers import MultiPartParser
+
+from web import admin_api, catalog_api, media, ops, search_api
+from web.config import WebConfig
+from web.context import WebContext
+from web.keys import KeyChecker
+from web.limits import BODY_OVERHEAD_BYTES, BodyLimitMiddleware, RateLimits
+from web.metrics import WebMetrics
+from web.problems import install_problem_handlers
+
+if TYPE_CHECKING:
+    from search import SearchEngine
+    from web.telegram import TelegramWebhook
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = resources.files("web") / "static"
+API_VERSION = "1.0.0"
+
+
+def _gauges(engine: SearchEngine) -> dict[str, float]:
+    batches, images = engine.batches_run, engine.images_embedded
+    return {
+        "lookalike_catalog_products": float(engine.status().products_searchable),
+        "lookalike_inference_batches": float(batches),
+        "lookalike_inference_images": float(images),
+        "lookalike_inference_mean_batch_size": images / batches if batches else 0.0,
+    }
+
+
+async def _keep_index_in_sync(engine: SearchEngine, seconds: float) -> None:
+    """Catalogue changes other processes commit (the bot, the CLI, another web instance)
+    reach this process's in-memory index."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await engine.run(engine.models.sync)
+        except Exception:  # a database hiccup: try again next time, never die
+            log.warning("index sync failed; retrying", exc_info=True)
+
+
+def create_app(
+    engine: SearchEngine,
+    config: WebConfig | None = None,
+    *,
+    telegram: TelegramWebhook | None = None,
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+) -> FastAPI:
+    """`telegram`: also take the bot's webhook (started and stopped with the app).
+    `background`: jobs that run while the app does (e.g. the scheduled feed sync)."""
+    config = config or WebConfig()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await engine.start()
+        sync = asyncio.create_task(_keep_index_in_sync(engine, config.index_sync_seconds))
+        jobs = [asyncio.create_task(job()) for job in background]
+        try:
+            await engine.run(engine.warm_up)
+            context.model_ready = True
+            if telegram is not None:
+                await telegram.start()
+            log.info("web ready: %d products searchable", engine.status().products_searchable)
+            yield
+        finally:
+            context.model_ready = False
+            if telegram is not None:
+                await telegram.stop()
+            for task in (sync, *jobs):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await engine.stop()
+
+    app = FastAPI(
+        title="Lookalike",
+        version=API_VERSION,
+        description="Visual product search: send a photo, get the most similar products.",
+        lifespan=lifespan,
+    )
+    metrics = WebMetrics(lambda: _gauges(engine))
+    context = WebContext(
+        engine=engine,
+        config=config,
+        metrics=metrics,
+        limits=RateLimits(
+            engine,
+            engine.sessions,
+            searches_per_minute=config.searches_per_minute,
+            writes_per_minute=config.writes_per_minute,
+        ),
+        keys=KeyChecker(engine, engine.sessions),
+    )
+    app.state.context = context
+    install_problem_handlers(app, lambda kind: metrics.errors.labels(kind=kind).inc())
+
+    app.include_router(search_api.router(engine, context))
+    app.include_router(catalog_api.router(engine, context))
+    app.include_router(admin_api.router(engine, context))
+    app.include_router(media.router(engine))
+    app.include_router(ops.router(engine, context))
+    if telegram is not None:
+        app.include_router(telegram.router())
+    _mount_page(app)
+
+    # Outermost last: the body limit sees the raw stream first, then CORS answers preflights.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(config.cors_origins),
+        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )
+    body_limit = engine.config.max_image_bytes + BODY_OVERHEAD_BYTES
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=body_limit,
+        on_refused=lambda: metrics.errors.labels(kind="too-large").inc(),
+    )
+    # Customers' photos never touch the disk: Starlette spools an uploaded file to a temporary
+    # file past `spool_max_size` (1 MB by default); every body we accept fits in memory.
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, body_limit)
+    return app
+
+
+def _mount_page(app: FastAPI) -> None:
+    """The search page (/), its assets (/static/...) and the embeddable widget (/embed.js)."""
+    static = str(STATIC_DIR)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> Response:
+        return FileResponse(f"{static}/index.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/embed.js", include_in_schema=False)
+    async def embed() -> Response:
+        return FileResponse(f"{static}/embed.js", media_type="text/javascript; charset=utf-8")
+
+    app.mount("/static", StaticFiles(directory=static), name="static")
