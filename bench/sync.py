@@ -120,9 +120,7 @@ def section(args: dict[str, Any]) -> dict[str, Any]:
 
 def measure_sync(args: dict[str, Any]) -> dict[str, Any]:
     """A first and a no-change sync of a synthetic feed of args["rows"] rows."""
-    from feed.categories import load_category_map
-    from feed.images import FetchOptions
-    from feed.sync import SyncOptions, sync_feed
+    from feed import FetchOptions, SyncOptions, load_category_map, sync_feed
 
     rows = int(args["rows"])
     stub = args.get("featurizer", "stub") == "stub"

@@ -10,7 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli.common import EXIT_OK, format_price, print_table, product_json, read_image_arg
+from cli.common import (
+    EXIT_OK,
+    ProgressBar,
+    format_price,
+    print_table,
+    product_json,
+    read_image_arg,
+)
 from lookalike.composition import open_engine
 from lookalike.settings import Settings
 from search import SearchEngine, clean_category, clean_product_fields, clean_sku
@@ -124,28 +131,18 @@ def cmd_catalog(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _catalog_import(args: argparse.Namespace, settings: Settings, engine: SearchEngine) -> int:
-    from tqdm import tqdm
-
     from search import import_directory
 
-    bar = tqdm(total=0, unit="img", desc="importing", disable=args.quiet or None, file=sys.stderr)
-
-    def on_total(total: int) -> None:
-        bar.total = total
-        bar.refresh()
-
-    try:
+    with ProgressBar("importing", quiet=args.quiet) as bar:
         summary = import_directory(
             engine,
             Path(args.directory),
             csv_path=Path(args.csv) if args.csv else None,
             currency=settings.currency,
             batch_size=args.batch_size or settings.inference_batch_size,
-            progress=bar.update,
-            on_total=on_total,
+            progress=bar.advance,
+            on_total=bar.on_total,
         )
-    finally:
-        bar.close()
     rate = summary.featurised / summary.seconds if summary.seconds else 0.0
     print(
         f"added {len(summary.added)}, images added {len(summary.images_added)}, "

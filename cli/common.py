@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TextIO
 
 from search import ProductRecord, SearchEngine, SearchResult
@@ -25,6 +27,35 @@ class CommandError(Exception):
 
 
 # ---- output helpers ------------------------------------------------------------------------
+
+
+class ProgressBar:
+    """A progress bar on stderr (tqdm) for work whose size is known only once it is planned:
+    `on_total(n)` sets the size, `advance(n)` moves it on. A context manager; `quiet` shows
+    nothing (and, as tqdm does, nothing is drawn when stderr is not a terminal)."""
+
+    def __init__(self, desc: str, *, quiet: bool = False, unit: str = "img") -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=0, unit=unit, desc=desc, disable=quiet or None, file=sys.stderr)
+
+    def on_total(self, total: int) -> None:
+        self._bar.total = total
+        self._bar.refresh()
+
+    def advance(self, count: int = 1) -> None:
+        self._bar.update(count)
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._bar.close()
 
 
 def format_price(product: ProductRecord) -> str:

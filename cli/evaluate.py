@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from cli.common import ProgressBar
 from search.index import METRICS
 
 if TYPE_CHECKING:
@@ -175,8 +176,6 @@ def _load_input(
 def _featurise(
     folder: Path, args: argparse.Namespace, settings: Settings
 ) -> tuple[Any, list[str], dict[str, Any], list[tuple[str, str]]]:
-    from tqdm import tqdm
-
     from lookalike import composition
     from search.evaluation import EvaluationError, featurise_folder
     from search.featurize import get_backbone
@@ -186,25 +185,17 @@ def _featurise(
     except ValueError as exc:
         raise EvaluationError(str(exc)) from exc
     featurizer = composition.featurizer_provider(settings)(spec.name)
-    bar = tqdm(total=0, unit="img", desc="featurising", disable=args.quiet or None, file=sys.stderr)
-
-    def on_total(total: int) -> None:
-        bar.total = total
-        bar.refresh()
-
-    try:
+    with ProgressBar("featurising", quiet=args.quiet) as bar:
         data = featurise_folder(
             folder,
             featurizer,
             batch_size=args.batch_size or settings.inference_batch_size,
             max_pixels=settings.max_image_pixels,
             max_bytes=settings.max_image_bytes,
-            on_total=on_total,
-            progress=bar.update,
+            on_total=bar.on_total,
+            progress=bar.advance,
             backbone=spec,
         )
-    finally:
-        bar.close()
     if args.save_vectors:
         import numpy as np
 

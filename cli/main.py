@@ -18,6 +18,7 @@ from cli import catalog as cli_catalog
 from cli import db as cli_db
 from cli import evaluate as cli_evaluate
 from cli import model as cli_model
+from cli import sync as cli_sync
 from cli.common import (
     EXIT_BAD_INPUT,
     EXIT_ERROR,
@@ -29,7 +30,6 @@ from cli.common import (
     result_json,
 )
 from db.media import MediaStoreError
-from feed import cli as feed_cli
 from lookalike.composition import configure_logging, open_engine
 from lookalike.settings import Settings
 from search import (
@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(handler=cmd_db)
     cli_db.register(db_commands)
 
-    feed_cli.register(cli_catalog.register(commands))
+    cli_sync.register(cli_catalog.register(commands))
 
     search = commands.add_parser("search", help="find the products most like a photo")
     search.add_argument("image", help="the query photo")

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from cli.common import print_table
+from cli.common import ProgressBar, print_table
 from db import repository as repo
 from lookalike.composition import featurizer_provider, open_engine
 from lookalike.settings import Settings
@@ -144,34 +144,18 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
-
     from search import reindex
 
     spec = get_backbone(args.model)
     engine = open_engine(settings)
-    bar: tqdm[Any] | None = None
-
-    def on_total(total: int) -> None:
-        nonlocal bar
-        if not args.quiet:
-            bar = tqdm(total=total, unit="img", desc=f"reindex {spec.model_name}", file=sys.stderr)
-
-    def progress(n: int) -> None:
-        if bar is not None:
-            bar.update(n)
-
-    try:
+    with ProgressBar(f"reindex {spec.model_name}", quiet=args.quiet) as bar:
         summary = reindex(
             engine,
             args.model,
             batch_size=args.batch_size or settings.inference_batch_size,
-            progress=progress,
-            on_total=on_total,
+            progress=bar.advance,
+            on_total=bar.on_total,
         )
-    finally:
-        if bar is not None:
-            bar.close()
     print(
         f"{summary.model_name}: {summary.computed} vector(s) computed, {summary.already} already "
         f"stored; searches now use {engine.models.active.name} ({summary.seconds:.1f} s)"

@@ -10,7 +10,8 @@ import logging
 from collections.abc import Callable
 
 from feed.categories import CategoryMapError
-from feed.sync import SyncOptions, SyncSummary, sync_feed
+from feed.options import SyncOptions
+from feed.sync import SyncSummary, sync_feed
 from search import SearchEngine
 
 log = logging.getLogger(__name__)

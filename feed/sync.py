@@ -23,10 +23,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from feed.apply import FEED_USER_ID, apply_changes, finish_new_products, import_photos
-from feed.categories import CategoryMap
 from feed.diff import SyncPlan, plan_sync
 from feed.formats import FeedFormatError
-from feed.images import FetchOptions
+from feed.options import SyncOptions
 from feed.source import FeedContents, FeedSourceError, describe_source, read_feed
 from feed.state import FeedStore, catalogue_snapshot, new_holder
 from search import SearchEngine
@@ -35,22 +34,6 @@ log = logging.getLogger(__name__)
 
 Status = Literal["ok", "dry-run", "refused", "failed", "busy"]
 MAX_RECORDED_PROBLEMS = 50
-
-
-@dataclass(frozen=True, slots=True)
-class SyncOptions:
-    source: str  # a local path or an http(s) URL
-    categories: CategoryMap
-    fetch: FetchOptions
-    default_currency: str = "EUR"
-    dry_run: bool = False
-    force: bool = False
-    max_hide_share: float = 0.2
-    concurrency: int = 8
-    max_images: int = 10
-    max_feed_bytes: int = 512 * 1024 * 1024
-    batch_size: int = 32
-    lease_ttl: timedelta = timedelta(minutes=5)
 
 
 @dataclass
@@ -239,26 +222,3 @@ def _refusal(contents: FeedContents, plan: SyncPlan, options: SyncOptions) -> st
             "nothing changed; use --force if this is right"
         )
     return None
-
-
-def last_sync_text(engine: SearchEngine, *, now: datetime | None = None) -> str:
-    """One or two plain-text lines on the last sync, for /stats (blocking: engine.run)."""
-    run = FeedStore(engine.sessions).last_run()
-    if run is None:
-        return "Feed sync: never run."
-    now = now or datetime.now(UTC)
-    minutes = max(0, int((now - run.started_at).total_seconds() // 60))
-    ago = f"{minutes} min ago" if minutes < 120 else f"{minutes // 60} h ago"
-    keys = ("added", "update", "stock", "hide", "restore", "featurised", "images_failed")
-    figures = ", ".join(f"{key} {run.counts[key]}" for key in keys if key in run.counts)
-    line = f"Feed sync: {run.status} {ago} ({run.started_at:%Y-%m-%d %H:%M} UTC)"
-    if figures:
-        line += f": {figures}"
-    if run.status == "running" and run.finished_at is None:
-        line += " (still running, or killed: the next sync finishes it)"
-    if run.errors:
-        line += f"\n{len(run.errors)} problem(s), e.g. {run.errors[0]['label']}: "
-        line += str(run.errors[0]["reason"])[:120]
-    elif run.message and run.status != "ok":
-        line += f"\n{run.message[:200]}"
-    return line

@@ -88,8 +88,7 @@ def _feed_sync(
     feed_url = settings.feed_url
     if not feed_url:
         return []
-    from feed.cli import sync_options
-    from feed.schedule import sync_every
+    from feed import sync_every, sync_options
 
     async def job() -> None:
         await sync_every(

@@ -15,9 +15,7 @@ from telegram.ext import Application, BaseHandler, CommandHandler, filters
 
 from bot.context import Context
 from bot.handlers.admin_common import authorise
-from feed.categories import CategoryMapError
-from feed.cli import render_summary, sync_options
-from feed.sync import last_sync_text, sync_feed
+from feed import CategoryMapError, last_sync_text, render_summary, sync_feed, sync_options
 
 log = logging.getLogger(__name__)
 

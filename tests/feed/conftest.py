@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from feed.cli import sync_options
+from feed import sync_options
 from feed.sync import SyncSummary, sync_feed
 from lookalike.settings import Settings
 from search import SearchEngine

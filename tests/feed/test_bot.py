@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from bot.application import build_application, running
 from bot.handlers import feed as feed_handlers
-from feed.sync import last_sync_text
+from feed import last_sync_text
 from lookalike.settings import Settings
 from search.featurize.featurizer import Featurizer
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, BotHarness, bot_settings_for

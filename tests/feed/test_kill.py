@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from feed.cli import sync_options
+from feed import sync_options
 from feed.sync import sync_feed
 from lookalike.settings import Settings
 from search import SearchEngine
@@ -36,7 +36,7 @@ pytestmark = [
 
 SYNC_SCRIPT = """
 import argparse, sys
-from feed.cli import register, run
+from cli.sync import register, run
 from lookalike.settings import Settings
 parser = argparse.ArgumentParser()
 register(parser.add_subparsers())

@@ -127,7 +127,7 @@ async def test_a_broken_export_changes_nothing_without_force(
 async def test_dry_run_reports_the_diff_and_changes_nothing(
     sync: Syncer, engine: SearchEngine, shop: ShopServer, demo: list[ShopItem]
 ) -> None:
-    from feed.cli import render_summary
+    from feed import render_summary
 
     summary = await sync(demo[:12], dry_run=True)
     assert summary.status == "dry-run"
@@ -220,7 +220,7 @@ def test_the_command_line_dry_run(
     import argparse
     import io
 
-    from feed.cli import EXIT_OK, register, run
+    from cli.sync import EXIT_OK, register, run
     from tests.feed.shop import feed_bytes
 
     path = tmp_path / "feed.tsv"
@@ -255,7 +255,7 @@ async def test_the_web_servers_schedule_syncs_until_cancelled(
 ) -> None:
     import asyncio
 
-    from feed.cli import sync_options
+    from feed import sync_options
     from feed.schedule import sync_every
     from feed.sync import SyncSummary
     from tests.feed.shop import feed_bytes
