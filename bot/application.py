@@ -17,7 +17,8 @@ from bot.context import BotData, BotServices, Context
 from bot.drafts import DraftStore
 from bot.handlers import admin, admin_add, customer, feed, privacy, support
 from bot.ratelimit import RateLimiter
-from lookalike.composition import open_engine, redact_secret_in_logs
+from lookalike.composition import open_engine
+from lookalike.logs import redact_secret_in_logs
 from lookalike.settings import Settings
 from search import SearchEngine
 

@@ -8,7 +8,7 @@ import secrets
 from telegram import Update
 
 from bot.application import bot_token, build_application
-from lookalike.composition import redact_secret_in_logs
+from lookalike.logs import redact_secret_in_logs
 from lookalike.settings import Settings
 from search import ModelUnavailableError
 

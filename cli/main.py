@@ -30,7 +30,8 @@ from cli.common import (
     result_json,
 )
 from db.media import MediaStoreError
-from lookalike.composition import configure_logging, open_engine
+from lookalike.composition import open_engine
+from lookalike.logs import configure_logging
 from lookalike.settings import Settings
 from search import (
     CatalogError,

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from lookalike.composition import redact_secret_in_logs
+from lookalike.logs import redact_secret_in_logs
 
 SECRET = "987654:SECRET-token_value"
 

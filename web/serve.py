@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from lookalike.composition import configure_logging, open_engine, redact_secret_in_logs
+from lookalike.composition import open_engine
+from lookalike.logs import configure_logging, redact_secret_in_logs
 from lookalike.settings import Settings
 from web.application import create_app
 from web.config import web_config_from_settings
