@@ -4,12 +4,13 @@ VGG16 at all, and how fast each featurisation runtime gets.
 - machine: cores, CPU, numpy float32 GEMM peak (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset in
   that process only) and the featurisation limit derived from it;
 - runtime: one process per variant: the seed's loop (decode, then model.predict on a batch of
-  one, np.append), Keras tf.function, XLA, thread and oneDNN settings (search.featurize.runtimes.keras, with
-  TensorFlow), and the served runtimes as the application loads them (search.featurize.loader,
-  from the exported files, no TensorFlow): OpenVINO float32, bfloat16 (where the CPU has it),
-  int8, ONNX Runtime, and `auto` (the runtime the choice step recorded); images/s on
-  preprocessed batches, load time, peak memory, and each variant's fidelity to float32 Keras
-  on the same catalogue photos (search.featurize.fidelity: mean cosine, top-8 overlap).
+  one, np.append), Keras tf.function, XLA, thread and oneDNN settings
+  (search.featurize.runtimes.keras, with TensorFlow), and the served runtimes as the application
+  loads them (search.featurize.loader, from the exported files, no TensorFlow): OpenVINO float32,
+  bfloat16 (where the CPU has it), int8, ONNX Runtime, and `auto` (the runtime the choice step
+  recorded); images/s on preprocessed batches, load time, peak memory, and each variant's fidelity
+  to float32 Keras on the same catalogue photos (search.featurize.fidelity: mean cosine, top-8
+  overlap).
 
 These drive the model directly: they compare runtimes, not the engine.
 """
@@ -250,9 +251,9 @@ def section_runtime(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def fidelity_vs_float32(runtimes: list[dict[str, Any]]) -> None:
-    """Each runtime's fidelity to float32 Keras (search.featurize.fidelity: mean cosine, top-8 overlap)
-    on the same catalogue photos; the reference is the seed loop's model (Keras float32). The
-    vectors themselves are dropped from the results."""
+    """Each runtime's fidelity to float32 Keras (search.featurize.fidelity: mean cosine, top-8
+    overlap) on the same catalogue photos; the reference is the seed loop's model (Keras
+    float32). The vectors themselves are dropped from the results."""
     from search.featurize import measure_fidelity
 
     reference = next(

@@ -1,9 +1,9 @@
-"""The `startup` section of `lookalike bench`: the bot's start without Telegram, as bot/application.py's
-post_init does it (the engine from Settings, the model from MODELS_DIR and one warm-up
-inference, the orphan-file sweep, the batching worker started): seconds to ready and resident
-memory, then after a burst of 8 customers. With MODEL_RUNTIME=auto and the runtime record
-present, the model is served from its exported file: whether TensorFlow was imported is
-recorded too."""
+"""The `startup` section of `lookalike bench`: the bot's start without Telegram, as
+bot/application.py's post_init does it (the engine from Settings, the model from MODELS_DIR and one
+warm-up inference, the orphan-file sweep, the batching worker started): seconds to ready and
+resident memory, then after a burst of 8 customers. With MODEL_RUNTIME=auto and the runtime record
+present, the model is served from its exported file: whether TensorFlow was imported is recorded
+too."""
 
 from __future__ import annotations
 

@@ -64,8 +64,8 @@ class SearchEngine:
         database: DatabaseEngine | None = None,
         media: MediaStore | None = None,
     ) -> None:
-        """Prefer `SearchEngine.open`. `featurizer_provider(backbone_name)` loads a backbone's model;
-        it is called on first use only (commands that never featurise never load it).
+        """Prefer `SearchEngine.open`. `featurizer_provider(backbone_name)` loads a backbone's
+        model; it is called on first use only (commands that never featurise never load it).
         `media`: the image store (default: files under config.media_dir)."""
         self.config = config
         # For stores that live beside the catalogue in the same database (the bot's /add

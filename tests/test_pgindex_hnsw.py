@@ -1,5 +1,5 @@
-"""PgVectorIndex (search/index/postgres.py) on 2,000 bulk-loaded vectors: PostgreSQL itself picks the
-HNSW index for the cosine query, and a narrow filter still fills k thanks to the iterative scan.
+"""PgVectorIndex (search/index/postgres.py) on 2,000 bulk-loaded vectors: PostgreSQL itself picks
+the HNSW index for the cosine query, and a narrow filter still fills k thanks to the iterative scan.
 On the session's embedded PostgreSQL (tests/conftest.py: postgres_server), in every pass."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""search.featurize.preprocess: Keras parity on real files, odd inputs accepted, bad inputs refused early."""
+"""search.featurize.preprocess: Keras parity on real files, odd inputs accepted, bad inputs refused
+early."""
 
 import io
 import subprocess

@@ -44,8 +44,8 @@ MIN_CALIBRATION_PHOTOS = 16
 
 
 class ReferenceModel(Protocol):
-    """Float32 Keras (search.featurize.runtimes.keras.KerasExtractor with runtime "keras"): the vectors
-    every runtime is measured against, and the exports the served runtimes run."""
+    """Float32 Keras (search.featurize.runtimes.keras.KerasExtractor with runtime "keras"): the
+    vectors every runtime is measured against, and the exports the served runtimes run."""
 
     def embed(self, batch: np.ndarray) -> np.ndarray: ...
 

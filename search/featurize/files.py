@@ -1,7 +1,7 @@
 """Where a feature model and the files derived from it live under MODELS_DIR.
 
-Imports neither TensorFlow nor any runtime: the served path (search.featurize.served) finds its files
-here without them. One model is `<backbone>_avgpool-<weights tag>.keras` (the source of truth,
+Imports neither TensorFlow nor any runtime: the served path (search.featurize.served) finds its
+files here without them. One model is `<backbone>_avgpool-<weights tag>.keras` (the source of truth,
 built by search.featurize.runtimes.keras) and beside it, with the same stem:
 
 - `.openvino.xml` / `.openvino.bin`: the float32 OpenVINO IR (runtimes openvino, openvino-bf16)

@@ -8,10 +8,10 @@ For a plain RGB file, ``preprocess_image(data)`` is bit-for-bit equal to::
 i.e. convert to RGB, resize to 224x224 with PIL NEAREST (Keras' default interpolation), float32
 HWC, RGB->BGR and subtract the ImageNet BGR mean ("caffe" mode, no scaling).
 
-Other backbones (search.featurize.backbones) pass their own ``target_size`` and ``preprocessing``; the
-result is then bit-for-bit the same pipeline ending in that model's ``preprocess_input``:
-"tf" (inception_v3) scales to [-1, 1], "torch" (densenet121) divides by 255 and normalises
-with the ImageNet RGB mean and std, "none" (efficientnet_b0) leaves the 0..255 pixels alone.
+Other backbones (search.featurize.backbones) pass their own ``target_size`` and ``preprocessing``;
+the result is then bit-for-bit the same pipeline ending in that model's ``preprocess_input``: "tf"
+(inception_v3) scales to [-1, 1], "torch" (densenet121) divides by 255 and normalises with the
+ImageNet RGB mean and std, "none" (efficientnet_b0) leaves the 0..255 pixels alone.
 
 Unlike Keras it also copes with what phones and shops send (EXIF rotation, transparency,
 16-bit greys, animations, CMYK) and refuses unusable input with `InvalidImageError`, checking
@@ -399,10 +399,10 @@ def _flatten_on_white(image: Image.Image) -> Image.Image:
     return flattened
 
 
-# Preprocessing mode -> (..., 3) float32 RGB 0..255 -> (..., 3) float32, a new C-contiguous
-# array; one entry per value of search.featurize.backbones.Preprocessing. The same float32 operations,
-# in the same order, as Keras' in-place ones: "tf" is x /= 127.5; x -= 1.0, "torch" is
-# x /= 255.0; x[..., c] -= mean[c]; x[..., c] /= std[c].
+# Preprocessing mode -> (..., 3) float32 RGB 0..255 -> (..., 3) float32, a new C-contiguous array;
+# one entry per value of search.featurize.backbones.Preprocessing. The same float32 operations, in
+# the same order, as Keras' in-place ones: "tf" is x /= 127.5; x -= 1.0, "torch" is x /= 255.0;
+# x[..., c] -= mean[c]; x[..., c] /= std[c].
 _PREPROCESSORS: Final[dict[str, Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]]] = {
     "caffe": caffe_preprocess,
     "tf": lambda rgb: np.ascontiguousarray(rgb / np.float32(127.5) - np.float32(1.0)),

@@ -1,8 +1,8 @@
 """The feature model served from its exported files, without TensorFlow.
 
-Once search.featurize.runtimes.keras has built the Keras model and exported it (OpenVINO IR, int8 IR, ONNX;
-search.featurize.files names them), the bot, the web server and `lookalike search` load only the
-runtime that runs it: OpenVINO (float32, bfloat16 or int8) or ONNX Runtime. Importing this
+Once search.featurize.runtimes.keras has built the Keras model and exported it (OpenVINO IR, int8
+IR, ONNX; search.featurize.files names them), the bot, the web server and `lookalike search` load
+only the runtime that runs it: OpenVINO (float32, bfloat16 or int8) or ONNX Runtime. Importing this
 module imports neither TensorFlow nor Keras (tests/test_served.py checks it in a subprocess).
 """
 

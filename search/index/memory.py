@@ -7,10 +7,10 @@ filter mask and a top-k over distinct products. It is loaded once at start (`Vec
 and then changed in place when the catalogue changes; nothing is re-fitted per query.
 
 Large catalogues (`ann_min_rows` rows and more, 8192 by default) also get an approximate index
-(`search.index.ivf.IvfAnn`, faiss IVF with 8-bit codes), built in a background thread from a snapshot
-and then kept up to date with every change. A query then takes the ANN's few hundred candidate
-rows, applies the same filters and re-ranks them exactly with the float32 rows; when they hold
-fewer than k products that pass the filters (a narrow filter), it scans every row exactly, as
+(`search.index.ivf.IvfAnn`, faiss IVF with 8-bit codes), built in a background thread from a
+snapshot and then kept up to date with every change. A query then takes the ANN's few hundred
+candidate rows, applies the same filters and re-ranks them exactly with the float32 rows; when they
+hold fewer than k products that pass the filters (a narrow filter), it scans every row exactly, as
 it does while the ANN is being built. Recall@8 against the exact scan is measured in
 docs/benchmarks.md.
 

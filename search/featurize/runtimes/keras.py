@@ -6,10 +6,10 @@ one preprocessed image (H, W, 3) -> one vector of the backbone's size, float32 (
 (224, 224, 3) -> 512). The model is built once and saved under MODELS_DIR as
 <backbone>_avgpool-<weights tag>.keras; later runs load it from there.
 
-Keras defines, builds and exports the model; it is the source of truth every other runtime
-is checked against. Serving does not need it: search.featurize.loader serves the exported files
-(search.featurize.served) on the runtime chosen by measuring on this CPU (search.featurize.choice). A
-KerasExtractor runs its forward pass on one of these runtimes:
+Keras defines, builds and exports the model; it is the source of truth every other runtime is
+checked against. Serving does not need it: search.featurize.loader serves the exported files
+(search.featurize.served) on the runtime chosen by measuring on this CPU (search.featurize.choice).
+A KerasExtractor runs its forward pass on one of these runtimes:
 
 - "keras": a traced tf.function of the Keras model (TensorFlow with oneDNN), float32: the
   reference. "keras-xla" is the same compiled with XLA (measured slower).
@@ -340,10 +340,10 @@ class KerasExtractor:
     ) -> KerasExtractor:
         """Load the cached model from `models_dir`, or build it and cache it there.
 
-        `backbone`: a name from search.featurize.backbones.BACKBONES (default "vgg16") or its spec; an
-        unknown name raises ModelUnavailableError. `weights`: "imagenet", "none" (random,
-        from `seed`) or the path of a weights file. `runtime`: "auto" (default, or
-        MODEL_RUNTIME), "keras", "keras-xla", "openvino", "openvino-bf16" or "onnxruntime".
+        `backbone`: a name from search.featurize.backbones.BACKBONES (default "vgg16") or its spec;
+        an unknown name raises ModelUnavailableError. `weights`: "imagenet", "none" (random, from
+        `seed`) or the path of a weights file. `runtime`: "auto" (default, or MODEL_RUNTIME),
+        "keras", "keras-xla", "openvino", "openvino-bf16" or "onnxruntime".
         """
         spec = backbone_spec(backbone)
         path = cached_model_path(models_dir, weights, seed, spec)
