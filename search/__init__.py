@@ -24,7 +24,7 @@ from db.records import ImageRecord, ProductFields, ProductRecord
 from search.active_model import ActiveModel, ModelManager
 from search.catalog import AddOutcome, Catalog
 from search.config import EngineConfig
-from search.engine import EngineStatus, SearchEngine
+from search.engine import EngineStatus, SearchEngine, StoredModel
 from search.errors import (
     CatalogError,
     EvaluationError,
@@ -43,7 +43,7 @@ from search.fields import (
     clean_sku,
     clean_url,
 )
-from search.history import CatalogStats, QualityReport, SearchHistory
+from search.history import CatalogStats, ModelQuality, QualityReport, SearchHistory
 from search.importer import (
     ImportEntry,
     ImportSummary,
@@ -51,7 +51,7 @@ from search.importer import (
     import_directory,
     import_entries,
 )
-from search.reindex import ReindexSummary, reindex
+from search.reindexing import ReindexSummary, reindex
 from search.results import ResultItem, SearchResult
 from search.retention import ForgottenRows, PurgeReport
 from search.searcher import CLI, Requester, Searcher, SearchQuery
@@ -76,6 +76,7 @@ __all__ = [
     "InvalidImageError",
     "MediaStoreError",
     "ModelManager",
+    "ModelQuality",
     "ModelUnavailableError",
     "ProductFields",
     "ProductRecord",
@@ -89,6 +90,7 @@ __all__ = [
     "SearchQuery",
     "SearchResult",
     "Searcher",
+    "StoredModel",
     "UrlFetchError",
     "clean_category",
     "clean_currency",

@@ -14,10 +14,15 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-PACKAGES = ("search", "db", "bot", "cli", "lookalike", "tools", "web", "feed", "migrations")
+PACKAGES = ("search", "db", "bot", "cli", "lookalike", "bench", "web", "feed", "migrations")
 DOORS = ("bot", "cli", "web", "feed")
+# What drives the engine from outside it: the doors, the roof and the benchmarks.
+OUTSIDE = (*DOORS, "lookalike", "bench")
+# The engine's subpackages, each with its facade (__init__.py): the only search modules that
+# code outside the engine imports, besides `search` itself.
+SEARCH_FACADES = ("search", "search.featurize", "search.index", "search.evaluation")
 ROOF = "lookalike"  # settings and the composition root
-TOOLING = "tools"
+TOOLING = "bench"
 MAX_LINES = 500
 MAX_PUBLIC_METHODS = 15
 # The fake Telegram Bot API is a test double of a whole foreign server, not project code.
@@ -117,6 +122,66 @@ def test_only_the_extractor_imports_tensorflow() -> None:
         and imp.importer != "search.featurize.runtimes.keras"
     ]
     assert wrong == []
+
+
+def test_outside_the_engine_only_its_facades_are_imported() -> None:
+    """Doors, the roof and the benchmarks import `search` and its subpackages' facades, never
+    an engine module: what the engine offers is what the facades export."""
+    wrong = [
+        f"{imp.importer}:{imp.line} imports {imp.imported}"
+        for imp in project_imports()
+        if top(imp.importer) in OUTSIDE
+        and top(imp.imported) == "search"
+        and imp.imported not in SEARCH_FACADES
+    ]
+    assert wrong == []
+
+
+def test_the_feed_is_a_service_reached_through_its_facade() -> None:
+    """The bot, the web server, the command line and the benchmarks start syncs through `feed`
+    (feed/__init__.py); the feed's own modules are its machinery."""
+    wrong = [
+        f"{imp.importer}:{imp.line} imports {imp.imported}"
+        for imp in project_imports()
+        if top(imp.importer) in OUTSIDE
+        and top(imp.importer) != "feed"
+        and top(imp.imported) == "feed"
+        and imp.imported != "feed"
+    ]
+    assert wrong == []
+
+
+def test_the_engines_subpackages_are_leaves() -> None:
+    """search.featurize (pixels to vectors) and search.index (the vector indexes) know nothing of
+    the engine around them but its errors: each can be read, tested and replaced alone."""
+    wrong = [
+        f"{imp.importer}:{imp.line} imports {imp.imported}"
+        for imp in project_imports()
+        for room in ("search.featurize", "search.index")
+        if imp.importer.startswith(room)
+        and top(imp.imported) == "search"
+        and not imp.imported.startswith(room)
+        and imp.imported != "search.errors"
+    ]
+    assert wrong == []
+
+
+def test_every_error_of_the_engine_is_defined_in_one_module() -> None:
+    """A door catches the engine's errors from one place: search/errors.py defines them all."""
+    elsewhere = [
+        f"{module_name(path)}.{node.name}"
+        for path in source_files("search")
+        if path != REPO_ROOT / "search" / "errors.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef)
+        and any(
+            (base.id if isinstance(base, ast.Name) else getattr(base, "attr", "")).endswith(
+                ("Error", "Exception")
+            )
+            for base in node.bases
+        )
+    ]
+    assert elsewhere == []
 
 
 def test_no_import_cycles_between_modules() -> None:
@@ -245,3 +310,60 @@ def test_every_photo_taking_handler_uses_the_one_download_and_engine_pipeline() 
         for n in ast.walk(store)
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
     ]
+
+
+# ---- db's facade -------------------------------------------------------------------------------
+
+# Everything above the engine: they reach db through its facade (db/__init__.py) only.
+ABOVE_THE_ENGINE = ("bot", "web", "cli", "feed", "lookalike", "bench")
+
+
+def test_above_the_engine_db_is_imported_through_its_facade_only() -> None:
+    """Doors, the roof and the benchmarks import `db` (its stores and the database's own
+    operations), never a db module: the catalogue's tables and the repository are the
+    engine's."""
+    wrong = [
+        f"{imp.importer}:{imp.line} imports {imp.imported}"
+        for path in source_files(*ABOVE_THE_ENGINE)
+        for imp in imports_of(path)
+        if top(imp.imported) == "db" and imp.imported != "db"
+    ]
+    assert wrong == []
+
+
+def facade_exports(path: Path) -> dict[str, str]:
+    """{name in the module's __all__: the module it is imported from ("" if defined there)}."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    origin = {
+        alias.asname or alias.name: node.module or ""
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    exported: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "__all__" for target in node.targets
+        ):
+            exported.extend(ast.literal_eval(node.value))
+    return {name: origin.get(name, "") for name in exported}
+
+
+def top_level_names(path: Path) -> set[str]:
+    """The classes and functions a module defines at its top level."""
+    return {
+        node.name
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.ClassDef | ast.FunctionDef)
+    }
+
+
+def test_the_db_facade_exports_no_table_and_no_repository_function() -> None:
+    exported = facade_exports(REPO_ROOT / "db" / "__init__.py")
+    assert "ApiKeys" in exported  # the check reads the facade it means to
+    catalogue = {"db.tables", "db.repository"}
+    names = top_level_names(REPO_ROOT / "db" / "tables.py") | top_level_names(
+        REPO_ROOT / "db" / "repository.py"
+    )
+    wrong = sorted(name for name, module in exported.items() if module in catalogue or name in names)
+    assert wrong == []

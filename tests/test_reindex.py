@@ -14,7 +14,7 @@ from lookalike.settings import Settings
 from search import SearchEngine
 from search.featurize.featurizer import Featurizer
 from search.fields import clean_product_fields
-from search.reindex import reindex
+from search.reindexing import reindex
 from tests.conftest import MODEL_SEED
 
 NEW_BACKBONE = "efficientnet_b0"  # the smallest of the backbones: quickest to build and run

@@ -21,7 +21,7 @@ import numpy as np
 from search import EngineConfig, SearchEngine
 from search.featurize.backbones import get_backbone
 from search.featurize.featurizer import Featurizer
-from search.reindex import reindex
+from search.reindexing import reindex
 
 
 class ProjectionFeaturizer:
