@@ -54,16 +54,9 @@ FEATURISE_BATCH = 32
 
 
 def _server_env(settings: Settings, port: int) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {**os.environ, **settings.as_env()}
     env.update(
         {
-            "DATABASE_URL": settings.database_url,
-            "MEDIA_DIR": str(settings.media_dir),
-            "MODELS_DIR": str(settings.models_dir),
-            "MODEL_WEIGHTS": settings.model_weights,
-            "MODEL_SEED": str(settings.model_seed),
-            "MODEL_RUNTIME": settings.model_runtime,
-            "INFERENCE_BATCH_SIZE": str(settings.inference_batch_size),
             "WEB_HOST": "127.0.0.1",
             "WEB_PORT": str(port),
             # The load is the point here, not the per-address limit.

@@ -132,6 +132,21 @@ class Settings(BaseSettings):
     def _upper_currency(cls, value: str) -> str:
         return value.upper()
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as the environment variables of a child process that must run with
+        exactly them: {"DATABASE_URL": "sqlite:///...", "ADMIN_IDS": "1,2", ...}, one per field.
+
+        Secrets are their secret values, in clear: the child needs the real token. Keep the
+        result out of logs and error messages. A field that is None is "" (the child reads an
+        empty variable as "not set": its default, None), so a value in the parent's own
+        environment does not leak through; lists are comma-separated, as the validators above
+        read them; booleans are "true" / "false".
+        """
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            env[name.upper()] = _env_text(getattr(self, name))
+        return env
+
     @property
     def sqlite_path(self) -> Path | None:
         """The database file when the URL is SQLite on disk, else None."""
@@ -139,3 +154,18 @@ class Settings(BaseSettings):
         if self.database_url.startswith(prefix) and ":memory:" not in self.database_url:
             return Path(self.database_url[len(prefix) :])
         return None
+
+
+def _env_text(value: object) -> str:
+    """One setting's value as the text its environment variable holds."""
+    if value is None:
+        return ""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, frozenset):  # ids: sorted, so the same settings give the same text
+        return ",".join(str(part) for part in sorted(value))
+    if isinstance(value, tuple):
+        return ",".join(str(part) for part in value)
+    return str(value)

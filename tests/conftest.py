@@ -266,19 +266,9 @@ def make_settings(root: Path, models_dir: Path, **overrides: object) -> Settings
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment a `lookalike` subprocess needs to use the same settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "MEDIA_"))}
-    env.update(
-        {
-            "DATABASE_URL": settings.database_url,
-            "MEDIA_DIR": str(settings.media_dir),
-            "MODELS_DIR": str(settings.models_dir),
-            "MODEL_WEIGHTS": settings.model_weights,
-            "MODEL_SEED": str(settings.model_seed),
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-        }
-    )
-    return env
+    """The environment a `lookalike` subprocess needs to use the same settings: ours, with
+    every setting (Settings.as_env) replaced by the test's."""
+    return {**os.environ, **settings.as_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def open_test_engine(settings: Settings, extractor: Featurizer) -> SearchEngine:
