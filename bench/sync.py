@@ -1,7 +1,8 @@
 """`lookalike bench` section "sync": the shop-feed sync (feed/) on a synthetic feed of many
-rows served on 127.0.0.1, measured as rows per second for a first sync (every photo
-downloaded, decoded, featurised and stored) and for a second sync of the unchanged feed
-(every photo answered 304 Not Modified), with the process's peak resident memory.
+rows served on 127.0.0.1 by the fake shop (bench.fake_shop), measured as rows per second for a
+first sync (every photo downloaded, decoded, featurised and stored) and for a second sync of
+the unchanged feed (every photo answered 304 Not Modified), with the process's peak resident
+memory.
 
 Rows reuse the 300 demo photos; each row's photo gets a few bytes after the JPEG's end
 marker (ignored by decoders), so every row has a photo of its own hash. With
@@ -12,99 +13,61 @@ throughput (download, decode, store) apart from VGG16's.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from bench.common import Row as TableRow
 from bench.common import catalog_photos, open_scratch_engine, proc_status_mb, row
+from bench.fake_shop import Served, ShopItem, ShopServer, feed_bytes
 from bench.pipeline import StubFeaturizer
 
-__all__ = ["MODE_ROWS", "measure_sync", "section", "serve_synthetic_feed", "table_rows"]
+__all__ = [
+    "FEED_PATH",
+    "MODE_ROWS",
+    "measure_sync",
+    "section",
+    "serve_synthetic_feed",
+    "table_rows",
+]
 
 # Rows per mode: (with the stub model, with the real model).
 MODE_ROWS = {"smoke": (100, 20), "quick": (1_000, 100), "full": (10_000, 300)}
 
-CATEGORIES = ("Sneaker", "Rain boot", "Heel", "Sandal", "Heeled sandal", "Boot")
+# The shop's categories, as its product_type "Shoes > Rain boot" (feed/default_categories.toml).
+CATEGORIES = ("sneaker", "rain_boot", "heel", "sandal", "heeled_sandal", "boot")
+FEED_PATH = "/feed.tsv"
 
 
-class SyntheticShop:
-    """A feed of `rows` products over `photos`, and their photos, on 127.0.0.1."""
+def serve_synthetic_feed(data: Path, rows: int) -> ShopServer:
+    """A running shop with a TSV feed of `rows` products at FEED_PATH; product n's photo is
+    /img/n.jpg, one of the demo photos with "lookalike-bench-n" after its end, made when asked
+    for (10,000 photos held in memory would weigh on the peak memory measured here)."""
+    photos = [path.read_bytes() for path in catalog_photos(data)]
 
-    def __init__(self, photos: list[bytes], rows: int) -> None:
-        self.photos, self.rows = photos, rows
-        self.full = 0
-        self.not_modified = 0
-        self._lock = threading.Lock()
-        shop = self
+    def photo(path: str) -> Served | None:
+        number = path.removeprefix("/img/").removesuffix(".jpg")
+        if not (path.startswith("/img/") and path.endswith(".jpg") and number.isdigit()):
+            return None
+        n = int(number)
+        return Served(photos[n % len(photos)] + f"lookalike-bench-{n}".encode())
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                shop.answer(self)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self.feed = self._feed()
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def photo(self, number: int) -> bytes:
-        return self.photos[number % len(self.photos)] + f"lookalike-bench-{number}".encode()
-
-    def _feed(self) -> bytes:
-        lines = ["id\ttitle\tlink\timage_link\tprice\tavailability\tproduct_type"]
-        for n in range(self.rows):
-            lines.append(
-                f"bench-{n}\tBench shoe {n}\thttps://shop.example/p/{n}\t"
-                f"{self.base}/img/{n}.jpg\t{10 + n % 90}.90 EUR\tin_stock\t"
-                f"Shoes > {CATEGORIES[n % len(CATEGORIES)]}"
-            )
-        return ("\n".join(lines) + "\n").encode()
-
-    def answer(self, request: BaseHTTPRequestHandler) -> None:
-        if request.path == "/feed.tsv":
-            body, content_type, etag = self.feed, "text/tab-separated-values", None
-        elif request.path.startswith("/img/") and request.path[5:-4].isdigit():
-            body, content_type = self.photo(int(request.path[5:-4])), "image/jpeg"
-            etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
-            if request.headers.get("If-None-Match") == etag:
-                with self._lock:
-                    self.not_modified += 1
-                request.send_response(304)
-                request.send_header("ETag", etag)
-                request.end_headers()
-                return
-        else:
-            request.send_error(404)
-            return
-        request.send_response(200)
-        request.send_header("Content-Type", content_type)
-        request.send_header("Content-Length", str(len(body)))
-        if etag:
-            request.send_header("ETag", etag)
-        request.end_headers()
-        request.wfile.write(body)
-        if etag:
-            with self._lock:
-                self.full += 1
-
-
-def serve_synthetic_feed(data: Path, rows: int) -> SyntheticShop:
-    """A running synthetic shop; its feed is at `shop.base + "/feed.tsv"`."""
-    return SyntheticShop([path.read_bytes() for path in catalog_photos(data)], rows)
+    shop = ShopServer(fallback=photo)
+    items = [
+        ShopItem(
+            id=f"bench-{n}",
+            title=f"Bench shoe {n}",
+            price=f"{10 + n % 90}.90 EUR",
+            image=f"/img/{n}.jpg",
+            link=f"https://shop.example/p/{n}",
+            category=CATEGORIES[n % len(CATEGORIES)],
+        )
+        for n in range(rows)
+    ]
+    feed = feed_bytes("tsv", items, shop.base)
+    shop.publish(FEED_PATH, feed, content_type="text/tab-separated-values")
+    return shop
 
 
 def section(args: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +95,7 @@ def measure_sync(args: dict[str, Any]) -> dict[str, Any]:
     )
     engine.warm_up()
     options = SyncOptions(
-        source=shop.base + "/feed.tsv",
+        source=shop.base + FEED_PATH,
         categories=load_category_map(None),
         fetch=FetchOptions(max_bytes=20 << 20, timeout_seconds=30, allow_private=True),
         concurrency=int(args.get("concurrency", 8)),

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from bench.fake_shop import ShopItem, ShopServer, demo_items, feed_bytes
 from feed import sync_options
 from feed.sync import SyncSummary, sync_feed
 from lookalike.settings import Settings
 from search import SearchEngine
 from search.featurize.featurizer import Featurizer
 from tests.conftest import make_settings, open_test_engine
-from tests.feed.shop import ShopItem, ShopServer, demo_items, feed_bytes
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest_asyncio
 
+from bench.fake_shop import ShopItem, ShopServer, feed_bytes
 from bot.application import build_application, running
 from bot.handlers import feed as feed_handlers
 from feed import last_sync_text
@@ -16,7 +17,6 @@ from search.featurize.featurizer import Featurizer
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, BotHarness, bot_settings_for
 from tests.conftest import open_test_engine
 from tests.fakebotapi import FakeBotAPI
-from tests.feed.shop import ShopItem, ShopServer, feed_bytes
 
 
 async def start_bot(settings: Settings, api: FakeBotAPI, extractor: Featurizer) -> Any:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from bench.fake_shop import Served, ShopServer
 from feed.diff import ImageJob, StoredImage
 from feed.images import HOST_FAILURE_LIMIT, FetchOptions, download, fetch_with_retries
 from search.urlfetch import UrlFetchError, fetch_image_conditional
-from tests.feed.shop import Served, ShopServer
 from tests.images import encode, photo_like
 
 PHOTO = encode(photo_like(seed=1), "JPEG")

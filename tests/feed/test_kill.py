@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.fake_shop import ShopItem, ShopServer, feed_bytes
 from feed import sync_options
 from feed.sync import sync_feed
 from lookalike.settings import Settings
@@ -26,7 +27,6 @@ from search import SearchEngine
 from search.featurize.featurizer import Featurizer
 from tests.conftest import REPO_ROOT, open_test_engine, settings_env
 from tests.feed.conftest import feed_settings
-from tests.feed.shop import ShopItem, ShopServer, feed_bytes
 from tests.images import encode, photo_like
 
 pytestmark = [

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.fake_shop import ShopItem, changed, demo_items, feed_bytes
 from feed.categories import CategoryMapError, load_category_map, parse_category_map
 from feed.formats import FeedFormatError, detect_format, read_records
 from feed.grouping import group_items
 from feed.items import FeedItem, parse_item
 from search.fields import FieldError
-from tests.feed.shop import ShopItem, changed, demo_items, feed_bytes
 
 PRODUCTS_CSV = Path(__file__).resolve().parents[3] / "shared" / "footwear" / "products.csv"
 BASE = "http://127.0.0.1:9"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.fake_shop import ShopItem, ShopServer, changed
 from lookalike.settings import Settings
 from search import SearchEngine
 from tests.feed.conftest import Syncer
-from tests.feed.shop import ShopItem, ShopServer, changed
 from tests.images import encode, photo_like
 
 SUBSET = 40
@@ -220,8 +220,8 @@ def test_the_command_line_dry_run(
     import argparse
     import io
 
+    from bench.fake_shop import feed_bytes
     from cli.sync import EXIT_OK, register, run
-    from tests.feed.shop import feed_bytes
 
     path = tmp_path / "feed.tsv"
     path.write_bytes(feed_bytes("tsv", demo[:3], shop.base))
@@ -255,10 +255,10 @@ async def test_the_web_servers_schedule_syncs_until_cancelled(
 ) -> None:
     import asyncio
 
+    from bench.fake_shop import feed_bytes
     from feed import sync_options
     from feed.schedule import sync_every
     from feed.sync import SyncSummary
-    from tests.feed.shop import feed_bytes
 
     url = shop.publish("/scheduled.xml", feed_bytes("rss", demo[:3], shop.base))
     done: list[str] = []

@@ -1,9 +1,13 @@
-"""A shop written by hand for the feed tests: its products (from ../shared/footwear), its feed
-in each format, and an HTTP server on 127.0.0.1 serving the feed and the photos.
+"""A shop written by hand, for the feed tests and the sync benchmark (bench.sync): its
+products (ShopItem rows, e.g. the demo catalogue of ../shared/footwear), its feed in each
+format (RSS, Atom, TSV, CSV), and an HTTP server on 127.0.0.1 serving the feed and the photos.
 
-The photo server supports ETag / If-None-Match (304) and counts what it served per path, so
-tests can see that an unchanged photo is not downloaded again. Special routes: /hang/...
-never answers until the server stops; a path without a photo is a 404.
+The server answers ETag / If-None-Match with 304 and counts what it served per path, so a
+caller can see that an unchanged photo is not downloaded again. What it serves is
+`files[path]`, else what `fallback(path)` makes (a benchmark's thousands of photos, made on
+request rather than held in memory), else a 404. Special routes: /hang/... never answers
+until the server stops. It lives in bench/ because the benchmark ships in the product and
+cannot import the tests.
 """
 
 from __future__ import annotations
@@ -13,12 +17,24 @@ import hashlib
 import io
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+__all__ = [
+    "Served",
+    "ShopItem",
+    "ShopServer",
+    "atom",
+    "changed",
+    "demo_items",
+    "feed_bytes",
+    "rss",
+    "text_feed",
+]
 
 G_NS = "http://base.google.com/ns/1.0"
 
@@ -174,9 +190,11 @@ class Served:
 
 @dataclass
 class ShopServer:
-    """The shop's web server on 127.0.0.1 in a thread. `files[path]` is what it serves."""
+    """The shop's web server on 127.0.0.1 in a thread. `files[path]` is what it serves;
+    a path not there is `fallback(path)` when that gives something, else a 404."""
 
     files: dict[str, Served] = field(default_factory=dict)
+    fallback: Callable[[str], Served | None] | None = None
     full: Counter[str] = field(default_factory=Counter)  # 200 answers with a body, per path
     not_modified: Counter[str] = field(default_factory=Counter)  # 304 answers, per path
     images_served: int = 0  # 200 answers under /img/, in total
@@ -215,8 +233,9 @@ class ShopServer:
         for name in names:
             self.files[f"/img/{name}"] = Served((folder / name).read_bytes())
 
-    def publish(self, path: str, body: bytes) -> str:
-        self.files[path] = Served(body, content_type="application/xml")
+    def publish(self, path: str, body: bytes, content_type: str = "application/xml") -> str:
+        """Serve a feed document at `path`; its URL."""
+        self.files[path] = Served(body, content_type=content_type)
         return self.base + path
 
     def wait_for_images(self, count: int, timeout: float) -> bool:
@@ -232,13 +251,16 @@ class ShopServer:
             self._stop.wait()  # never answers while the test runs
             return
         served = self.files.get(path)
+        if served is None and self.fallback is not None:
+            served = self.fallback(path)
         if served is None:
             request.send_error(404)
             return
         etag = '"' + hashlib.sha256(served.body).hexdigest()[:16] + '"'
         try:
             if request.headers.get("If-None-Match") == etag and served.status == 200:
-                self.not_modified[path] += 1
+                with self.served_event:  # the handler threads count at once
+                    self.not_modified[path] += 1
                 request.send_response(304)
                 request.send_header("ETag", etag)
                 request.end_headers()
