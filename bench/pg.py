@@ -118,7 +118,7 @@ def _measure_size(
 ) -> dict[str, Any]:
     import sqlalchemy as sa
 
-    from db.database import create_db_engine, create_session_factory
+    from db import create_db_engine, create_session_factory
     from search.index import NO_FILTER, PgVectorIndex, SearchFilter
 
     n_queries = int(args.get("queries", 200))
@@ -253,7 +253,7 @@ def _measure_in_memory(
 
 def section_pgvector(args: dict[str, Any]) -> dict[str, Any]:
     """The section's work, in the process `bench.common.run_section` starts."""
-    from db.embedded_pg import EmbeddedPostgres
+    from db import EmbeddedPostgres
 
     def log(message: str) -> None:
         print(f"bench pgvector: {message}", file=sys.stderr, flush=True)

@@ -261,8 +261,7 @@ def load_database(
     read into shared_buffers. Timings and sizes go into `entry`; returns the database URL."""
     import sqlalchemy as sa
 
-    from db import migrate
-    from db.database import create_db_engine
+    from db import create_db_engine, upgrade
     from search.index import hnsw_index_name
 
     size = vectors.shape[0]
@@ -271,7 +270,7 @@ def load_database(
     url: str = server.url(database)
     engine = create_db_engine(url)
     try:
-        migrate.upgrade(engine)
+        upgrade(engine)
         with engine.begin() as connection:
             connection.exec_driver_sql(f"DROP INDEX {hnsw_index_name(MODEL_NAME)}")
 

@@ -38,7 +38,7 @@ from bench.common import (
     row,
     scratch_settings,
 )
-from db.embedded_pg import free_port
+from db import free_port
 
 if TYPE_CHECKING:
     from lookalike.settings import Settings

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from telegram import Message
 
-from db import shared_state
-from db.shared_state import DraftRecord
+from db import DraftRecord, Drafts
 
 log = logging.getLogger(__name__)
 
@@ -99,84 +98,57 @@ class DraftStore:
 
     def __init__(
         self,
-        session_factory: Callable[[], Session],
+        sessions: sessionmaker[Session],
         *,
         timeout_seconds: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._session_factory = session_factory
+        self._drafts = Drafts(sessions)
         self.timeout = timedelta(seconds=timeout_seconds)
         self._clock = clock
 
     def get(self, user_id: int) -> Draft | None:
         """The admin's draft, expired or not (see Draft.expired); None if there is none."""
-        with self._session_factory() as session:
-            record = shared_state.get_draft(session, user_id=user_id)
-            if record is None:
-                return None
-            draft = _draft_of(record, expired=record.age(self._clock()) > self.timeout)
-            if draft is None:
-                log.warning("dropping an unreadable /add draft of user %s", user_id)
-                shared_state.delete_draft(session, user_id=user_id)
-                session.commit()
-            return draft
+        record = self._drafts.get(user_id)
+        if record is None:
+            return None
+        draft = _draft_of(record, expired=record.age(self._clock()) > self.timeout)
+        if draft is None:
+            log.warning("dropping an unreadable /add draft of user %s", user_id)
+            # Only the version read: a new /add another message started meanwhile stays.
+            self._drafts.delete(user_id, updated_at=record.updated_at)
+        return draft
 
     def start(
         self, user_id: int, step: Step, *, photo: PhotoRef | None = None, details: str | None = None
     ) -> None:
         """Start a draft at `step`, replacing any the admin had."""
-        with self._session_factory() as session:
-            shared_state.save_draft(
-                session, user_id=user_id, step=step, data=_data(photo, details), now=self._clock()
-            )
-            session.commit()
+        self._drafts.save(user_id, step=step, data=_data(photo, details), now=self._clock())
 
     def advance(self, draft: Draft, step: Step, *, photo: PhotoRef | None) -> bool:
         """Move the draft to `step` with `photo`; False if it changed since it was read."""
-        with self._session_factory() as session:
-            moved = shared_state.advance_draft(
-                session,
-                draft=draft.record,
-                step=step,
-                data=_data(photo, draft.details),
-                now=self._clock(),
-            )
-            session.commit()
-            return moved
+        return self._drafts.advance(
+            draft.record, step=step, data=_data(photo, draft.details), now=self._clock()
+        )
 
     def take(self, draft: Draft) -> bool:
         """Delete the draft to finish it; False if another message took or changed it first."""
-        with self._session_factory() as session:
-            taken = shared_state.delete_draft(
-                session, user_id=draft.user_id, updated_at=draft.record.updated_at
-            )
-            session.commit()
-            return taken
+        return self._drafts.delete(draft.user_id, updated_at=draft.record.updated_at)
 
     def clear(self, user_id: int) -> Draft | None:
         """Delete whatever draft the admin has (/cancel, a new /add); returns it."""
-        with self._session_factory() as session:
-            record = shared_state.get_draft(session, user_id=user_id)
-            if record is None:
-                return None
-            shared_state.delete_draft(session, user_id=user_id)
-            session.commit()
-            return _draft_of(record, expired=record.age(self._clock()) > self.timeout)
+        record = self._drafts.pop(user_id)
+        if record is None:
+            return None
+        return _draft_of(record, expired=record.age(self._clock()) > self.timeout)
 
     def take_expired(self) -> list[Draft]:
         """Delete the drafts that have timed out and return them (each is returned by one
         instance only: the one whose delete removed it)."""
-        now = self._clock()
-        with self._session_factory() as session:
-            old = shared_state.drafts_older_than(session, before=now - self.timeout)
         taken: list[Draft] = []
-        for record in old:
-            with self._session_factory() as session:
-                if shared_state.delete_draft(
-                    session, user_id=record.user_id, updated_at=record.updated_at
-                ):
-                    session.commit()
-                    draft = _draft_of(record, expired=True)
-                    if draft is not None:
-                        taken.append(draft)
+        for record in self._drafts.older_than(self._clock() - self.timeout):
+            if self._drafts.delete(record.user_id, updated_at=record.updated_at):
+                draft = _draft_of(record, expired=True)
+                if draft is not None:
+                    taken.append(draft)
         return taken

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from db import shared_state
+from db import RateLimits
 
 
 def utc_now() -> datetime:
@@ -20,7 +20,7 @@ def utc_now() -> datetime:
 class RateLimiter:
     def __init__(
         self,
-        session_factory: Callable[[], Session],
+        sessions: sessionmaker[Session],
         *,
         limit: int,
         window_seconds: float = 60.0,
@@ -28,19 +28,12 @@ class RateLimiter:
     ) -> None:
         self.limit = limit
         self.window = timedelta(seconds=window_seconds)
-        self._session_factory = session_factory
+        self._slots = RateLimits(sessions)
         self._clock = clock
 
     def try_acquire(self, user_ref: str) -> float | None:
         """None if the user may go ahead (and counts it), else seconds until they may.
         Blocking (database): call it through `SearchEngine.run` from the event loop."""
-        with self._session_factory() as session:
-            wait = shared_state.take_rate_slot(
-                session,
-                user_ref=user_ref,
-                now=self._clock(),
-                window=self.window,
-                limit=self.limit,
-            )
-            session.commit()
-            return wait
+        return self._slots.take_slot(
+            user_ref, now=self._clock(), window=self.window, limit=self.limit
+        )

@@ -8,8 +8,7 @@ from urllib.parse import urlencode
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from db.records import ProductRecord
-from search import ResultItem, SearchResult
+from search import ProductRecord, ResultItem, SearchResult
 
 CAPTION_LIMIT = 1024  # Telegram's limit for a photo caption
 MESSAGE_LIMIT = 4096

@@ -1,8 +1,8 @@
 """`lookalike db postgres start|stop` (an embedded PostgreSQL for a local trial) and
 `lookalike db copy --to URL` (the catalogue into another database, e.g. SQLite -> PostgreSQL).
 
-The work is in db.embedded_pg and db.copy; this module parses, reports, and turns every
-expected failure into one `error:` line.
+The work is db's (EmbeddedPostgres, copy_database); this module parses, reports, and turns
+every expected failure into one `error:` line.
 """
 
 from __future__ import annotations
@@ -93,8 +93,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def cmd_db_postgres(args: argparse.Namespace, settings: Settings) -> int:
-    from db.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
-    from db.pg_process import read_postmaster
+    from db import EmbeddedPostgres, EmbeddedPostgresError, read_postmaster
 
     data_dir: Path = args.dir
     try:
@@ -134,8 +133,7 @@ def cmd_db_copy(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-    from db.copy import CopyError, copy_database
-    from db.database import create_db_engine
+    from db import CopyError, copy_database, create_db_engine
 
     try:
         target_url = make_url(args.to)

@@ -29,7 +29,14 @@ from cli.common import (
     read_image_arg,
     result_json,
 )
-from db.media import MediaStoreError
+from db import (
+    backup_sqlite,
+    create_db_engine,
+    current_revision,
+    downgrade,
+    ensure_up_to_date,
+    upgrade,
+)
 from lookalike.composition import open_engine
 from lookalike.logs import configure_logging
 from lookalike.settings import Settings
@@ -37,6 +44,7 @@ from search import (
     CatalogError,
     FieldError,
     InvalidImageError,
+    MediaStoreError,
     ModelUnavailableError,
     SearchQuery,
     clean_category,
@@ -54,25 +62,20 @@ LONG_RUNNING = frozenset({"bot", "serve"})
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
-    from db import migrate
-    from db.database import create_db_engine
-
     engine = create_db_engine(settings.database_url)
     if args.db_command == "upgrade":
-        migrate.upgrade(engine, args.revision)
-        print(f"database at revision {migrate.current_revision(engine)}")
+        upgrade(engine, args.revision)
+        print(f"database at revision {current_revision(engine)}")
     elif args.db_command == "downgrade":
-        migrate.downgrade(engine, args.revision)
-        print(f"database at revision {migrate.current_revision(engine) or 'base (empty)'}")
+        downgrade(engine, args.revision)
+        print(f"database at revision {current_revision(engine) or 'base (empty)'}")
     elif args.db_command == "current":
-        print(migrate.current_revision(engine) or "base (empty)")
+        print(current_revision(engine) or "base (empty)")
     elif args.db_command == "backup":
-        from db.backup import backup_sqlite
-
         source = settings.sqlite_path
         if source is None:
             raise CommandError("db backup works on a SQLite DATABASE_URL only")
-        migrate.ensure_up_to_date(engine)
+        ensure_up_to_date(engine)
         pages = backup_sqlite(source, Path(args.file))
         print(f"backed up {source} to {args.file} ({pages} pages)")
     return EXIT_OK
@@ -96,7 +99,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     if args.plot:
         from lookalike.plot import plot_search
 
-        plot_search(photo, result, engine.media, Path(args.plot))
+        plot_search(photo, result, engine.media.read, Path(args.plot))
     if args.json:
         json.dump(result_json(result, engine, args.image), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 from cli.common import ProgressBar, print_table
-from db import repository as repo
 from lookalike.composition import featurizer_provider, open_engine
 from lookalike.settings import Settings
 from search.featurize import (
@@ -66,29 +65,24 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
         engine.models.refit()
         print(f"post-processing of {engine.models.active.name} fitted again")
         return 0
-    with engine.sessions() as session:
-        images = repo.count_images(session)
-        models = [
-            (row.name, row.dim, repo.count_embeddings(session, model_name=row.name), row)
-            for row in repo.list_models(session)
-        ]
+    models = engine.stored_models()
     loader = featurizer_provider(settings)
     rows = [
         (
-            name,
-            str(dim),
-            f"{count}/{images}",
-            row.state,
-            "active" if row.active else "",
-            _runtime_cell(loader, name, settings.model_runtime),
+            model.name,
+            str(model.dim),
+            f"{model.vectors}/{model.images}",
+            model.state,
+            "active" if model.active else "",
+            _runtime_cell(loader, model.name, settings.model_runtime),
         )
-        for name, dim, count, row in models
+        for model in models
     ]
     print_table(rows, ["MODEL", "DIM", "VECTORS", "STATE", "", "RUNTIME"], sys.stdout)
-    for name, *_ in models:
-        decision = loader.recorded_decision(backbone_of_model_name(name))
+    for model in models:
+        decision = loader.recorded_decision(backbone_of_model_name(model.name))
         if decision is not None:
-            print(f"\n{name}: runtimes measured on {decision.cpu}")
+            print(f"\n{model.name}: runtimes measured on {decision.cpu}")
             _print_trials(decision)
     return 0
 

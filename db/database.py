@@ -1,11 +1,13 @@
-"""Engine and session factory.
+"""Engine and session factory, and what differs between the two databases.
 
 SQLite gets WAL, a busy timeout and foreign keys on every connection. PostgreSQL gets a pool
-that checks each connection before use, and a connect timeout.
+that checks each connection before use, and a connect timeout. SQLite gives stored times back
+naive (as_utc makes them aware again).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,11 @@ def create_db_engine(database_url: str) -> Engine:
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _set_sqlite_pragmas)
     return engine
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite gives naive ones back)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def create_session_factory(engine: Engine) -> sessionmaker[Session]:

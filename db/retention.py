@@ -21,8 +21,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Delete, case, delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from db.database import as_utc
 from db.quality import ModelQuality
-from db.shared_state import as_utc
 from db.tables import AdminDraft, Feedback, RateLimitEvent, ResultOpen, SearchDaily, SearchLog
 
 __all__ = [

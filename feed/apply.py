@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from db.feed_state import FeedImageRecord
+from db import FeedImageRecord
 from feed.diff import CatalogueProduct, ImageJob, SyncPlan
 from feed.grouping import FeedProduct
 from feed.images import Download, FetchOptions, download

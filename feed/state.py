@@ -1,6 +1,7 @@
 """The sync's view of the world before it plans: the catalogue (through the engine) and what
-earlier syncs remembered (db.feed_state, in the catalogue's database). Blocking calls: the
-sync runs them through engine.run."""
+earlier syncs remembered (db.FeedLedger, in the catalogue's database), in the feed's own
+types; and the sync's lease (db.Leases), held under a name that says which process holds it.
+Blocking calls: the sync runs them through engine.run."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import feed_state
-from db.feed_state import FeedImageRecord, FeedRunRecord
+from db import FeedImageRecord, FeedLedger, FeedRunRecord, Leases
 from feed.diff import CatalogueProduct, OwnedState, StoredImage
 from search import SearchEngine
 
@@ -65,47 +65,35 @@ def catalogue_snapshot(engine: SearchEngine) -> dict[str, CatalogueProduct]:
 
 
 class FeedStore:
-    """db.feed_state over the engine's sessions, one short transaction per call."""
+    """db.FeedLedger and the "feed-sync" lease over the engine's sessions, one short
+    transaction per call."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
+        self._ledger = FeedLedger(sessions)
+        self._leases = Leases(sessions)
 
     def owned(self) -> dict[str, OwnedState]:
-        with self._sessions() as session:
-            return {
-                sku: OwnedState(hidden_by_feed=hidden)
-                for sku, hidden in feed_state.owned_skus(session).items()
-            }
+        return {
+            sku: OwnedState(hidden_by_feed=hidden) for sku, hidden in self._ledger.owned().items()
+        }
 
     def images(self) -> dict[tuple[str, str], StoredImage]:
-        with self._sessions() as session:
-            return {
-                (row.sku, row.url): StoredImage(row.etag, row.last_modified, row.content_hash)
-                for row in feed_state.feed_images(session)
-            }
+        return {
+            (row.sku, row.url): StoredImage(row.etag, row.last_modified, row.content_hash)
+            for row in self._ledger.images()
+        }
 
     def claim(self, skus: Iterable[str], now: datetime) -> int:
-        with self._sessions() as session:
-            new = feed_state.claim_skus(session, skus=skus, now=now)
-            session.commit()
-            return new
+        return self._ledger.claim(skus, now=now)
 
     def set_hidden(self, sku: str, *, hidden: bool) -> None:
-        with self._sessions() as session:
-            feed_state.set_hidden_by_feed(session, sku=sku, hidden=hidden)
-            session.commit()
+        self._ledger.set_hidden(sku, hidden=hidden)
 
     def save_images(self, records: Iterable[FeedImageRecord], now: datetime) -> None:
-        with self._sessions() as session:
-            for record in records:
-                feed_state.save_feed_image(session, record=record, now=now)
-            session.commit()
+        self._ledger.save_images(records, now=now)
 
     def start_run(self, *, source: str, forced: bool, now: datetime) -> int:
-        with self._sessions() as session:
-            run_id = feed_state.start_run(session, source=source, forced=forced, now=now)
-            session.commit()
-            return run_id
+        return self._ledger.start_run(source=source, forced=forced, now=now)
 
     def finish_run(
         self,
@@ -117,44 +105,30 @@ class FeedStore:
         message: str | None,
         now: datetime,
     ) -> None:
-        with self._sessions() as session:
-            feed_state.finish_run(
-                session,
-                run_id=run_id,
-                status=status,
-                counts=counts,
-                errors=errors,
-                message=message,
-                now=now,
-            )
-            session.commit()
+        self._ledger.finish_run(
+            run_id, status=status, counts=counts, errors=errors, message=message, now=now
+        )
 
     def last_run(self) -> FeedRunRecord | None:
-        with self._sessions() as session:
-            return feed_state.last_run(session)
+        return self._ledger.last_run()
 
     def take_lease(self, holder: str, *, now: datetime, ttl: timedelta) -> str | None:
         """None when taken; else who holds it. A holder that was killed on this host is
         replaced at once rather than after its lease expires."""
-        with self._sessions() as session:
-            if feed_state.take_lease(session, name=LEASE_NAME, holder=holder, now=now, ttl=ttl):
-                return None
-            current = feed_state.lease_holder(session, name=LEASE_NAME, now=now)
-            if current is None:  # it expired just now: try once more
-                taken = feed_state.take_lease(
-                    session, name=LEASE_NAME, holder=holder, now=now, ttl=ttl
-                )
-                return None if taken else "another process"
-            if holder_is_dead(current) and feed_state.replace_lease_holder(
-                session, name=LEASE_NAME, old=current, new=holder, now=now, ttl=ttl
-            ):
-                return None
-            return current
+        if self._leases.take(LEASE_NAME, holder, now=now, ttl=ttl):
+            return None
+        current = self._leases.holder(LEASE_NAME, now=now)
+        if current is None:  # it expired just now: try once more
+            taken = self._leases.take(LEASE_NAME, holder, now=now, ttl=ttl)
+            return None if taken else "another process"
+        if holder_is_dead(current) and self._leases.replace_holder(
+            LEASE_NAME, old=current, new=holder, now=now, ttl=ttl
+        ):
+            return None
+        return current
 
     def renew_lease(self, holder: str, *, now: datetime, ttl: timedelta) -> bool:
-        with self._sessions() as session:
-            return feed_state.renew_lease(session, name=LEASE_NAME, holder=holder, now=now, ttl=ttl)
+        return self._leases.renew(LEASE_NAME, holder, now=now, ttl=ttl)
 
     def release_lease(self, holder: str, *, now: datetime) -> None:
-        with self._sessions() as session:
-            feed_state.release_lease(session, name=LEASE_NAME, holder=holder, now=now)
+        self._leases.release(LEASE_NAME, holder, now=now)

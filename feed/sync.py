@@ -2,7 +2,7 @@
 broken export, applying it (feed.apply), and the summary every door renders.
 
 `sync_feed` is the one call doors make (the CLI, the bot's /sync and its scheduled job).
-Only one process syncs at a time: a lease row (db.feed_state, "feed-sync") taken with a
+Only one process syncs at a time: a lease row (db.Leases, "feed-sync") taken with a
 conditional UPDATE/INSERT and renewed while the sync runs; a dry run takes no lease and
 changes nothing (it does not even record a run).
 

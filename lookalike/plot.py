@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -12,13 +13,15 @@ matplotlib.use("Agg")  # no screen: render to a file
 import matplotlib.pyplot as plt
 from PIL import Image
 
-from db.media import MediaStore
 from search import SearchResult
 from search.featurize import load_rgb
 
 
-def plot_search(query: bytes, result: SearchResult, media: MediaStore, out: Path) -> None:
-    """Save a grid: the query first, then each result captioned with rank, SKU and scores."""
+def plot_search(
+    query: bytes, result: SearchResult, read_image: Callable[[str], bytes], out: Path
+) -> None:
+    """Save a grid: the query first, then each result captioned with rank, SKU and scores.
+    `read_image(file_name)`: an image file's bytes (the engine's `engine.media.read`)."""
     panels = 1 + len(result.items)
     columns = min(panels, 5)
     rows = -(-panels // columns)
@@ -28,7 +31,7 @@ def plot_search(query: bytes, result: SearchResult, media: MediaStore, out: Path
     axes.flat[0].imshow(load_rgb(query))
     axes.flat[0].set_title("query", fontsize=10, fontweight="bold")
     for axis, item in zip(axes.flat[1:], result.items, strict=False):
-        with Image.open(io.BytesIO(media.read(item.image.file_name))) as image:
+        with Image.open(io.BytesIO(read_image(item.image.file_name))) as image:
             axis.imshow(image.convert("RGB"))
         price = f"{item.product.price} {item.product.currency}" if item.product.price else ""
         axis.set_title(

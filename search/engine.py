@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy import Engine as DatabaseEngine
 from sqlalchemy.orm import Session, sessionmaker
 
+from db import repository as repo
 from db.database import create_db_engine, create_session_factory
 from db.media import MediaStore
 from db.migrate import ensure_up_to_date
@@ -36,7 +37,7 @@ from search.inference import InferenceWorker
 from search.results import SearchResult
 from search.searcher import Requester, Searcher, SearchQuery
 
-__all__ = ["EngineStatus", "SearchEngine"]
+__all__ = ["EngineStatus", "SearchEngine", "StoredModel"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,6 +55,18 @@ class EngineStatus:
     model_loaded: bool  # the featurizer is in memory (after warm_up or a first search)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredModel:
+    """A backbone whose vectors the catalogue holds (`lookalike model list`)."""
+
+    name: str  # e.g. "vgg16_avgpool"
+    dim: int  # values per vector, e.g. 512
+    state: str  # "indexing" (a reindex under way) | "ready"
+    active: bool  # searches use it
+    vectors: int  # images with this model's vector
+    images: int  # images in the catalogue
+
+
 class SearchEngine:
     def __init__(
         self,
@@ -68,8 +81,8 @@ class SearchEngine:
         model; it is called on first use only (commands that never featurise never load it).
         `media`: the image store (default: files under config.media_dir)."""
         self.config = config
-        # For stores that live beside the catalogue in the same database (the bot's /add
-        # drafts, rate limits): the composition root hands them this.
+        # For the doors' own stores beside the catalogue in the same database (db's ApiKeys,
+        # RateLimits, Drafts, FeedLedger, Leases).
         self.sessions = sessions
         self.media = media or MediaStore(config.media_dir)
         self._database = database
@@ -198,6 +211,22 @@ class SearchEngine:
     def sweep_orphan_files(self) -> list[str]:
         """Image files left by interrupted adds, long enough ago (see Catalog)."""
         return self.catalog.sweep_orphan_files()
+
+    def stored_models(self) -> list[StoredModel]:
+        """Every model the catalogue holds vectors of, by name, with how far its vectors go."""
+        with self.sessions() as session:
+            images = repo.count_images(session)
+            return [
+                StoredModel(
+                    name=row.name,
+                    dim=row.dim,
+                    state=row.state,
+                    active=row.active,
+                    vectors=repo.count_embeddings(session, model_name=row.name),
+                    images=images,
+                )
+                for row in repo.list_models(session)
+            ]
 
     def status(self) -> EngineStatus:
         """What a log line, a health check or /stats says about the engine."""

@@ -13,13 +13,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import quality, retention, shared_state
+from db import quality, result_opens, retention
 from db import repository as repo
 from db.quality import ModelQuality
-from db.shared_state import OpenedResult
+from db.result_opens import OpenedResult
 from search.retention import ForgottenRows, PurgeReport, SearchLogRetention
 
-__all__ = ["QUALITY_WINDOW", "CatalogStats", "QualityReport", "SearchHistory"]
+__all__ = ["QUALITY_WINDOW", "CatalogStats", "ModelQuality", "QualityReport", "SearchHistory"]
 
 QUALITY_WINDOW = timedelta(days=7)
 
@@ -87,7 +87,7 @@ class SearchHistory:
         """Result `rank` (or, None, the whole shared set) of the search with this token was
         opened; None if there is no such search or rank."""
         with self._sessions() as session:
-            opened = shared_state.record_open(
+            opened = result_opens.record_open(
                 session, share_token=share_token, rank=rank, user_ref=user_ref, now=self._clock()
             )
             session.commit()
@@ -96,7 +96,7 @@ class SearchHistory:
     def logged_ranks(self, search_id: int) -> dict[int, int]:
         """product id -> its rank as logged (a shared set leaves out products gone since)."""
         with self._sessions() as session:
-            return shared_state.logged_ranks(session, search_id=search_id)
+            return result_opens.logged_ranks(session, search_id=search_id)
 
     def audit(
         self,

@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import feed_state, retention
+from db import retention
+from db.leases import Leases
 from db.retention import FoldedRows, ForgottenRows, RetentionConflictError
 
 __all__ = [
@@ -64,6 +65,7 @@ class SearchLogRetention:
             )
         self.retention_days = retention_days
         self._sessions = sessions
+        self._leases = Leases(sessions)
         self._clock = clock
         # Who holds the lease: this process and this object (two engines in one process are
         # two holders).
@@ -75,18 +77,12 @@ class SearchLogRetention:
         None: another process is doing it right now (it holds the lease)."""
         now = self._clock()
         cutoff = now - timedelta(days=self.retention_days)
-        with self._sessions() as session:
-            if not feed_state.take_lease(
-                session, name=RETENTION_LEASE, holder=self._holder, now=now, ttl=LEASE_TTL
-            ):
-                return None
+        if not self._leases.take(RETENTION_LEASE, self._holder, now=now, ttl=LEASE_TTL):
+            return None
         try:
             total = self._fold_all(cutoff)
         finally:
-            with self._sessions() as session:
-                feed_state.release_lease(
-                    session, name=RETENTION_LEASE, holder=self._holder, now=self._clock()
-                )
+            self._leases.release(RETENTION_LEASE, self._holder, now=self._clock())
         if total.searches:
             log.info(
                 "search log: %d search(es) older than %d days folded into daily counts",

@@ -365,5 +365,7 @@ def test_the_db_facade_exports_no_table_and_no_repository_function() -> None:
     names = top_level_names(REPO_ROOT / "db" / "tables.py") | top_level_names(
         REPO_ROOT / "db" / "repository.py"
     )
-    wrong = sorted(name for name, module in exported.items() if module in catalogue or name in names)
+    wrong = sorted(
+        name for name, module in exported.items() if module in catalogue or name in names
+    )
     assert wrong == []

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.handlers.admin import stats_text
-from db import feed_state, shared_state
+from db import Drafts, Leases, RateLimits
 from db import repository as repo
 from db.database import create_db_engine, create_session_factory
 from db.migrate import ensure_up_to_date
@@ -173,24 +173,17 @@ def test_retention_waits_while_another_process_holds_the_lease(
     sessions: sessionmaker[Session],
 ) -> None:
     old, _ = log_search(sessions, at=NOW - timedelta(days=DAYS + 5))
-    with sessions() as session:
-        assert feed_state.take_lease(
-            session,
-            name=RETENTION_LEASE,
-            holder="another-instance",
-            now=NOW,
-            ttl=timedelta(hours=1),
-        )
+    assert Leases(sessions).take(
+        RETENTION_LEASE, "another-instance", now=NOW, ttl=timedelta(hours=1)
+    )
     assert history_at(sessions).purge_expired() is None
     assert ids_of(sessions, SearchLog.id) == {old}
     # Once its lease has run out (a crashed holder), this process takes over.
     report = history_at(sessions, NOW + timedelta(hours=2)).purge_expired()
     assert report is not None and report.searches == 1
     assert ids_of(sessions, SearchLog.id) == set()
-    with sessions() as session:
-        # ...and released it when done.
-        later = NOW + timedelta(hours=2)
-        assert feed_state.lease_holder(session, name=RETENTION_LEASE, now=later) is None
+    # ...and released it when done.
+    assert Leases(sessions).holder(RETENTION_LEASE, now=NOW + timedelta(hours=2)) is None
 
 
 def test_weak_histogram_is_exact_at_the_threshold(sessions: sessionmaker[Session]) -> None:
@@ -255,14 +248,10 @@ def test_forget_removes_every_row_of_that_customer_and_nobody_elses(
     history.record_open(theirs[0][1], 1, "me")
     history.record_open(mine[2][1], None, "them")
     history.record_open(theirs[1][1], 3, "them")
-    with sessions() as session:
-        for ref in ("me", "me", "them"):
-            shared_state.take_rate_slot(
-                session, user_ref=ref, now=NOW, window=timedelta(minutes=1), limit=10
-            )
-        for admin_id in (1001, 1002):
-            shared_state.save_draft(session, user_id=admin_id, step="name", data={}, now=NOW)
-        session.commit()
+    for ref in ("me", "me", "them"):
+        RateLimits(sessions).take_slot(ref, now=NOW, window=timedelta(minutes=1), limit=10)
+    for admin_id in (1001, 1002):
+        Drafts(sessions).save(admin_id, step="name", data={}, now=NOW)
     assert set(rows_carrying(sessions, "me").values()) != {0}
     their_rows = rows_carrying(sessions, "them")
 

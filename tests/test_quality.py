@@ -1,5 +1,6 @@
-"""db.quality (online quality per model and metric) and db.shared_state (the rate limit, /add
-drafts, result opens), on a real migrated database, without the model."""
+"""db.quality (online quality per model and metric), db.result_opens, and the stores of the rate
+limit (db.RateLimits) and /add drafts (db.Drafts), on a real migrated database, without the
+model."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from db import Drafts, RateLimits, result_opens
 from db import repository as repo
-from db import shared_state
 from db.database import create_db_engine, create_session_factory
 from db.migrate import ensure_up_to_date
 from db.quality import ModelQuality, quality_by_model
@@ -65,12 +66,12 @@ def test_quality_per_model_and_metric_counts_each_search_once(
         for user, vote in (("a", 1), ("b", 1), ("c", -1)):
             repo.record_feedback(session, search_id=busy, user_ref=user, vote=vote)
         for rank in (1, None):
-            assert shared_state.record_open(
+            assert result_opens.record_open(
                 session, share_token=busy_token, rank=rank, user_ref="a", now=NOW
             )
         repo.record_feedback(session, search_id=old, user_ref="a", vote=-1)
-        shared_state.record_open(session, share_token=old_token, rank=3, user_ref="a", now=NOW)
-        shared_state.record_open(session, share_token=euclid_token, rank=8, user_ref="z", now=NOW)
+        result_opens.record_open(session, share_token=old_token, rank=3, user_ref="a", now=NOW)
+        result_opens.record_open(session, share_token=euclid_token, rank=8, user_ref="z", now=NOW)
         session.commit()
 
         recent = quality_by_model(session, since=NOW - timedelta(days=7))
@@ -92,22 +93,22 @@ def test_quality_per_model_and_metric_counts_each_search_once(
 def test_an_open_needs_a_real_search_and_rank(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
         search_id, token = log_search(session)
-        opened = shared_state.record_open(session, share_token=token, rank=8, user_ref="u", now=NOW)
-        assert opened == shared_state.OpenedResult(search_id, product_id=8, rank=8)
+        opened = result_opens.record_open(session, share_token=token, rank=8, user_ref="u", now=NOW)
+        assert opened == result_opens.OpenedResult(search_id, product_id=8, rank=8)
         for bad_rank in (0, 9):
             assert (
-                shared_state.record_open(
+                result_opens.record_open(
                     session, share_token=token, rank=bad_rank, user_ref="u", now=NOW
                 )
                 is None
             )
         assert (
-            shared_state.record_open(session, share_token="x" * 16, rank=1, user_ref="u", now=NOW)
+            result_opens.record_open(session, share_token="x" * 16, rank=1, user_ref="u", now=NOW)
             is None
         )
         session.commit()
-        assert shared_state.opens_of(session, search_id=search_id) == [opened]
-        assert shared_state.logged_ranks(session, search_id=search_id) == {
+        assert result_opens.opens_of(session, search_id=search_id) == [opened]
+        assert result_opens.logged_ranks(session, search_id=search_id) == {
             i: i for i in range(1, 9)
         }
 
@@ -116,12 +117,7 @@ def test_rate_slots_slide_and_old_events_are_pruned(sessions: sessionmaker[Sessi
     window = timedelta(seconds=60)
 
     def take(user: str, at: datetime) -> float | None:
-        with sessions() as session:
-            wait = shared_state.take_rate_slot(
-                session, user_ref=user, now=at, window=window, limit=2
-            )
-            session.commit()
-            return wait
+        return RateLimits(sessions).take_slot(user, now=at, window=window, limit=2)
 
     assert take("a", NOW) is None
     assert take("a", NOW + timedelta(seconds=10)) is None
@@ -134,30 +130,32 @@ def test_rate_slots_slide_and_old_events_are_pruned(sessions: sessionmaker[Sessi
 
 
 def test_a_draft_is_taken_by_one_message_only(sessions: sessionmaker[Session]) -> None:
-    with sessions() as session:
-        shared_state.save_draft(session, user_id=7, step="photo", data={"details": None}, now=NOW)
-        session.commit()
-    with sessions() as session:
-        seen = shared_state.get_draft(session, user_id=7)
+    drafts = Drafts(sessions)
+    drafts.save(7, step="photo", data={"details": None}, now=NOW)
+    seen = drafts.get(7)
     assert seen is not None and seen.age(NOW + timedelta(seconds=5)) == timedelta(seconds=5)
     # One message moves it on; a second one that read the same version cannot.
+    assert drafts.advance(seen, step="details", data={"photo": 1}, now=NOW + timedelta(seconds=1))
+    assert not drafts.advance(
+        seen, step="details", data={"photo": 2}, now=NOW + timedelta(seconds=2)
+    )
+    assert not drafts.delete(7, updated_at=seen.updated_at)
+    current = drafts.get(7)
+    assert current is not None and current.step == "details" and current.data == {"photo": 1}
+    assert drafts.older_than(NOW + timedelta(seconds=1)) == []
+    assert drafts.older_than(NOW + timedelta(seconds=2)) == [current]
+    assert drafts.delete(7, updated_at=current.updated_at)
+    assert drafts.get(7) is None
     with sessions() as session:
-        assert shared_state.advance_draft(
-            session, draft=seen, step="details", data={"photo": 1}, now=NOW + timedelta(seconds=1)
-        )
-        session.commit()
-    with sessions() as session:
-        assert not shared_state.advance_draft(
-            session, draft=seen, step="details", data={"photo": 2}, now=NOW + timedelta(seconds=2)
-        )
-        assert not shared_state.delete_draft(session, user_id=7, updated_at=seen.updated_at)
-        current = shared_state.get_draft(session, user_id=7)
-        assert current is not None and current.step == "details" and current.data == {"photo": 1}
-        assert shared_state.drafts_older_than(session, before=NOW + timedelta(seconds=1)) == []
-        assert shared_state.drafts_older_than(session, before=NOW + timedelta(seconds=2)) == [
-            current
-        ]
-        assert shared_state.delete_draft(session, user_id=7, updated_at=current.updated_at)
-        session.commit()
-        assert shared_state.get_draft(session, user_id=7) is None
         assert session.scalar(select(func.count()).select_from(SearchLog)) == 0
+
+
+def test_a_draft_is_popped_once(sessions: sessionmaker[Session]) -> None:
+    """/cancel and a new /add: whatever the admin had is deleted and returned, once."""
+    drafts = Drafts(sessions)
+    drafts.save(7, step="photo", data={"details": "x"}, now=NOW)
+    drafts.save(7, step="details", data={"details": "y"}, now=NOW + timedelta(seconds=1))
+    popped = drafts.pop(7)
+    assert popped is not None and popped.step == "details" and popped.data == {"details": "y"}
+    assert drafts.pop(7) is None and drafts.get(7) is None
+    assert not drafts.delete(7)

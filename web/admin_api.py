@@ -16,15 +16,21 @@ from fastapi import APIRouter, Body, Path, Request, Security
 from fastapi.security import HTTPBearer
 from starlette.datastructures import UploadFile
 
-from db.media import MediaStoreError
-from search import CatalogError, FieldError, InvalidImageError, ProductFields, clean_product_fields
+from search import (
+    CatalogError,
+    FieldError,
+    InvalidImageError,
+    MediaStoreError,
+    ProductFields,
+    clean_product_fields,
+)
 from web.context import TooManyRefusalsError, catalog_problem
 from web.problems import ProblemError
 from web.render import Urls, product_out
 from web.schemas import ProductUpdateIn, StockIn, WriteOut
 
 if TYPE_CHECKING:
-    from db.api_keys import ApiKeyRecord
+    from db import ApiKeyRecord
     from search import ProductRecord, SearchEngine
     from web.context import WebContext
 

@@ -7,11 +7,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from db.api_keys import ApiKeyError
-from db.database import create_db_engine, create_session_factory
-from db.migrate import ensure_up_to_date
+from db import ApiKeyError, ApiKeys, create_db_engine, create_session_factory, ensure_up_to_date
 from lookalike.settings import Settings
-from web import keys
+from web.keys import utc_now
 
 
 def register(commands: Any) -> None:
@@ -45,14 +43,14 @@ def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
     database = create_db_engine(settings.database_url)
     try:
         ensure_up_to_date(database)
-        sessions = create_session_factory(database)
+        keys = ApiKeys(create_session_factory(database))
         if args.api_key_action == "create":
-            new = keys.create_key(sessions, args.name)
+            new = keys.create(args.name, now=utc_now())
             print(f"created API key {new.record.id} {new.record.name!r}. Its secret (shown once,")
             print("store it now; send it as 'Authorization: Bearer <secret>'):")
             print(new.secret)
         elif args.api_key_action == "list":
-            records = keys.list_keys(sessions)
+            records = keys.list()
             if not records:
                 print("no API keys yet: lookalike api-key create NAME")
             for record in records:
@@ -64,7 +62,7 @@ def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
                     f"created {record.created_at:%Y-%m-%d %H:%M}, last used {used}"
                 )
         else:
-            record = keys.revoke_key(sessions, args.name)
+            record = keys.revoke(args.name, now=utc_now())
             print(f"revoked API key {record.id} {record.name!r}")
         return 0
     except ApiKeyError as error:

@@ -19,7 +19,7 @@ from web.problems import ProblemError
 from web.schemas import SearchParams
 
 if TYPE_CHECKING:
-    from db.api_keys import ApiKeyRecord
+    from db import ApiKeyRecord
     from search import SearchEngine, SearchResult
 
 SOURCE = "web"  # Requester.source of every search made here

@@ -3,8 +3,8 @@ middleware, so an oversized upload is cut off while it streams in, with or witho
 Content-Length), who the client is (a pseudonymous reference of its address), and the
 per-address search and per-key write rate limits with Retry-After.
 
-The rate limits count in the database (db.shared_state.take_rate_slot, the same table the
-bot's limiter uses), so several `lookalike serve` instances share them."""
+The rate limits count in the database (db.RateLimits, the same table the bot's limiter
+uses), so several `lookalike serve` instances share them."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from db import shared_state
+from db import RateLimits as SharedRateLimits
 from web.problems import problem_response
 
 if TYPE_CHECKING:
@@ -107,25 +107,20 @@ class RateLimits:
     def __init__(
         self,
         engine: SearchEngine,
-        session_factory: Callable[[], Session],
+        sessions: sessionmaker[Session],
         *,
         searches_per_minute: int,
         writes_per_minute: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine = engine
-        self._session_factory = session_factory
+        self._slots = SharedRateLimits(sessions)
         self.searches_per_minute = searches_per_minute
         self.writes_per_minute = writes_per_minute
         self._clock = clock
 
     def _take(self, user_ref: str, limit: int) -> float | None:
-        with self._session_factory() as session:
-            wait = shared_state.take_rate_slot(
-                session, user_ref=user_ref, now=self._clock(), window=WINDOW, limit=limit
-            )
-            session.commit()
-            return wait
+        return self._slots.take_slot(user_ref, now=self._clock(), window=WINDOW, limit=limit)
 
     async def search_wait(self, user_ref: str) -> int | None:
         """None: go ahead (counted); else whole seconds to wait (for Retry-After)."""

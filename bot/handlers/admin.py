@@ -19,8 +19,15 @@ from bot.handlers import admin_add, feed
 from bot.handlers.admin_common import AdminRequest, authorise
 from bot.render import product_card
 from bot.replies import send_card_photo
-from db.quality import ModelQuality
-from search import CatalogError, CatalogStats, FieldError, ProductRecord, QualityReport, clean_sku
+from search import (
+    CatalogError,
+    CatalogStats,
+    FieldError,
+    ModelQuality,
+    ProductRecord,
+    QualityReport,
+    clean_sku,
+)
 
 log = logging.getLogger(__name__)
 

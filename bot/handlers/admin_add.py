@@ -32,12 +32,12 @@ from bot.files import DownloadFailure, download
 from bot.handlers.admin_common import AdminRequest, audit, authorise
 from bot.render import product_card
 from bot.replies import chat_action
-from db.media import MediaStoreError
 from search import (
     AddOutcome,
     CatalogError,
     FieldError,
     InvalidImageError,
+    MediaStoreError,
     ProductFields,
     clean_product_fields,
     clean_sku,

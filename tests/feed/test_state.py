@@ -1,4 +1,5 @@
-"""The feed's tables and the job lease on a real migrated database."""
+"""The feed's tables (db.FeedLedger through feed.state.FeedStore) and the job lease (db.Leases)
+on a real migrated database."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import feed_state
-from db.database import create_db_engine, create_session_factory
-from db.migrate import upgrade
+from db import FeedImageRecord, Leases, create_db_engine, create_session_factory, upgrade
 from feed.state import FeedStore, holder_is_dead, new_holder
 from tests.conftest import database_url_for
 
@@ -27,25 +26,27 @@ def sessions_for(root: Path) -> sessionmaker[Session]:
 
 
 def test_only_one_holder_at_a_time_until_the_lease_expires(tmp_path: Path) -> None:
-    sessions = sessions_for(tmp_path)
-    with sessions() as session:
-        assert feed_state.take_lease(session, name="job", holder="a", now=T0, ttl=TTL)
-        assert not feed_state.take_lease(session, name="job", holder="b", now=T0, ttl=TTL)
-        assert feed_state.take_lease(session, name="job", holder="a", now=T0, ttl=TTL)  # renew
-        later = T0 + TTL + timedelta(seconds=1)
-        assert not feed_state.renew_lease(session, name="job", holder="b", now=later, ttl=TTL)
-        assert feed_state.take_lease(session, name="job", holder="b", now=later, ttl=TTL)
-        assert not feed_state.renew_lease(session, name="job", holder="a", now=later, ttl=TTL)
-        assert feed_state.lease_holder(session, name="job", now=later) == "b"
-        feed_state.release_lease(session, name="job", holder="b", now=later)
-        assert feed_state.lease_holder(session, name="job", now=later) is None
-        assert feed_state.take_lease(session, name="job", holder="a", now=later, ttl=TTL)
+    leases = Leases(sessions_for(tmp_path))
+    assert leases.take("job", "a", now=T0, ttl=TTL)
+    assert not leases.take("job", "b", now=T0, ttl=TTL)
+    assert leases.take("job", "a", now=T0, ttl=TTL)  # renew
+    later = T0 + TTL + timedelta(seconds=1)
+    assert not leases.renew("job", "b", now=later, ttl=TTL)
+    assert leases.take("job", "b", now=later, ttl=TTL)
+    assert not leases.renew("job", "a", now=later, ttl=TTL)
+    assert leases.holder("job", now=later) == "b"
+    assert not leases.replace_holder("job", old="a", new="c", now=later, ttl=TTL)
+    leases.release("job", "b", now=later)
+    assert leases.holder("job", now=later) is None
+    assert leases.take("job", "a", now=later, ttl=TTL)
+    assert leases.replace_holder("job", old="a", new="c", now=later, ttl=TTL)
+    assert leases.holder("job", now=later) == "c"
 
 
 def test_racing_processes_never_both_get_the_lease(tmp_path: Path) -> None:
     """Eight threads with their own connections race for a fresh lease, then for an
     expired one: exactly one wins each time."""
-    sessions = sessions_for(tmp_path)
+    leases = Leases(sessions_for(tmp_path))
     for now in (T0, T0 + 2 * TTL):
         winners: list[str] = []
         barrier = threading.Barrier(8)
@@ -56,10 +57,9 @@ def test_racing_processes_never_both_get_the_lease(tmp_path: Path) -> None:
             barrier: threading.Barrier = barrier,
             winners: list[str] = winners,
         ) -> None:
-            with sessions() as session:
-                barrier.wait()
-                if feed_state.take_lease(session, name="race", holder=name, now=now, ttl=TTL):
-                    winners.append(name)
+            barrier.wait()
+            if leases.take("race", name, now=now, ttl=TTL):
+                winners.append(name)
 
         threads = [threading.Thread(target=race, args=(f"h{n}",)) for n in range(8)]
         for thread in threads:
@@ -98,9 +98,9 @@ def test_owned_skus_and_photo_validators_are_remembered(tmp_path: Path) -> None:
         "C": False,
     }
     url = "https://img.example/" + "x" * 1900  # long URLs are keyed by their hash
-    record = feed_state.FeedImageRecord("A", url, '"e1"', None, "h1")
+    record = FeedImageRecord("A", url, '"e1"', None, "h1")
     store.save_images([record], T0)
-    store.save_images([feed_state.FeedImageRecord("A", url, '"e2"', "Mon", "h2")], T0)
+    store.save_images([FeedImageRecord("A", url, '"e2"', "Mon", "h2")], T0)
     images = store.images()
     assert len(images) == 1
     assert images["A", url].etag == '"e2"' and images["A", url].content_hash == "h2"

@@ -1,0 +1,50 @@
+"""Rate limits every process shares through the database (rate_limit_events), so several bot or
+web instances behind a load balancer count the same requests: a user cannot get around a
+limit by landing on another instance.
+
+One short transaction per call. Times are UTC and come from the caller (`now`), so tests can
+move the clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.database import as_utc
+from db.tables import RateLimitEvent
+
+__all__ = ["RateLimits"]
+
+
+class RateLimits:
+    """Sliding windows of events per user reference (a pseudonymous string: "web:<hmac>",
+    "web-key:<id>", a Telegram user's reference...)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def take_slot(
+        self, user_ref: str, *, now: datetime, window: timedelta, limit: int
+    ) -> float | None:
+        """Count one event of `user_ref` if fewer than `limit` were counted in the `window`
+        before `now`: None. Otherwise count nothing and return the seconds until one leaves
+        the window.
+
+        Events that left the window are deleted (everyone's: the table holds one window's
+        worth). The prune, the count and the insert are one transaction; two instances may
+        still both let an event through in the same instant: the limit is shared, not a lock."""
+        cutoff = now - window
+        with self._sessions.begin() as session:
+            session.execute(delete(RateLimitEvent).where(RateLimitEvent.created_at < cutoff))
+            count, oldest = session.execute(
+                select(func.count(RateLimitEvent.id), func.min(RateLimitEvent.created_at)).where(
+                    RateLimitEvent.user_ref == user_ref, RateLimitEvent.created_at >= cutoff
+                )
+            ).one()
+            if int(count) >= limit and oldest is not None:
+                return max(0.0, (as_utc(oldest) + window - now).total_seconds())
+            session.add(RateLimitEvent(user_ref=user_ref, created_at=now))
+            return None
