@@ -232,6 +232,8 @@ class ModelManager:
                     index_vector=model.post.transform(vector),
                 )
                 repo.log_change(session, product_id=image.product_id)
+                # Not `sessions.begin()`: the IntegrityError at the commit is how a lost race
+                # shows, and the index is refreshed only after a commit that went through.
                 try:
                     session.commit()
                 except IntegrityError:  # another process filled it in first
@@ -275,7 +277,7 @@ class ModelManager:
         """The active model with its post-processing fitted and every index vector computed
         (a new database, one migrated from before 0003, a changed POSTPROCESS setting, or a
         catalogue that has doubled since the last fit)."""
-        with self.write_lock, self._sessions() as session:
+        with self.write_lock, self._sessions.begin() as session:
             row = repo.active_model(session)
             if row is None:
                 raise CatalogError("no active model in the database; run `lookalike db upgrade`")
@@ -284,7 +286,6 @@ class ModelManager:
             count = repo.count_embeddings(session, model_name=row.name)
             if refit or post is None or self._refit_due(post, count):
                 post = self.fit_postprocess(session, row)
-                session.commit()
             else:
                 ids, raw = repo.raw_vectors(
                     session, model_name=row.name, dim=row.dim, missing_index_only=True
@@ -293,7 +294,6 @@ class ModelManager:
                     repo.set_index_vectors(
                         session, embedding_ids=ids.tolist(), vectors=post.transform(raw)
                     )
-                    session.commit()
             return ActiveModel(name=row.name, backbone=spec, post=post)
 
     def _refit_due(self, post: PostProcessor | None, count: int) -> bool:

@@ -171,6 +171,8 @@ class Catalog:
                         index_vector=index_vector,
                     )
                     repo.log_change(session, product_id=row.id)
+                    # Not `sessions.begin()`: the row is read again after the commit, and the
+                    # IntegrityError of a racing add (caught below) is raised by the commit.
                     session.commit()
                     session.refresh(row, ["images"])
                     record, image = ProductRecord.from_row(row), ImageRecord.from_row(image_row)
@@ -207,6 +209,8 @@ class Catalog:
             changed = repo.update_product_fields(session, product=row, fields=fields)
             if changed:
                 repo.log_change(session, product_id=row.id)
+                # Not `sessions.begin()`: the row is read again after the commit, and the index
+                # learns of the change only once it is committed.
                 session.commit()
                 session.refresh(row, ["images"])
             record = ProductRecord.from_row(row)
@@ -226,9 +230,8 @@ class Catalog:
 
     def remember_telegram_file_id(self, image_id: int, file_id: str) -> None:
         """Telegram's id of an uploaded product photo, so it is sent by id next time."""
-        with self._sessions() as session:
+        with self._sessions.begin() as session:
             repo.set_telegram_file_id(session, image_id=image_id, file_id=file_id)
-            session.commit()
 
     def sweep_orphan_files(
         self, *, grace_seconds: float = ORPHAN_GRACE_SECONDS, now: float | None = None
@@ -251,6 +254,7 @@ class Catalog:
             if in_stock is not None:
                 row.in_stock = in_stock
             repo.log_change(session, product_id=row.id)
+            # Not `sessions.begin()`: the row is read again after the commit.
             session.commit()
             session.refresh(row, ["images"])
             record = ProductRecord.from_row(row)

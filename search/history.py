@@ -76,22 +76,16 @@ class SearchHistory:
         False when the search does not exist."""
         if vote not in (1, -1):
             raise ValueError("vote must be +1 or -1")
-        with self._sessions() as session:
-            stored = repo.record_feedback(
-                session, search_id=search_id, user_ref=user_ref, vote=vote
-            )
-            session.commit()
-            return stored
+        with self._sessions.begin() as session:
+            return repo.record_feedback(session, search_id=search_id, user_ref=user_ref, vote=vote)
 
     def record_open(self, share_token: str, rank: int | None, user_ref: str) -> OpenedResult | None:
         """Result `rank` (or, None, the whole shared set) of the search with this token was
         opened; None if there is no such search or rank."""
-        with self._sessions() as session:
-            opened = result_opens.record_open(
+        with self._sessions.begin() as session:
+            return result_opens.record_open(
                 session, share_token=share_token, rank=rank, user_ref=user_ref, now=self._clock()
             )
-            session.commit()
-            return opened
 
     def logged_ranks(self, search_id: int) -> dict[int, int]:
         """product id -> its rank as logged (a shared set leaves out products gone since)."""
@@ -107,7 +101,7 @@ class SearchHistory:
         target: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        with self._sessions() as session:
+        with self._sessions.begin() as session:
             repo.audit(
                 session,
                 user_id=user_id,
@@ -116,7 +110,6 @@ class SearchHistory:
                 target=target,
                 details=details,
             )
-            session.commit()
 
     def stats(self, *, weak_distance: float) -> CatalogStats:
         now = self._clock()

@@ -101,7 +101,7 @@ def reindex(
 
 
 def _register(engine: SearchEngine, spec: BackboneSpec) -> None:
-    with engine.sessions() as session:
+    with engine.sessions.begin() as session:
         if repo.get_model(session, name=spec.model_name) is None:
             session.add(
                 SearchModel(
@@ -112,7 +112,6 @@ def _register(engine: SearchEngine, spec: BackboneSpec) -> None:
                     active=False,
                 )
             )
-            session.commit()
 
 
 def _compute(
@@ -160,20 +159,21 @@ def _store_batch(
     advance: Callable[[int], None],
 ) -> None:
     vectors = engine.models.embed([prepared for _, prepared in batch], backbone=spec)  # (n, dim)
-    with engine.sessions() as session:
+    with engine.sessions.begin() as session:
         for (image_id, _), vector in zip(batch, vectors, strict=True):
             if session.get(ProductImage, image_id) is None:
                 continue  # deleted meanwhile
             repo.store_embedding(
                 session, image_id=image_id, model_name=spec.model_name, vector=vector
             )
-        session.commit()
     summary.computed += len(batch)
     advance(len(batch))
 
 
 def _switch(engine: SearchEngine, spec: BackboneSpec) -> bool:
     """Make the model active if every image has its vector; False if some were added since."""
+    # Not `sessions.begin()`: the transaction is opened by the lock itself (SQLite: a raw
+    # BEGIN IMMEDIATE on the connection), and "not yet" (False) ends it with a rollback.
     with engine.models.write_lock, engine.sessions() as session:
         # Checked and switched under the database's lock: no other process's add can commit
         # in between (it would have only the old model's vector).

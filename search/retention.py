@@ -97,16 +97,14 @@ class SearchLogRetention:
         total = FoldedRows()
         conflicts = 0
         while True:
-            with self._sessions() as session:
-                try:
+            try:
+                with self._sessions.begin() as session:
                     batch = retention.fold_searches_before(session, cutoff=cutoff)
-                except RetentionConflictError:
-                    session.rollback()
-                    conflicts += 1
-                    if conflicts > CONFLICT_RETRIES:
-                        raise
-                    continue
-                session.commit()
+            except RetentionConflictError:  # rolled back: fold that batch again
+                conflicts += 1
+                if conflicts > CONFLICT_RETRIES:
+                    raise
+                continue
             if not batch.searches:
                 return total
             total += batch
@@ -114,9 +112,5 @@ class SearchLogRetention:
     def forget(self, user_ref: str, *, admin_user_id: int | None = None) -> ForgottenRows:
         """Delete every row carrying this customer's reference (and, for an admin, their /add
         draft, keyed by their user id), in one transaction. Again: nothing left to delete."""
-        with self._sessions() as session:
-            forgotten = retention.forget_user(
-                session, user_ref=user_ref, admin_user_id=admin_user_id
-            )
-            session.commit()
-        return forgotten
+        with self._sessions.begin() as session:
+            return retention.forget_user(session, user_ref=user_ref, admin_user_id=admin_user_id)

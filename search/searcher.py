@@ -135,7 +135,7 @@ class Searcher:
             **({"category_inferred": True} if inferred else {}),
             **(extra_filters or {}),
         }
-        with self._sessions() as session:
+        with self._sessions.begin() as session:
             items = items_of_hits(session, hits)
             latency_ms = (time.perf_counter() - started) * 1000
             entry = repo.log_search(
@@ -158,8 +158,7 @@ class Searcher:
                 query_vector=vector,
                 metric=metric,
             )
-            session.commit()
-            search_id, share_token = entry.id, entry.share_token
+            search_id, share_token = entry.id, entry.share_token  # set by log_search's flush
         return SearchResult(
             items=items,
             search_id=search_id,
