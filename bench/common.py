@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import site
 import subprocess
 import sys
 import time
@@ -28,10 +29,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_DATA",
-    "REPO_ROOT",
+    "PACKAGES_ROOT",
     "TABLE_HEADERS",
     "Row",
     "catalog_photos",
+    "child_env",
     "emit",
     "exact_top_k",
     "format_table",
@@ -45,8 +47,14 @@ __all__ = [
     "run_section",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "footwear"
+# The folder our packages are imported from: the checkout (`python -m cli` run in it, or an
+# editable install) or site-packages (an installed wheel). A section's process imports the
+# same code from there.
+PACKAGES_ROOT = Path(__file__).resolve().parents[1]
+# The shop's demo data (catalog/, queries/, products.csv, the reference vectors) is not part of
+# the package: by default ../shared/footwear from the current folder, which is beside the
+# checkout when run from it (`make bench`); elsewhere, --data.
+DEFAULT_DATA = Path("..") / "shared" / "footwear"
 RESULT_PREFIX = "BENCH-RESULT "
 TABLE_HEADERS = ("section", "measure", "value", "target", "verdict")
 
@@ -61,19 +69,15 @@ def run_section(
 ) -> dict[str, Any]:
     """Run `python -m bench.run NAME ARGS` and return its result (or an error record)."""
     started = time.perf_counter()
-    full_env = dict(env if env is not None else os.environ)
+    full_env = child_env(dict(env if env is not None else os.environ))
     full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT), *filter(None, [full_env.get("PYTHONPATH")])]
-    )
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "bench.run", name, json.dumps(args)],
+            [sys.executable, "-P", "-m", "bench.run", name, json.dumps(args)],
             capture_output=True,
             text=True,
             env=full_env,
             timeout=timeout,
-            cwd=REPO_ROOT,
             check=False,
         )
     except subprocess.TimeoutExpired:
@@ -85,6 +89,18 @@ def run_section(
             return result
     tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
     return {"error": f"{name} exited {proc.returncode} without a result: {tail}"}
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a child `sys.executable -P -m ...` that must import this very code. Installed,
+    the child's own site-packages holds it; run from a checkout, PACKAGES_ROOT goes first on
+    PYTHONPATH (never site-packages there: it would come before the standard library). The
+    child keeps our current folder (relative settings and .env mean the same there); -P keeps
+    that folder off its sys.path, so a checkout we stand in cannot shadow what is installed."""
+    if PACKAGES_ROOT in {Path(folder).resolve() for folder in site.getsitepackages()}:
+        return dict(env)
+    path = [str(PACKAGES_ROOT), *filter(None, [env.get("PYTHONPATH")])]
+    return {**env, "PYTHONPATH": os.pathsep.join(path)}
 
 
 def emit(result: dict[str, Any]) -> None:

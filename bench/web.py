@@ -32,8 +32,9 @@ import httpx
 
 from bench.common import (
     DEFAULT_DATA,
-    REPO_ROOT,
     Row,
+    catalog_photos,
+    child_env,
     percentile,
     row,
     scratch_settings,
@@ -47,6 +48,9 @@ __all__ = ["bench_web", "section", "table_rows"]
 
 # Seconds of load per `lookalike bench` mode (the issue's figure is the full mode's 60 s).
 MODE_SECONDS = {"smoke": 5.0, "quick": 20.0, "full": 60.0}
+# Products in the served catalogue: smoke (which only proves the section runs) imports the
+# first 16 photos, named after their files; the other modes all 300, with products.csv.
+SMOKE_PRODUCTS = 16
 CLIENTS = 20
 
 READY_DEADLINE_S = 300.0
@@ -54,7 +58,7 @@ FEATURISE_BATCH = 32
 
 
 def _server_env(settings: Settings, port: int) -> dict[str, str]:
-    env = {**os.environ, **settings.as_env()}
+    env = child_env({**os.environ, **settings.as_env()})
     env.update(
         {
             "WEB_HOST": "127.0.0.1",
@@ -63,7 +67,6 @@ def _server_env(settings: Settings, port: int) -> dict[str, str]:
             "WEB_SEARCHES_PER_MINUTE": "100000000",
             "LOG_LEVEL": "WARNING",
             "TF_CPP_MIN_LOG_LEVEL": "2",
-            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])]),
         }
     )
     return env
@@ -168,6 +171,11 @@ def _in_process(settings: Settings, photos: list[bytes]) -> dict[str, float]:
         engine.close()
 
 
+def customer_photos(data: Path) -> list[Path]:
+    """What the customers send: the query photos and 30 of the catalogue's, from `data`."""
+    return sorted((data / "queries").glob("*.jpg")) + sorted((data / "catalog").glob("*.jpg"))[:30]
+
+
 def bench_web(
     settings: Settings,
     *,
@@ -177,15 +185,13 @@ def bench_web(
 ) -> dict[str, Any]:
     """Run the server on `settings`' catalogue (searches are logged there: use a scratch
     copy), load it, stop it, then measure the model in-process. Returns JSON-ready figures."""
-    paths = list(photos) if photos else sorted((DEFAULT_DATA / "queries").glob("*.jpg"))
-    paths += [] if photos else sorted((DEFAULT_DATA / "catalog").glob("*.jpg"))[:30]
-    data = [path.read_bytes() for path in paths]
+    data = [path.read_bytes() for path in (photos or customer_photos(DEFAULT_DATA))]
     # In-process figures before and after the server runs: the machine may be shared, and
     # two measurements a minute apart show how steady it was.
     before = _in_process(settings, data)
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "web", "serve"],
+        [sys.executable, "-P", "-m", "web", "serve"],
         env=_server_env(settings, port),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -221,19 +227,29 @@ def bench_web(
 
 def section(args: dict[str, Any]) -> dict[str, Any]:
     """`lookalike bench`'s web section: a scratch copy of the demo catalogue (with
-    products.csv), then `bench_web` for the mode's duration."""
+    products.csv; smoke: SMOKE_PRODUCTS photos only), then `bench_web` for the mode's
+    duration, with customers sending photos from args["data"]."""
     from lookalike.composition import open_engine
     from search import import_directory
 
     data = Path(args["data"])
-    settings = scratch_settings(Path(args["workdir"]) / "web", args)
+    mode = str(args.get("mode", "quick"))
+    root = Path(args["workdir"]) / "web"
+    settings = scratch_settings(root, args)
     engine = open_engine(settings)
     try:
-        import_directory(engine, data / "catalog", csv_path=data / "products.csv")
+        if mode == "smoke":
+            subset = root / "subset"
+            subset.mkdir(parents=True, exist_ok=True)
+            for path in catalog_photos(data)[:SMOKE_PRODUCTS]:
+                (subset / path.name).write_bytes(path.read_bytes())
+            import_directory(engine, subset)
+        else:
+            import_directory(engine, data / "catalog", csv_path=data / "products.csv")
     finally:
         engine.close()
-    seconds = MODE_SECONDS.get(str(args.get("mode", "quick")), MODE_SECONDS["quick"])
-    return bench_web(settings, clients=CLIENTS, seconds=seconds)
+    seconds = MODE_SECONDS.get(mode, MODE_SECONDS["quick"])
+    return bench_web(settings, clients=CLIENTS, seconds=seconds, photos=customer_photos(data))
 
 
 def _cpu_split(result: dict[str, Any]) -> str:

@@ -34,14 +34,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     size = bench.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="fewer images and sizes (~4 min)")
-    size.add_argument("--smoke", action="store_true", help="tiny sizes, to check it works")
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every section on the smallest inputs, to check it runs (the figures mean nothing)",
+    )
     bench.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     bench.add_argument(
         "--data",
         type=Path,
         default=DEFAULT_DATA,
         help="folder with catalog/, queries/ and vgg16_avgpool_reference.npy "
-        "(default: ../shared/footwear beside the repository)",
+        "(default: ../shared/footwear from the current folder, beside the checkout in it)",
     )
     bench.add_argument(
         "--weights", help="MODEL_WEIGHTS for this run (default: the setting; 'none' works offline)"
@@ -79,7 +83,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     data = Path(args.data)
     if not (data / "catalog").is_dir():
-        print(f"error: no catalog/ folder in {data} (use --data)", file=sys.stderr)
+        print(f"error: no catalog/ folder in {data.resolve()} (use --data)", file=sys.stderr)
         return 2
 
     def progress(message: str) -> None:
