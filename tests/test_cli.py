@@ -269,7 +269,7 @@ def test_bot_without_token_says_so(
 def test_model_list_shows_the_runtime_auto_chose_and_its_figures(
     cli_env: Settings, extractor: object, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from search import ModelLoader
+    from search.featurize import ModelLoader
 
     decision = ModelLoader(
         models_dir=cli_env.models_dir, weights="none", seed=cli_env.model_seed

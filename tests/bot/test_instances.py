@@ -207,9 +207,9 @@ async def test_an_expired_draft_is_dropped_and_the_admin_told(
         age_drafts(a)
         mark = api.mark()
         for bot in (a, b):
-            assert bot.application.job_queue is not None
-            (job,) = bot.application.job_queue.get_jobs_by_name(DRAFT_JOB)
-            await job.run(bot.application)
+            assert bot.app.job_queue is not None
+            (job,) = bot.app.job_queue.get_jobs_by_name(DRAFT_JOB)
+            await job.run(bot.app)
         told = [text for text in a.texts_to(ADMIN_ID, after=mark) if "timed out" in text]
         assert len(told) == 1
         assert rows(a, AdminDraft) == 0

@@ -82,7 +82,7 @@ async def start(bot: BotHarness, user_id: int, payload: str) -> int:
 async def test_result_links_open_the_product_and_are_counted_in_stats(
     bot: BotHarness, footwear: Path
 ) -> None:
-    services = bot.application.bot_data.services
+    services = bot.app.bot_data.services
     username = bot.api.bot_username
     _, listing = await search(bot, query_image(footwear))
     found = listing_search(bot, listing)

@@ -70,14 +70,14 @@ async def test_privacy_says_what_is_kept_for_how_long(bot: BotHarness) -> None:
     assert "photo itself" in text and "never on disk" in text
     assert {"privacy", "forget"} <= {c["command"] for c in bot.api.commands}
     # The daily retention job runs in every instance (the lease lets one at a time work).
-    assert bot.application.job_queue is not None
-    assert len(bot.application.job_queue.get_jobs_by_name(jobs.RETENTION_JOB)) == 1
+    assert bot.app.job_queue is not None
+    assert len(bot.app.job_queue.get_jobs_by_name(jobs.RETENTION_JOB)) == 1
 
 
 async def test_forget_deletes_every_row_of_the_customer_after_confirming(
     bot: BotHarness, footwear: Path
 ) -> None:
-    services = bot.application.bot_data.services
+    services = bot.app.bot_data.services
     me, them = services.user_ref(CUSTOMER_ID), services.user_ref(OTHER_CUSTOMER_ID)
     _, listing = await search(bot, query_image(footwear))
     answer = await press(bot, CUSTOMER_ID, listing, callback_data(listing, "fb:"))

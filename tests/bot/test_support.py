@@ -255,7 +255,7 @@ async def test_url_to_a_text_file_gets_a_clear_message(
 async def test_url_refused_by_the_address_policy(bot: BotHarness) -> None:
     """With private addresses allowed only in tests, a staff link to one is still refused in
     production settings: checked here with the setting switched off for this bot."""
-    bot.application.bot_data.services.settings = bot.settings.model_copy(
+    bot.app.bot_data.services.settings = bot.settings.model_copy(
         update={"url_fetch_allow_private": False}
     )
     text = await command(bot, SUPPORT_ID, "http://127.0.0.1:9/a.jpg")
