@@ -121,10 +121,7 @@ def test_narrow_filter_still_returns_k_products(loaded: Loaded) -> None:
             float(np.linalg.norm(query)),
             limit=32,
             exact=False,
-            category="rare",
-            max_price=None,
-            include_inactive=False,
-            exclude_product_ids=(),
+            query_filter=SearchFilter(category="rare"),
             metric="cosine",
         )
         assert len(session.execute(statement).all()) < 8
