@@ -124,13 +124,11 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     loader = featurizer_provider(
         settings, calibration_photos=engine.catalog.sample_photos, progress=say
     )
-    if settings.model_runtime == "auto":
-        decision = None if args.measure_again else loader.current_decision(backbone)
-        if decision is None:
-            decision = loader.decide(backbone)
+    featurizer = loader.build(backbone, measure_again=args.measure_again)
+    decision = loader.recorded_decision(backbone) if settings.model_runtime == "auto" else None
+    if decision is not None:
         print(f"runtime: {decision.summary()}")
         _print_trials(decision)
-    featurizer = loader(backbone)
     runtime = getattr(featurizer, "runtime", settings.model_runtime)
     source = getattr(featurizer, "source", "")
     print(f"model ready: {backbone}, {featurizer.dim} values per image, on {runtime} ({source})")

@@ -235,3 +235,62 @@ def test_on_an_avx2_class_cpu_the_choice_is_made_again_and_only_among_what_runs(
     assert chosen is not None and chosen.refused is None and decision.chosen in SERVED_RUNTIMES
     bf16 = decision.trial("openvino-bf16")
     assert bf16 is None or bf16.refused is not None  # never chosen where it cannot compile
+
+
+def test_a_runtime_that_gives_the_wrong_shape_or_non_finite_values_is_refused(
+    samples: np.ndarray,
+) -> None:
+    """Checked inside the measuring's `try`: the reason is recorded, the next runtime is
+    measured, and the choice goes on (the output of a bad runtime never stops a server)."""
+    reference = PooledColours()
+
+    def colours_only() -> Forward:  # (n, 3): a foreign file, say
+        return lambda batch: batch.mean(axis=(1, 2))
+
+    def overflowing() -> Forward:  # what a broken bf16 or int8 kernel can give
+        return lambda batch: np.full((len(batch), 512), np.nan, dtype=np.float32)
+
+    def exact() -> Forward:
+        return reference.embed
+
+    decision = choose_runtime(
+        reference,
+        samples,
+        candidates={"openvino-int8": colours_only, "openvino-bf16": overflowing, "openvino": exact},
+        model_stamp="stamp",
+        photos=len(samples),
+        weights="none",
+        batch_size=8,
+        min_seconds=0.05,
+    )
+    wrong_shape, not_finite = decision.trial("openvino-int8"), decision.trial("openvino-bf16")
+    assert wrong_shape is not None and wrong_shape.refused is not None
+    assert "returned shape (24, 3), expected (24, 512)" in wrong_shape.refused
+    assert not_finite is not None and not_finite.refused is not None
+    assert "non-finite" in not_finite.refused
+    assert decision.chosen == "openvino"
+
+
+def _write_colours_only_ir(xml: Path) -> None:
+    """An OpenVINO IR that takes the model's input but gives (n, 3) mean colours: a foreign
+    or half-replaced file where the int8 model should be."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    image = ops.parameter([-1, 224, 224, 3], np.float32, name="input")
+    colours = ops.reduce_mean(image, ops.constant(np.array([1, 2], dtype=np.int64)), False)
+    ov.save_model(ov.Model([colours], [image], "colours"), xml)
+
+
+def test_a_served_file_of_the_wrong_shape_is_refused_and_the_next_runtime_serves(
+    extractor: object, models_dir: Path, tmp_path: Path
+) -> None:
+    loader = _copy_model(models_dir, tmp_path / "models")
+    files = loader.files("vgg16")
+    recorded = read_decision(files.decision)
+    assert recorded is not None
+    write_decision(files.decision, dataclasses.replace(recorded, chosen="openvino-int8"))
+    _write_colours_only_ir(files.int8_xml)
+    featurizer = loader("vgg16")  # starts, on the next runtime: float32 OpenVINO
+    assert isinstance(featurizer, ServedFeaturizer) and featurizer.runtime == "openvino"
+    assert featurizer.embed(np.zeros((2, 224, 224, 3), dtype=np.float32)).shape == (2, 512)

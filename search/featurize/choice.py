@@ -23,7 +23,7 @@ from search.featurize.backbones import BackboneSpec
 from search.featurize.fidelity import DEFAULT_GATE, FidelityGate, measure_fidelity
 from search.featurize.files import ModelFiles
 from search.featurize.record import RuntimeDecision, RuntimeTrial, cpu_signature
-from search.featurize.served import SERVED_RUNTIMES, Forward, forward_for
+from search.featurize.served import SERVED_RUNTIMES, Forward, check_vectors, forward_for
 
 __all__ = [
     "MIN_BENCH_SECONDS",
@@ -199,6 +199,10 @@ def choose_runtime(
         try:
             forward = prepare()
             vectors, speed = _run_timed(forward, samples, batch_size, min_seconds)
+            # Inside the `try`: a runtime whose output is not (n, dim) finite floats is refused
+            # with the reason, like one that raises, and the next one is measured.
+            check_vectors(vectors, rows=expected.shape[0], dim=expected.shape[1])
+            fidelity = measure_fidelity(expected, vectors)
         except Exception as exc:  # cannot export, quantise, compile or run this backbone
             log.warning("runtime %s cannot run here: %s: %s", runtime, type(exc).__name__, exc)
             trials.append(RuntimeTrial(runtime, None, None, None, _one_line(exc)))
@@ -206,7 +210,6 @@ def choose_runtime(
         finally:
             forward = None  # type: ignore[assignment]  # free the compiled model before the next
             gc.collect()
-        fidelity = measure_fidelity(expected, vectors)
         refused = gate.refusal(fidelity)
         trials.append(RuntimeTrial(runtime, speed, fidelity.cosine, fidelity.top8_overlap, refused))
         figures = f"{speed:.1f} images/s, cosine {fidelity.cosine:.5f}, "
