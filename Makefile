@@ -27,10 +27,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# The catalogue imported with its product data (a no-op when it is already there), then the
-# model's runtime chosen for this CPU on those photos (measured once; later runs reuse it).
+# The model built and its runtime chosen before the first import (so the import never measures
+# on its own), the catalogue imported with its product data (a no-op when it is already there),
+# then the runtime measured on those photos (once; later runs reuse it) and, if that chose
+# another runtime than the import ran on, the catalogue featurised again on it: the catalogue's
+# vectors and the customers' queries come from the same model and runtime.
 catalog: setup
 	$(LOOKALIKE) db upgrade
+	$(LOOKALIKE) model build
 	$(LOOKALIKE) catalog import $(CATALOG_DIR) $(if $(CATALOG_CSV),--csv $(CATALOG_CSV))
 	$(LOOKALIKE) model build
 

@@ -8,8 +8,9 @@ import sys
 from typing import Any
 
 from cli.common import ProgressBar, print_table
-from lookalike.composition import featurizer_provider, open_engine
+from lookalike.composition import featurizer_provider, open_engine, served_weights
 from lookalike.settings import Settings
+from search import refeaturize, refeaturize_reason
 from search.featurize import (
     BACKBONES,
     ModelLoader,
@@ -34,6 +35,7 @@ def register(commands: Any) -> None:
         action="store_true",
         help="measure the runtimes again even if this CPU's choice is recorded",
     )
+    build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     actions.add_parser(
         "list", help="stored models: vectors, state, which one is active, runtime chosen"
     )
@@ -74,11 +76,13 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
             f"{model.vectors}/{model.images}",
             model.state,
             "active" if model.active else "",
+            f"{model.weights or '?'} on {model.runtime or '?'}",
             _runtime_cell(loader, model.name, settings.model_runtime),
         )
         for model in models
     ]
-    print_table(rows, ["MODEL", "DIM", "VECTORS", "STATE", "", "RUNTIME"], sys.stdout)
+    headers = ["MODEL", "DIM", "VECTORS", "STATE", "", "VECTORS FROM", "RUNTIME"]
+    print_table(rows, headers, sys.stdout)
     for model in models:
         decision = loader.recorded_decision(backbone_of_model_name(model.name))
         if decision is not None:
@@ -129,6 +133,25 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     if decision is not None:
         print(f"runtime: {decision.summary()}")
         _print_trials(decision)
+    weights = served_weights(settings)
+    reason = refeaturize_reason(engine, featurizer, weights=weights) if weights else None
+    if weights and reason:
+        # Queries and the catalogue's vectors from the same model and runtime: computed
+        # again here, switched in one transaction; searches use the old ones until then.
+        print(f"the catalogue's vectors were {reason}: featurising them again")
+        with ProgressBar("featurise again", quiet=args.quiet) as bar:
+            summary = refeaturize(
+                engine,
+                featurizer,
+                weights=weights,
+                batch_size=settings.inference_batch_size,
+                progress=bar.advance,
+                on_total=bar.on_total,
+            )
+        print(
+            f"{summary.computed} vector(s) of {summary.model_name} now from {summary.current} "
+            f"(were {summary.previous}; {summary.seconds:.1f} s)"
+        )
     runtime = getattr(featurizer, "runtime", settings.model_runtime)
     source = getattr(featurizer, "source", "")
     print(f"model ready: {backbone}, {featurizer.dim} values per image, on {runtime} ({source})")

@@ -7,7 +7,9 @@ and the exported files exist, the model is served from them without importing Te
 the catalogue had enough photos), Keras builds and exports the model and every runtime is
 measured on the shop's photos, in a child process (search/featurize/child.py), so the serving
 process never imports TensorFlow. An explicit MODEL_RUNTIME skips the measuring ("keras" and
-"keras-xla" serve with TensorFlow; a served runtime whose file is missing is exported here).
+"keras-xla" serve with TensorFlow). A serving process never exports or quantises: a missing
+file of the recorded runtime is served as float32 OpenVINO until `lookalike model build`
+(`build`) rebuilds it; with nothing exported at all, the child process exports.
 """
 
 from __future__ import annotations
