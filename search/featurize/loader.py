@@ -37,6 +37,7 @@ from search.featurize.choice import (
     default_candidates,
     probe_images,
     provisional_decision,
+    split_photos,
 )
 from search.featurize.featurizer import Featurizer
 from search.featurize.files import ModelFiles, backbone_spec, cached_model_path
@@ -218,10 +219,14 @@ class ModelLoader:
             reference.export_openvino()
         else:
             say(f"measuring {spec.model_name}'s runtimes on this CPU (once, about a minute)")
+            # int8 calibrated on a seeded half of the photos, the gate scored on the other.
+            calibration, held_out = split_photos(len(photos))
+            candidates = default_candidates(reference, files, photos[calibration], calibrated=True)
             decision = choose_runtime(
                 reference,
                 photos,
-                candidates=default_candidates(reference, files, photos, calibrated=True),
+                candidates=candidates,
+                held_out=held_out,
                 model_stamp=files.model_stamp(),
                 photos=len(photos),
                 weights=weights,
