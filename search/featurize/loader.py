@@ -58,12 +58,18 @@ CALIBRATION_PHOTOS = 96
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
+def _exclusive(lock_path: Path, busy: Callable[[], None] | None = None) -> Iterator[None]:
     """An advisory lock on `lock_path` (created if needed) between processes of this machine;
-    the kernel releases it if the holder dies."""
+    the kernel releases it if the holder dies. `busy()` is called before waiting when another
+    process holds it."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if busy is not None:
+                busy()
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -106,9 +112,17 @@ class ModelLoader:
             decision = self.current_decision(spec)
             if decision is None:
                 # Several processes starting at once on a new CPU (the bot and the web server,
-                # say): one measures, the others wait for its record instead of competing for
-                # the cores with measurements of their own.
-                with _exclusive(files.decision.with_suffix(".lock")):
+                # say): one measures (one measuring per model and CPU), the others wait for
+                # its record instead of competing for the cores with measurements of their own.
+                def busy() -> None:
+                    log.warning(
+                        "another process is measuring %s's runtimes on this CPU: waiting for "
+                        "its choice (%s)",
+                        spec.model_name,
+                        files.decision.with_suffix(".lock"),
+                    )
+
+                with _exclusive(files.decision.with_suffix(".lock"), busy):
                     decision = self.current_decision(spec) or self._decide_in_child(spec)
             runtime = decision.chosen
         if runtime not in SERVED_RUNTIMES:  # "keras", "keras-xla": asked for, or nothing else runs
