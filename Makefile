@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # that never open a database, and tests/test_pgindex*.py, which run on PostgreSQL in both passes.
 PG_TESTS ?= tests/test_bench.py tests/test_catalog.py tests/test_cli.py tests/test_live_quality.py \
 	tests/test_migrations.py tests/test_postgres.py tests/test_postgres_copy.py tests/test_privacy.py \
-	tests/test_quality.py tests/test_reindex.py tests/bot tests/reliability \
+	tests/test_quality.py tests/test_reindex.py tests/test_vector_identity.py tests/bot tests/reliability \
 	$(wildcard tests/web tests/feed)
 
 .PHONY: setup catalog run serve demo test test-fast lint bench bench-quick clean
