@@ -270,8 +270,10 @@ def fidelity_vs_float32(runtimes: list[dict[str, Any]]) -> None:
             continue
         fidelity = measure_fidelity(reference, np.asarray(vectors))
         r["fidelity_vs_float32"] = {
-            "cosine": fidelity.cosine,
+            "cosine": fidelity.cosine,  # ranking space (after the post-processing)
             "top8_overlap": fidelity.top8_overlap,
+            "raw_cosine": fidelity.raw_cosine,
+            "raw_top8_overlap": fidelity.raw_top8_overlap,
             "photos": fidelity.photos,
         }
 
@@ -349,10 +351,12 @@ def runtime_rows(results: dict[str, Any]) -> list[Row]:
         if seed:
             extra.append("its model is the float32 reference")
         elif fidelity:
-            extra.append(
-                f"vs float32 on {fidelity['photos']} photos: cosine {fidelity['cosine']:.5f}, "
-                f"top-8 {100 * fidelity['top8_overlap']:.1f}%"
-            )
+            text = f"vs float32 on {fidelity['photos']} photos, ranking space: cosine "
+            text += f"{fidelity['cosine']:.5f}, top-8 {100 * fidelity['top8_overlap']:.1f}%"
+            if fidelity.get("raw_cosine") is not None:
+                text += f" (raw {fidelity['raw_cosine']:.5f}, "
+                text += f"{100 * fidelity['raw_top8_overlap']:.1f}%)"
+            extra.append(text)
         extra.append(f"peak {r.get('peak_rss_mb', 0):.0f} MB")
         extra.append("TensorFlow imported" if r.get("tensorflow_imported") else "no TensorFlow")
         rows.append(row("featurise", name, ", ".join(extra)))

@@ -8,8 +8,9 @@ import sys
 from typing import Any
 
 from cli.common import ProgressBar, print_table
-from lookalike.composition import featurizer_provider, open_engine
+from lookalike.composition import featurizer_provider, open_engine, served_weights
 from lookalike.settings import Settings
+from search import refeaturize, refeaturize_reason
 from search.featurize import (
     BACKBONES,
     ModelLoader,
@@ -34,6 +35,7 @@ def register(commands: Any) -> None:
         action="store_true",
         help="measure the runtimes again even if this CPU's choice is recorded",
     )
+    build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     actions.add_parser(
         "list", help="stored models: vectors, state, which one is active, runtime chosen"
     )
@@ -74,11 +76,13 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
             f"{model.vectors}/{model.images}",
             model.state,
             "active" if model.active else "",
+            f"{model.weights or '?'} on {model.runtime or '?'}",
             _runtime_cell(loader, model.name, settings.model_runtime),
         )
         for model in models
     ]
-    print_table(rows, ["MODEL", "DIM", "VECTORS", "STATE", "", "RUNTIME"], sys.stdout)
+    headers = ["MODEL", "DIM", "VECTORS", "STATE", "", "VECTORS FROM", "RUNTIME"]
+    print_table(rows, headers, sys.stdout)
     for model in models:
         decision = loader.recorded_decision(backbone_of_model_name(model.name))
         if decision is not None:
@@ -100,14 +104,38 @@ def _runtime_cell(loader: ModelLoader, model_name: str, runtime: str) -> str:
 
 
 def _print_trials(decision: RuntimeDecision) -> None:
+    """Each runtime's speed and fidelity: the gate's figures (ranking space: after the
+    post-processing searches rank by), then the raw vectors'."""
+
+    def cosine(value: float | None) -> str:
+        return f"{value:.5f}" if value is not None else "-"
+
+    def share(value: float | None) -> str:
+        return f"{value:.1%}" if value is not None else "-"
+
     rows = []
     for trial in decision.trials:
         speed = f"{trial.images_per_s:.1f}" if trial.images_per_s is not None else "-"
-        cosine = f"{trial.cosine:.5f}" if trial.cosine is not None else "-"
-        overlap = f"{trial.top8_overlap:.1%}" if trial.top8_overlap is not None else "-"
         verdict = "chosen" if trial.runtime == decision.chosen else "passed"
-        rows.append((trial.runtime, speed, cosine, overlap, trial.refused or verdict))
-    print_table(rows, ["RUNTIME", "IMAGES/S", "COSINE", "TOP-8 KEPT", "GATE"], sys.stdout)
+        rows.append(
+            (
+                trial.runtime,
+                speed,
+                cosine(trial.cosine),
+                share(trial.top8_overlap),
+                cosine(trial.raw_cosine),
+                share(trial.raw_top8_overlap),
+                trial.refused or verdict,
+            )
+        )
+    headers = ["RUNTIME", "IMAGES/S", "COSINE", "TOP-8 KEPT", "RAW COSINE", "RAW TOP-8", "GATE"]
+    print_table(rows, headers, sys.stdout)
+    if decision.held_out:
+        print(
+            f"(COSINE, TOP-8 KEPT: where searches rank, after the post-processing, on the "
+            f"{decision.held_out} photos of {decision.photos} int8 was not calibrated on, "
+            f"split seed {decision.split_seed}; RAW: the model's vectors as they come out)"
+        )
     if decision.weights == "none":
         print("(random weights: the gate checks the mechanism, not what customers would get)")
 
@@ -124,13 +152,30 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     loader = featurizer_provider(
         settings, calibration_photos=engine.catalog.sample_photos, progress=say
     )
-    if settings.model_runtime == "auto":
-        decision = None if args.measure_again else loader.current_decision(backbone)
-        if decision is None:
-            decision = loader.decide(backbone)
+    featurizer = loader.build(backbone, measure_again=args.measure_again)
+    decision = loader.recorded_decision(backbone) if settings.model_runtime == "auto" else None
+    if decision is not None:
         print(f"runtime: {decision.summary()}")
         _print_trials(decision)
-    featurizer = loader(backbone)
+    weights = served_weights(settings)
+    reason = refeaturize_reason(engine, featurizer, weights=weights) if weights else None
+    if weights and reason:
+        # Queries and the catalogue's vectors from the same model and runtime: computed
+        # again here, switched in one transaction; searches use the old ones until then.
+        print(f"the catalogue's vectors were {reason}: featurising them again")
+        with ProgressBar("featurise again", quiet=args.quiet) as bar:
+            summary = refeaturize(
+                engine,
+                featurizer,
+                weights=weights,
+                batch_size=settings.inference_batch_size,
+                progress=bar.advance,
+                on_total=bar.on_total,
+            )
+        print(
+            f"{summary.computed} vector(s) of {summary.model_name} now from {summary.current} "
+            f"(were {summary.previous}; {summary.seconds:.1f} s)"
+        )
     runtime = getattr(featurizer, "runtime", settings.model_runtime)
     source = getattr(featurizer, "source", "")
     print(f"model ready: {backbone}, {featurizer.dim} values per image, on {runtime} ({source})")

@@ -304,6 +304,14 @@ def images_missing_embedding(session: Session, *, model_name: str) -> list[Produ
     )
 
 
+def image_files(session: Session) -> list[tuple[int, str]]:
+    """(image id, file name) of every product image, by id."""
+    rows = session.execute(
+        select(ProductImage.id, ProductImage.file_name).order_by(ProductImage.id)
+    ).all()
+    return [(int(image_id), str(file_name)) for image_id, file_name in rows]
+
+
 def referenced_files(session: Session) -> set[str]:
     return set(session.scalars(select(ProductImage.file_name)))
 

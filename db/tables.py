@@ -192,6 +192,12 @@ class SearchModel(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     # search.postprocess.PostProcessor.to_json(), fitted on the catalogue; None: not fitted yet.
     postprocess: Mapped[str | None] = mapped_column(Text)
+    # What produced the stored vectors (migration 0007): the weights ("imagenet", "random seed
+    # 1234", "sha256:<file digest>") and the runtime ("openvino-int8", ...). Vectors of other
+    # weights are never compared with the served model's. None: not known yet (stored before
+    # 0007, or no vector yet), set by the first process that serves the model.
+    weights: Mapped[str | None] = mapped_column(String(96))
+    runtime: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from lookalike.settings import Settings
 from search import EngineConfig, SearchEngine
-from search.featurize import Featurizer, ModelLoader
+from search.featurize import Featurizer, ModelLoader, ModelUnavailableError, weights_tag
 
 
 def featurizer_provider(
@@ -39,6 +39,16 @@ def uses_pgvector(settings: Settings) -> bool:
     return settings.vector_search == "pgvector"
 
 
+def served_weights(settings: Settings) -> str | None:
+    """The weights tag of the model the settings describe ("imagenet", "random-seed1234",
+    "file-<digest>"): what the catalogue's vectors are checked against. None when
+    MODEL_WEIGHTS names no file (the model's loading says so, in one line)."""
+    try:
+        return weights_tag(settings.model_weights, settings.model_seed)
+    except ModelUnavailableError:
+        return None
+
+
 def engine_config(settings: Settings) -> EngineConfig:
     if uses_pgvector(settings) and not settings.database_url.startswith("postgresql"):
         raise ValueError("VECTOR_SEARCH=pgvector needs a PostgreSQL DATABASE_URL")
@@ -57,6 +67,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         query_expansion=settings.query_expansion,
         inference_batch_size=settings.inference_batch_size,
         search_log_retention_days=settings.search_log_retention_days,
+        model_weights=served_weights(settings),
     )
 
 

@@ -12,7 +12,8 @@ machinery. A `SearchEngine` (assembled by the composition root,
   and customers' data kept only SEARCH_LOG_RETENTION_DAYS or forgotten on request;
 
 and the async boundary doors await: `search_photo`, `add_photo` and `run`. Around it: bulk
-import (`import_directory`, `import_entries`), `reindex` with another backbone, images from
+import (`import_directory`, `import_entries`), `reindex` with another backbone, `refeaturize`
+with the served model's weights or runtime, images from
 URLs (`fetch_image`), the checks of fields people type (`clean_*`), and every error a door
 catches (search.errors).
 
@@ -51,6 +52,7 @@ from search.importer import (
     import_directory,
     import_entries,
 )
+from search.refeaturizing import RefeaturizeSummary, refeaturize, refeaturize_reason
 from search.reindexing import ReindexSummary, reindex
 from search.results import ResultItem, SearchResult
 from search.retention import ForgottenRows, PurgeReport
@@ -82,6 +84,7 @@ __all__ = [
     "ProductRecord",
     "PurgeReport",
     "QualityReport",
+    "RefeaturizeSummary",
     "ReindexSummary",
     "Requester",
     "ResultItem",
@@ -104,5 +107,7 @@ __all__ = [
     "fetch_image_conditional",
     "import_directory",
     "import_entries",
+    "refeaturize",
+    "refeaturize_reason",
     "reindex",
 ]

@@ -23,12 +23,12 @@ from db import repository as repo
 from db.media import MediaStore, MediaStoreError
 from db.tables import ProductImage, SearchModel
 from search.config import PostprocessKind
-from search.errors import CatalogError, InvalidImageError
+from search.errors import CatalogError, InvalidImageError, ModelUnavailableError
 from search.featurize import BackboneSpec, Featurizer, ImagePreparer, PreparedImage, get_backbone
 from search.index import LiveIndex, SearchIndex
 from search.postprocess import PostProcessor
 
-__all__ = ["MIN_FIT_VECTORS", "ActiveModel", "ModelManager"]
+__all__ = ["MIN_FIT_VECTORS", "ActiveModel", "ModelManager", "producer_runtime"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,12 @@ class ActiveModel:
         return self.backbone.dim
 
 
+def producer_runtime(featurizer: Featurizer) -> str:
+    """The runtime a featurizer runs on ("openvino-int8", "keras", ...), as recorded beside
+    the vectors it produced; "unknown" for a stand-in without one."""
+    return str(getattr(featurizer, "runtime", "unknown"))
+
+
 def postprocess_matches(post: PostProcessor, kind: PostprocessKind) -> bool:
     if kind == "none":
         return post.is_identity
@@ -69,8 +75,10 @@ class ModelManager:
         live: LiveIndex,
         media: MediaStore,
         postprocess: PostprocessKind,
+        weights: str | None = None,
     ) -> None:
         self._sessions = sessions
+        self._weights = weights  # the served model's weights tag; None: not checked
         self._media = media
         self._featurizer_provider = featurizer_provider
         self._featurizer: Featurizer | None = None
@@ -110,8 +118,49 @@ class ModelManager:
                         f"the {backbone.name} model gives {featurizer.dim} values per image, "
                         f"expected {backbone.dim}"
                     )
+                self._check_producer(backbone, featurizer)
                 self._featurizer, self._featurizer_backbone = featurizer, backbone.name
             return self._featurizer
+
+    def _check_producer(self, backbone: BackboneSpec, featurizer: Featurizer) -> None:
+        """Refuse (ModelUnavailableError, one line, the fixing command) a model whose weights
+        differ from those that produced the catalogue's stored vectors: they would be compared
+        with its queries. Records the weights and runtime when nothing is recorded yet (no
+        vector yet, or stored before migration 0007: adopted once, with a warning)."""
+        if self._weights is None:
+            return
+        runtime = producer_runtime(featurizer)
+        with self.write_lock, self._sessions.begin() as session:
+            row = repo.get_model(session, name=backbone.model_name)
+            if row is None:
+                return
+            stored = repo.count_embeddings(session, model_name=row.name)
+            if stored and row.weights is not None and row.weights != self._weights:
+                raise ModelUnavailableError(
+                    f"the catalogue's {stored} {row.name} vectors were made with weights "
+                    f"{row.weights}, this process has {self._weights}: run `lookalike model "
+                    "build` to featurise the catalogue again with these weights"
+                )
+            if stored and row.weights is None:
+                log.warning(
+                    "%s: %d vectors stored before their producer was recorded: adopted as "
+                    "made with weights %s on %s",
+                    row.name,
+                    stored,
+                    self._weights,
+                    runtime,
+                )
+            if row.weights is None or not stored:
+                row.weights, row.runtime = self._weights, runtime
+            elif row.runtime != runtime:
+                log.warning(
+                    "%s: the catalogue's vectors come from %s, queries from %s (both passed the "
+                    "fidelity gate); `lookalike model build` featurises the catalogue on %s",
+                    row.name,
+                    row.runtime,
+                    runtime,
+                    runtime,
+                )
 
     def prepare(self, data: bytes, *, backbone: BackboneSpec | None = None) -> PreparedImage:
         """Check and preprocess one image for the active backbone (or `backbone`). Raises
@@ -130,15 +179,21 @@ class ModelManager:
         return self._preparer.prepare_many(payloads, spec, lookahead=lookahead)
 
     def embed(
-        self, prepared: Sequence[PreparedImage], *, backbone: BackboneSpec | None = None
+        self,
+        prepared: Sequence[PreparedImage],
+        *,
+        backbone: BackboneSpec | None = None,
+        featurizer: Featurizer | None = None,
     ) -> np.ndarray:
-        """Featurise prepared images in one batch with the active backbone (or `backbone`):
+        """Featurise prepared images in one batch with the active backbone (or `backbone`) on
+        the loaded model (or `featurizer`: search/refeaturizing.py's new weights or runtime):
         (n, dim) float32, every value finite."""
         spec = backbone or self._active.backbone
         if not prepared:
             return np.zeros((0, spec.dim), dtype=np.float32)
         batch = np.stack([self._preparer.model_input(item, spec) for item in prepared])
-        vectors = self.featurizer_for(spec).embed(batch)  # (n, h, w, 3) -> (n, dim)
+        model = featurizer or self.featurizer_for(spec)
+        vectors = model.embed(batch)  # (n, h, w, 3) -> (n, dim)
         if not np.isfinite(vectors).all():
             raise InvalidImageError("the image could not be analysed (non-finite features)")
         return vectors

@@ -34,3 +34,7 @@ class EngineConfig:
     inference_batch_size: int = 32  # photos featurised together by the batching worker
     # Days a search-log row (and its votes and opens) is kept; then folded into daily counts.
     search_log_retention_days: int = 90
+    # The served model's weights, as search.featurize.files.weights_tag names them
+    # ("imagenet", "random-seed1234", "file-<digest>"): stored vectors of other weights are
+    # never compared with its queries. None: not checked (a stand-in model in tests, benches).
+    model_weights: str | None = None

@@ -65,6 +65,9 @@ class StoredModel:
     active: bool  # searches use it
     vectors: int  # images with this model's vector
     images: int  # images in the catalogue
+    # What produced the vectors (None: not recorded yet): weights tag, runtime.
+    weights: str | None = None
+    runtime: str | None = None
 
 
 class SearchEngine:
@@ -101,6 +104,7 @@ class SearchEngine:
             live=live,
             media=self.media,
             postprocess=config.postprocess,
+            weights=config.model_weights,
         )
         self.catalog = Catalog(
             sessions=sessions,
@@ -224,6 +228,8 @@ class SearchEngine:
                     active=row.active,
                     vectors=repo.count_embeddings(session, model_name=row.name),
                     images=images,
+                    weights=row.weights,
+                    runtime=row.runtime,
                 )
                 for row in repo.list_models(session)
             ]

@@ -22,7 +22,7 @@ from search.featurize.backbones import (
 )
 from search.featurize.featurizer import Featurizer
 from search.featurize.fidelity import DEFAULT_GATE, Fidelity, FidelityGate, measure_fidelity
-from search.featurize.files import ModelFiles, cached_model_path
+from search.featurize.files import ModelFiles, cached_model_path, weights_tag
 from search.featurize.images import ImagePreparer, PreparedImage, content_hash
 from search.featurize.loader import ModelLoader
 from search.featurize.preprocess import (
@@ -63,4 +63,5 @@ __all__ = [
     "load_rgb",
     "measure_fidelity",
     "preprocess_image",
+    "weights_tag",
 ]

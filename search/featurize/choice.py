@@ -23,16 +23,18 @@ from search.featurize.backbones import BackboneSpec
 from search.featurize.fidelity import DEFAULT_GATE, FidelityGate, measure_fidelity
 from search.featurize.files import ModelFiles
 from search.featurize.record import RuntimeDecision, RuntimeTrial, cpu_signature
-from search.featurize.served import SERVED_RUNTIMES, Forward, forward_for
+from search.featurize.served import SERVED_RUNTIMES, Forward, check_vectors, forward_for
 
 __all__ = [
     "MIN_BENCH_SECONDS",
     "MIN_CALIBRATION_PHOTOS",
+    "SPLIT_SEED",
     "ReferenceModel",
     "choose_runtime",
     "default_candidates",
     "probe_images",
     "provisional_decision",
+    "split_photos",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,18 @@ MIN_BENCH_SECONDS = 2.0
 # Fewer shop photos than this: int8 is not calibrated, and the gate runs on generated probe
 # images; the runtime is chosen again once the catalogue has this many.
 MIN_CALIBRATION_PHOTOS = 16
+# The measured photos are split in two halves with this seed: int8 is calibrated on one, the
+# gate scores the other (each photo's neighbours searched among all of them), so the figures
+# are not those of the photos the quantisation was fitted to.
+SPLIT_SEED = 0
+
+
+def split_photos(count: int, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(calibration indices, held-out indices), sorted: a seeded half of range(count) each
+    (the held-out half gets the odd one)."""
+    order = np.random.default_rng(seed).permutation(count)
+    half = count // 2
+    return np.sort(order[:half]), np.sort(order[half:])
 
 
 class ReferenceModel(Protocol):
@@ -188,17 +202,24 @@ def choose_runtime(
     min_seconds: float = MIN_BENCH_SECONDS,
     gate: FidelityGate = DEFAULT_GATE,
     progress: Callable[[str], None] = log.info,
+    held_out: np.ndarray | None = None,
+    split_seed: int = SPLIT_SEED,
 ) -> RuntimeDecision:
     """Measure float32 Keras and every candidate on `samples` ((n, H, W, 3), n > 8: the
-    shop's photos, `photos` of them), and choose."""
+    shop's photos, `photos` of them), and choose. held_out: the indices of the photos the
+    gate scores (those int8 was not calibrated on; default: all)."""
     progress(f"measuring float32 Keras on {len(samples)} images (the reference)")
     expected, keras_speed = _run_timed(reference.embed, samples, batch_size, min_seconds)
-    trials = [RuntimeTrial("keras", keras_speed, 1.0, 1.0, None)]
+    trials = [RuntimeTrial("keras", keras_speed, 1.0, 1.0, None, 1.0, 1.0)]
     for runtime, prepare in candidates.items():
         progress(f"measuring {runtime}")
         try:
             forward = prepare()
             vectors, speed = _run_timed(forward, samples, batch_size, min_seconds)
+            # Inside the `try`: a runtime whose output is not (n, dim) finite floats is refused
+            # with the reason, like one that raises, and the next one is measured.
+            check_vectors(vectors, rows=expected.shape[0], dim=expected.shape[1])
+            fidelity = measure_fidelity(expected, vectors, queries=held_out)
         except Exception as exc:  # cannot export, quantise, compile or run this backbone
             log.warning("runtime %s cannot run here: %s: %s", runtime, type(exc).__name__, exc)
             trials.append(RuntimeTrial(runtime, None, None, None, _one_line(exc)))
@@ -206,11 +227,21 @@ def choose_runtime(
         finally:
             forward = None  # type: ignore[assignment]  # free the compiled model before the next
             gc.collect()
-        fidelity = measure_fidelity(expected, vectors)
         refused = gate.refusal(fidelity)
-        trials.append(RuntimeTrial(runtime, speed, fidelity.cosine, fidelity.top8_overlap, refused))
-        figures = f"{speed:.1f} images/s, cosine {fidelity.cosine:.5f}, "
-        figures += f"top-8 overlap {fidelity.top8_overlap:.1%}"
+        trials.append(
+            RuntimeTrial(
+                runtime,
+                speed,
+                fidelity.cosine,
+                fidelity.top8_overlap,
+                refused,
+                raw_cosine=fidelity.raw_cosine,
+                raw_top8_overlap=fidelity.raw_top8_overlap,
+            )
+        )
+        figures = f"{speed:.1f} images/s, ranking space: cosine {fidelity.cosine:.5f}, "
+        figures += f"top-8 overlap {fidelity.top8_overlap:.1%} (raw {fidelity.raw_cosine:.5f}, "
+        figures += f"{fidelity.raw_top8_overlap:.1%}) on {fidelity.photos} held-out photos"
         progress(f"{runtime}: {figures}" + (f": refused ({refused})" if refused else ""))
     served = [
         t for t in trials if t.runtime in SERVED_RUNTIMES and t.refused is None and t.images_per_s
@@ -223,4 +254,6 @@ def choose_runtime(
         photos=photos,
         weights=weights,
         trials=trials,
+        held_out=len(samples) if held_out is None else len(held_out),
+        split_seed=split_seed,
     )

@@ -7,7 +7,9 @@ and the exported files exist, the model is served from them without importing Te
 the catalogue had enough photos), Keras builds and exports the model and every runtime is
 measured on the shop's photos, in a child process (search/featurize/child.py), so the serving
 process never imports TensorFlow. An explicit MODEL_RUNTIME skips the measuring ("keras" and
-"keras-xla" serve with TensorFlow; a served runtime whose file is missing is exported here).
+"keras-xla" serve with TensorFlow). A serving process never exports or quantises: a missing
+file of the recorded runtime is served as float32 OpenVINO until `lookalike model build`
+(`build`) rebuilds it; with nothing exported at all, the child process exports.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,6 +37,7 @@ from search.featurize.choice import (
     default_candidates,
     probe_images,
     provisional_decision,
+    split_photos,
 )
 from search.featurize.featurizer import Featurizer
 from search.featurize.files import ModelFiles, backbone_spec, cached_model_path
@@ -54,12 +58,18 @@ CALIBRATION_PHOTOS = 96
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
+def _exclusive(lock_path: Path, busy: Callable[[], None] | None = None) -> Iterator[None]:
     """An advisory lock on `lock_path` (created if needed) between processes of this machine;
-    the kernel releases it if the holder dies."""
+    the kernel releases it if the holder dies. `busy()` is called before waiting when another
+    process holds it."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if busy is not None:
+                busy()
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -102,23 +112,85 @@ class ModelLoader:
             decision = self.current_decision(spec)
             if decision is None:
                 # Several processes starting at once on a new CPU (the bot and the web server,
-                # say): one measures, the others wait for its record instead of competing for
-                # the cores with measurements of their own.
-                with _exclusive(files.decision.with_suffix(".lock")):
+                # say): one measures (one measuring per model and CPU), the others wait for
+                # its record instead of competing for the cores with measurements of their own.
+                def busy() -> None:
+                    log.warning(
+                        "another process is measuring %s's runtimes on this CPU: waiting for "
+                        "its choice (%s)",
+                        spec.model_name,
+                        files.decision.with_suffix(".lock"),
+                    )
+
+                with _exclusive(files.decision.with_suffix(".lock"), busy):
                     decision = self.current_decision(spec) or self._decide_in_child(spec)
             runtime = decision.chosen
-        # A served runtime that cannot run here after all (bfloat16 announced by the CPU plugin
-        # but not compiled under ONEDNN_MAX_CPU_ISA, say) falls back to float32 OpenVINO, the
-        # same numbers as Keras, then to Keras itself.
-        for candidate in dict.fromkeys([runtime, "openvino"] if runtime in SERVED_RUNTIMES else []):
-            if not files.fresh(runtime_file(files, candidate)):
-                self._export(spec, candidate)  # not exported yet (or stale): Keras exports it
+        if runtime not in SERVED_RUNTIMES:  # "keras", "keras-xla": asked for, or nothing else runs
+            return self.keras(spec, runtime)
+        served = self._served(spec, files, runtime)
+        if served is None and not any(
+            files.fresh(runtime_file(files, r)) for r in (runtime, "openvino")
+        ):
+            # Nothing exported yet (a new models folder, a rebuilt model): exported, and with
+            # `auto` measured and gated, in the child process; this one never imports TensorFlow.
+            with _exclusive(files.decision.with_suffix(".lock")):
+                self._run_child(spec, self.runtime)
+            if self.runtime == "auto":
+                decision = read_decision(files.decision)
+                runtime = decision.chosen if decision is not None else runtime
+            served = self._served(spec, files, runtime)
+        if served is not None:
+            return served
+        log.warning("no exported runtime can serve %s here: serving on Keras", spec.model_name)
+        return self.keras(spec, "keras")
+
+    def _served(self, spec: BackboneSpec, files: ModelFiles, runtime: str) -> Featurizer | None:
+        """The served model on `runtime`, else on float32 OpenVINO (the same numbers as Keras),
+        else None. Never exports or quantises: a serving process imports no TensorFlow and
+        runs nothing ungated. A runtime that cannot run here after all (bfloat16 announced by
+        the CPU plugin but not compiled under ONEDNN_MAX_CPU_ISA, say, or a file whose output
+        is not (n, dim) finite floats) is refused by load_served and the next one tried."""
+        for candidate in dict.fromkeys([runtime, "openvino"]):
+            path = runtime_file(files, candidate)
+            if not files.fresh(path):
+                if candidate != "openvino":
+                    log.warning(
+                        "%s on %s: its file %s is missing or older than the model; serving "
+                        "float32 OpenVINO until `lookalike model build` rebuilds it",
+                        spec.model_name,
+                        candidate,
+                        path,
+                    )
+                continue
             served = load_served(files, spec, candidate)
             if served is not None:
                 return served
             log.warning("%s cannot serve %s here", candidate, spec.model_name)
-            runtime = "keras"
-        return self.keras(spec, runtime)
+        return None
+
+    def build(self, backbone: str | BackboneSpec, *, measure_again: bool = False) -> Featurizer:
+        """`lookalike model build`: the model built and exported, with `auto` its runtime
+        measured and gated when it has no valid record here or its file is missing (int8 is
+        quantised only inside the measuring, never alone); returns the served model. Imports
+        TensorFlow (a command, not a serving process)."""
+        spec = backbone_spec(backbone)
+        files = self.files(spec)
+        if self.runtime == "auto":
+            decision = None if measure_again else self.current_decision(spec)
+            if decision is not None and not self._exported(files, decision.chosen):
+                decision = None  # its file was lost: measured (and gated) again
+            if decision is None:
+                with _exclusive(files.decision.with_suffix(".lock")):
+                    self.decide(spec)
+        elif not self._exported(files, self.runtime):
+            self.export(spec, self.runtime)
+        return self(spec.name)
+
+    @staticmethod
+    def _exported(files: ModelFiles, runtime: str) -> bool:
+        """Whether `runtime` can be loaded as it is: Keras, or a served runtime whose file is
+        there and not older than the model."""
+        return runtime not in SERVED_RUNTIMES or files.fresh(runtime_file(files, runtime))
 
     def files(self, backbone: str | BackboneSpec) -> ModelFiles:
         return ModelFiles(cached_model_path(self.models_dir, self.weights, self.seed, backbone))
@@ -161,10 +233,14 @@ class ModelLoader:
             reference.export_openvino()
         else:
             say(f"measuring {spec.model_name}'s runtimes on this CPU (once, about a minute)")
+            # int8 calibrated on a seeded half of the photos, the gate scored on the other.
+            calibration, held_out = split_photos(len(photos))
+            candidates = default_candidates(reference, files, photos[calibration], calibrated=True)
             decision = choose_runtime(
                 reference,
                 photos,
-                candidates=default_candidates(reference, files, photos, calibrated=True),
+                candidates=candidates,
+                held_out=held_out,
                 model_stamp=files.model_stamp(),
                 photos=len(photos),
                 weights=weights,
@@ -179,6 +255,17 @@ class ModelLoader:
     def _decide_in_child(self, spec: BackboneSpec) -> RuntimeDecision:
         """`decide` in a child process (search/featurize/child.py): this process, about to
         serve, never imports TensorFlow and does not keep the measuring's memory."""
+        self._run_child(spec, "auto")
+        decision = read_decision(self.files(spec).decision)
+        if decision is None:
+            raise ModelUnavailableError(
+                f"choosing {spec.model_name}'s runtime recorded nothing; see the log above"
+            )
+        return decision
+
+    def _run_child(self, spec: BackboneSpec, runtime: str) -> None:
+        """search/featurize/child.py: with `auto`, `decide`; with a served runtime, `export`
+        it. Raises ModelUnavailableError when the child fails."""
         with tempfile.TemporaryDirectory(prefix="lookalike-calibration-") as folder:
             photos = (
                 self._calibration_photos(self._calibration_count)
@@ -196,20 +283,21 @@ class ModelLoader:
                 "batch_size": self._batch_size,
                 "calibration_count": self._calibration_count,
                 "bench_seconds": self._bench_seconds,
+                "runtime": runtime,
+                "parent": os.getpid(),  # the child dies with this process (child.py)
             }
             child = [sys.executable, "-m", "search.featurize.child", json.dumps(args)]
             done = subprocess.run(child, stdout=subprocess.DEVNULL, check=False)
-        decision = read_decision(self.files(spec).decision)
-        if done.returncode != 0 or decision is None:
+        if done.returncode != 0:
             raise ModelUnavailableError(
                 f"building {spec.model_name} and choosing its runtime failed (exit "
                 f"{done.returncode}); the reason is in the log just above"
             )
-        return decision
 
-    def _export(self, spec: BackboneSpec, runtime: str) -> None:
+    def export(self, spec: BackboneSpec, runtime: str) -> None:
         """Export what an explicitly chosen served runtime needs (int8: quantised on the
-        shop's photos, or generated probes when there are too few)."""
+        shop's photos, or generated probes when there are too few). Imports TensorFlow: run
+        by `lookalike model build` and the child process, never by a serving process."""
         keras = self.keras(spec, "keras")
         if runtime == "onnxruntime":
             keras.export_onnx()

@@ -71,6 +71,10 @@ class RuntimeTrial:
     cosine: float | None
     top8_overlap: float | None
     refused: str | None  # why `auto` may not choose it; None: it passed the gate
+    # cosine and top8_overlap are the gate's (ranking space: search.featurize.fidelity); the
+    # same figures on the raw vectors, for reference (None in records made before).
+    raw_cosine: float | None = None
+    raw_top8_overlap: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,10 @@ class RuntimeDecision:
     model_stamp: str  # search.featurize.files.ModelFiles.model_stamp of the model measured
     photos: int  # the shop's photos the gate and the int8 calibration used (0: not measured)
     weights: str  # "imagenet", "none" (random: the gate measures the mechanism) or a file
+    # The held-out split: int8 calibrated on `photos - held_out` of them (chosen with
+    # `split_seed`), the gate's figures on the other `held_out` (0: a record made before).
+    held_out: int = 0
+    split_seed: int = 0
     trials: list[RuntimeTrial] = field(default_factory=list)
     measured_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")

@@ -24,6 +24,7 @@ __all__ = [
     "SERVED_RUNTIMES",
     "Forward",
     "ServedFeaturizer",
+    "check_vectors",
     "embed_checked",
     "forward_for",
     "load_served",
@@ -55,6 +56,16 @@ def forward_for(files: ModelFiles, runtime: str) -> Forward:
     if runtime == "onnxruntime":
         return onnxruntime_forward(path)
     return openvino_forward(path, _OPENVINO_PRECISION[runtime])
+
+
+def check_vectors(vectors: object, *, rows: int, dim: int) -> None:
+    """Raise ValueError (one line) unless `vectors` is a (rows, dim) array of finite floats:
+    what every runtime must return before it may be measured or serve."""
+    shape = getattr(vectors, "shape", None)
+    if not isinstance(vectors, np.ndarray) or shape != (rows, dim):
+        raise ValueError(f"returned shape {shape}, expected ({rows}, {dim})")
+    if not np.isfinite(vectors).all():
+        raise ValueError("returned non-finite values (NaN or infinity)")
 
 
 def embed_checked(
@@ -91,8 +102,11 @@ class ServedFeaturizer:
         return embed_checked(self._forward, self._lock, self.spec, batch)
 
     def warm_up(self) -> None:
-        """Run one batch so the first customer does not pay for the first inference."""
-        self.embed(np.zeros((1, *self.spec.input_shape), dtype=np.float32))
+        """Run one batch so the first customer does not pay for the first inference, and
+        check its output: a runtime that gives another shape or non-finite values raises
+        ValueError (load_served then refuses it)."""
+        batch = np.zeros((1, *self.spec.input_shape), dtype=np.float32)
+        check_vectors(self.embed(batch), rows=1, dim=self.dim)
 
 
 def load_served(files: ModelFiles, spec: BackboneSpec, runtime: str) -> ServedFeaturizer | None:
