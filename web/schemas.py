@@ -106,15 +106,19 @@ class FeedbackOut(BaseModel):
 
 
 class ProductUpdateIn(BaseModel):
-    """Only the fields given change."""
+    """Only the fields given change. `name` and `currency` cannot be null (a product always
+    has them); `price`, `url` and `category` given as null are cleared."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200)
-    price: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
-    currency: str | None = Field(default=None, min_length=3, max_length=3)
-    url: str | None = Field(default=None, max_length=2000)
-    category: str | None = Field(default=None, max_length=64)
+    # Not nullable: the default (left out) is never validated, an explicit null is a 422.
+    name: str = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
+    price: Decimal | None = Field(
+        default=None, gt=0, max_digits=12, decimal_places=2, description="null: not priced"
+    )
+    currency: str = Field(default=None, min_length=3, max_length=3)  # type: ignore[assignment]
+    url: str | None = Field(default=None, max_length=2000, description="null: cleared")
+    category: str | None = Field(default=None, max_length=64, description="null: cleared")
 
 
 class StockIn(BaseModel):
