@@ -124,11 +124,11 @@ async def _load(
         clients_cpu = _cpu_seconds() - cpu_before[0]
         server_cpu = _cpu_seconds(server_pid) - cpu_before[1]
         after = (await client.get("/metrics")).text
-    batches = _gauge(after, "lookalike_inference_batches") - _gauge(
-        before, "lookalike_inference_batches"
+    batches = _gauge(after, "lookalike_inference_batches_total") - _gauge(
+        before, "lookalike_inference_batches_total"
     )
-    images = _gauge(after, "lookalike_inference_images") - _gauge(
-        before, "lookalike_inference_images"
+    images = _gauge(after, "lookalike_inference_images_total") - _gauge(
+        before, "lookalike_inference_images_total"
     )
     return {
         "idle_p50_ms": percentile(idle, 50),

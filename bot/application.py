@@ -59,8 +59,15 @@ def bot_token(settings: Settings) -> str:
     return token
 
 
-def build_application(settings: Settings, *, engine: SearchEngine | None = None) -> Application:  # type: ignore[type-arg]
-    """The Application with every handler, its services in bot_data. No network I/O here."""
+def build_application(
+    settings: Settings, *, engine: SearchEngine | None = None, hosted: bool = False
+) -> Application:  # type: ignore[type-arg]
+    """The Application with every handler, its services in bot_data. No network I/O here.
+
+    `hosted`: another server runs this process (`lookalike serve` with the webhook) and with
+    it the per-process upkeep: the engine's start and stop, the warm-up, the orphan sweep,
+    the index sync, the retention and the feed schedule. The bot then runs none of them, so
+    each runs once per process; only the bot's own job (the /add drafts' expiry) is left."""
     token = bot_token(settings)
     engine = engine or open_engine(settings)
     services = BotServices(
@@ -72,6 +79,7 @@ def build_application(settings: Settings, *, engine: SearchEngine | None = None)
         drafts=DraftStore(engine.sessions, timeout_seconds=admin_add.CONVERSATION_TIMEOUT_SECONDS),
         # Derived from the token, so user references cannot be reversed by trying user ids.
         user_ref_key=hashlib.sha256(b"lookalike-user-ref\0" + token.encode()).digest(),
+        hosted=hosted,
     )
     application = (
         ApplicationBuilder()
@@ -105,8 +113,9 @@ def build_application(settings: Settings, *, engine: SearchEngine | None = None)
     ):
         application.add_handler(handler)
     application.add_error_handler(_on_error)
-    jobs.schedule(application)
-    feed.schedule(application)  # only with FEED_URL
+    jobs.schedule(application, upkeep=not hosted)
+    if not hosted:
+        feed.schedule(application)  # only with FEED_URL
     return application
 
 
@@ -114,11 +123,12 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     """Before the first update: model loaded and warmed up, orphans swept, menu set."""
     services: BotServices = application.bot_data.services
     engine = services.engine
-    await engine.run(engine.warm_up)
-    swept = await engine.run(engine.sweep_orphan_files)
-    if swept:
-        log.info("removed %d image file(s) left by an interrupted change", len(swept))
-    await engine.start()
+    if not services.hosted:
+        await engine.run(engine.warm_up)
+        swept = await engine.run(engine.sweep_orphan_files)
+        if swept:
+            log.info("removed %d image file(s) left by an interrupted change", len(swept))
+        await engine.start()
     bot = application.bot
     await bot.set_my_commands(CUSTOMER_COMMANDS)
     staff = services.settings.admin_ids | services.settings.support_ids
@@ -139,7 +149,8 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
 
 async def _post_stop(application: Application) -> None:  # type: ignore[type-arg]
     services: BotServices = application.bot_data.services
-    await services.engine.stop()
+    if not services.hosted:
+        await services.engine.stop()
 
 
 async def _on_error(update: object, context: Context) -> None:

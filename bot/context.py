@@ -24,6 +24,8 @@ class BotServices:
     rate_limiter: RateLimiter  # shared by every instance (in the database)
     drafts: DraftStore  # admins' guided /add, in the database
     user_ref_key: bytes  # HMAC key for opaque user references in the search log
+    # True under `lookalike serve` (the webhook): the server runs the engine and its upkeep.
+    hosted: bool = False
 
     def user_ref(self, user_id: int) -> str:
         """An opaque, stable reference for a Telegram user (the search log stores no ids)."""

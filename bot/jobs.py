@@ -46,8 +46,10 @@ async def purge_expired_searches(context: Context) -> None:
         log.warning("search log retention failed (retrying tomorrow): %s", exc)
 
 
-def schedule(application: Application) -> None:  # type: ignore[type-arg]
-    """Start the repeating jobs with the application (JobQueue starts with it)."""
+def schedule(application: Application, *, upkeep: bool = True) -> None:  # type: ignore[type-arg]
+    """Start the repeating jobs with the application (JobQueue starts with it). Without
+    `upkeep` (a server hosts the bot and runs the index sync and retention itself), only the
+    bot's own draft expiry."""
     services = application.bot_data.services
     job_queue = application.job_queue
     if job_queue is None:
@@ -55,21 +57,22 @@ def schedule(application: Application) -> None:  # type: ignore[type-arg]
     interval = services.settings.index_sync_seconds
     # Never two syncs at once; a run that is late (the last one was slow) is merged, not queued.
     job_options = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-    job_queue.run_repeating(
-        sync_index, interval=interval, first=interval, name=SYNC_JOB, job_kwargs=job_options
-    )
+    if upkeep:
+        job_queue.run_repeating(
+            sync_index, interval=interval, first=interval, name=SYNC_JOB, job_kwargs=job_options
+        )
+        job_queue.run_repeating(
+            purge_expired_searches,
+            interval=RETENTION_INTERVAL_SECONDS,
+            first=RETENTION_FIRST_SECONDS,
+            name=RETENTION_JOB,
+            job_kwargs=job_options,
+        )
     job_queue.run_repeating(
         admin_add.expire_drafts,
         interval=admin_add.DRAFT_SWEEP_SECONDS,
         first=admin_add.DRAFT_SWEEP_SECONDS,
         name=DRAFT_JOB,
-        job_kwargs=job_options,
-    )
-    job_queue.run_repeating(
-        purge_expired_searches,
-        interval=RETENTION_INTERVAL_SECONDS,
-        first=RETENTION_FIRST_SECONDS,
-        name=RETENTION_JOB,
         job_kwargs=job_options,
     )
     # APScheduler logs every run at INFO ("Running job ..."): every 2 s is noise.

@@ -4,7 +4,8 @@ facade only (`from db import ...`), for two things:
 - their own state, which lives in tables beside the catalogue: a store class per kind, each
   over the engine's `sessionmaker` (`engine.sessions`), each method one short transaction:
   `ApiKeys` (the web API's keys), `RateLimits` (sliding windows shared by every instance),
-  `Drafts` (the bot's guided /add), `FeedLedger` (the feed's SKUs, photos and runs) and
+  `Drafts` (the bot's guided /add), `AppSecrets` (generated once, shared by every
+  process), `FeedLedger` (the feed's SKUs, photos and runs) and
   `Leases` (one process at a time runs a shared job);
 - the database's own operations for the command line and the benchmarks: engines and session
   factories, migrations, backup, copy, an embedded PostgreSQL.
@@ -14,6 +15,7 @@ which also exports the records doors render (ProductRecord...).
 """
 
 from db.api_keys import ApiKeyError, ApiKeyRecord, ApiKeys, NewApiKey
+from db.app_secrets import AppSecrets
 from db.backup import backup_sqlite
 from db.copy import CopyError, copy_database
 from db.database import create_db_engine, create_session_factory
@@ -29,6 +31,7 @@ __all__ = [
     "ApiKeyError",
     "ApiKeyRecord",
     "ApiKeys",
+    "AppSecrets",
     "CopyError",
     "DraftRecord",
     "Drafts",

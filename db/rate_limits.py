@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.database import as_utc
 from db.tables import RateLimitEvent
 
 __all__ = ["RateLimits"]
+
+# Keyed on the caller's reference (hashed to the lock's bigint), kept apart from other locks.
+RATE_LIMIT_LOCK_PREFIX = "rate-limit:"
 
 
 class RateLimits:
@@ -34,10 +37,18 @@ class RateLimits:
         the window.
 
         Events that left the window are deleted (everyone's: the table holds one window's
-        worth). The prune, the count and the insert are one transaction; two instances may
-        still both let an event through in the same instant: the limit is shared, not a lock."""
+        worth). The prune, the count and the insert are one transaction, and one caller's
+        transactions follow each other: SQLite has one writer at a time, and on PostgreSQL
+        an advisory lock on the caller's reference makes two instances' counts wait for each
+        other (under READ COMMITTED both would otherwise count the same rows and both let
+        the request through)."""
         cutoff = now - window
         with self._sessions.begin() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtextextended(:ref, 0))"),
+                    {"ref": RATE_LIMIT_LOCK_PREFIX + user_ref},
+                )
             session.execute(delete(RateLimitEvent).where(RateLimitEvent.created_at < cutoff))
             count, oldest = session.execute(
                 select(func.count(RateLimitEvent.id), func.min(RateLimitEvent.created_at)).where(

@@ -359,3 +359,15 @@ class SearchDaily(Base):
     # holds distances in ((b-1)/100, b/100], so "over a weak threshold t" (t a multiple of
     # 0.01, like WEAK_MATCH_DISTANCE) is exact: the buckets above round(t * 100).
     best_distance_buckets: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+
+
+class AppSecret(Base):
+    """A secret every process of one installation shares, generated once by the first that
+    needs it (db/app_secrets.py): e.g. the key of the web's pseudonymous client references,
+    so rate limits and votes hold across instances and restarts without configuration."""
+
+    __tablename__ = "app_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     web_searches_per_minute: Annotated[int, Field(ge=1)] = 20
     web_writes_per_minute: Annotated[int, Field(ge=1)] = 120
     # Salt of the pseudonymous reference a web search is logged under (an HMAC of the
-    # client's address); generated per process when empty (then it changes at restart).
+    # client's address); empty: a key generated once and kept in the database, which every
+    # instance and restart share (set it only to carry references over to another database).
     web_user_ref_secret: SecretStr | None = None
     # Trust X-Forwarded-For from these proxy addresses (comma-separated), for the per-address
     # rate limit behind a reverse proxy; empty: the socket's peer address is the client.

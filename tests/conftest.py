@@ -189,6 +189,12 @@ def current_backend() -> str:
     return _Backend.name
 
 
+def postgres_databases() -> PostgresDatabases | None:
+    """The PostgreSQL pass's databases (None in the SQLite pass), for fixtures that copy a
+    catalogue of their own."""
+    return _Backend.postgres
+
+
 def database_url_for(root: Path) -> str:
     """The database of a test folder: `root`/lookalike.db with SQLite; with PostgreSQL a
     database of its own on the session's server, created empty the first time."""

@@ -13,24 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 
+from db import AppSecrets
 from web import admin_api, catalog_api, media, ops, search_api
 from web.config import WebConfig
 from web.context import WebContext
 from web.keys import KeyChecker
 from web.limits import BODY_OVERHEAD_BYTES, BodyLimitMiddleware, RateLimits
-from web.metrics import WebMetrics
+from web.metrics import RequestMetricsMiddleware, WebMetrics
+from web.openapi import install_docs
 from web.problems import install_problem_handlers
+from web.protocol import ProblemCorsMiddleware, ProtocolMiddleware, page_policy
 
 if TYPE_CHECKING:
     from search import SearchEngine
@@ -40,15 +43,14 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = resources.files("web") / "static"
 API_VERSION = "1.0.0"
+USER_REF_SECRET = "web-user-ref"  # app_secrets' row of the client-reference key
 
 
 def _gauges(engine: SearchEngine) -> dict[str, float]:
-    batches, images = engine.batches_run, engine.images_embedded
     return {
         "lookalike_catalog_products": float(engine.status().products_searchable),
-        "lookalike_inference_batches": float(batches),
-        "lookalike_inference_images": float(images),
-        "lookalike_inference_mean_batch_size": images / batches if batches else 0.0,
+        "lookalike_inference_batches": float(engine.batches_run),
+        "lookalike_inference_images": float(engine.images_embedded),
     }
 
 
@@ -73,27 +75,43 @@ def create_app(
     """`telegram`: also take the bot's webhook (started and stopped with the app).
     `background`: jobs that run while the app does (e.g. the scheduled feed sync)."""
     config = config or WebConfig()
+    if config.user_ref_key is None:
+        shared_key = AppSecrets(engine.sessions).get_or_create(USER_REF_SECRET)
+        config = dataclasses.replace(config, user_ref_key=shared_key)
+
+    async def load() -> None:
+        """Warm-up (and the bot's start) after the server listens: /healthz answers at once,
+        /readyz says "loading" until the model has run once."""
+        try:
+            await engine.run(engine.warm_up)
+            swept = await engine.run(engine.sweep_orphan_files)
+            if swept:
+                log.info("removed %d image file(s) left by an interrupted change", len(swept))
+            if telegram is not None:
+                await telegram.start()
+        except Exception:
+            context.model_state = "failed"
+            log.exception("the model could not be loaded; /readyz answers 503 until a restart")
+            return
+        context.model_state = "loaded"
+        log.info("web ready: %d products searchable", engine.status().products_searchable)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await engine.start()
+        loading = asyncio.create_task(load())
         sync = asyncio.create_task(_keep_index_in_sync(engine, config.index_sync_seconds))
         jobs = [asyncio.create_task(job()) for job in background]
         try:
-            await engine.run(engine.warm_up)
-            context.model_ready = True
-            if telegram is not None:
-                await telegram.start()
-            log.info("web ready: %d products searchable", engine.status().products_searchable)
             yield
         finally:
-            context.model_ready = False
-            if telegram is not None:
-                await telegram.stop()
-            for task in (sync, *jobs):
+            ready, context.model_state = context.model_state, "stopping"
+            for task in (loading, sync, *jobs):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if telegram is not None and ready == "loaded":
+                await telegram.stop()
             await engine.stop()
 
     app = FastAPI(
@@ -101,6 +119,8 @@ def create_app(
         version=API_VERSION,
         description="Visual product search: send a photo, get the most similar products.",
         lifespan=lifespan,
+        docs_url=None,  # install_docs: Swagger UI from local assets
+        redoc_url=None,
     )
     metrics = WebMetrics(lambda: _gauges(engine))
     context = WebContext(
@@ -125,11 +145,13 @@ def create_app(
     app.include_router(ops.router(engine, context))
     if telegram is not None:
         app.include_router(telegram.router())
+    install_docs(app)
     _mount_page(app)
 
-    # Outermost last: the body limit sees the raw stream first, then CORS answers preflights.
+    # Outermost last: the protocol's headers go on every answer (413s and preflights too),
+    # the body limit sees the raw stream, then CORS answers preflights.
     app.add_middleware(
-        CORSMiddleware,
+        ProblemCorsMiddleware,
         allow_origins=list(config.cors_origins),
         allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
         allow_headers=["Authorization", "Content-Type"],
@@ -144,6 +166,10 @@ def create_app(
     # Customers' photos never touch the disk: Starlette spools an uploaded file to a temporary
     # file past `spool_max_size` (1 MB by default); every body we accept fits in memory.
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, body_limit)
+    pages = {"/": "index.html", "/static/embed.html": "embed.html"}
+    policies = {path: page_policy((STATIC_DIR / name).read_text()) for path, name in pages.items()}
+    app.add_middleware(RequestMetricsMiddleware, requests=metrics.requests)
+    app.add_middleware(ProtocolMiddleware, routes_of=app, policies=policies)
     return app
 
 

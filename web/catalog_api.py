@@ -44,6 +44,7 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
         k: Annotated[int | None, Query(ge=1, le=50)] = None,
     ) -> SimilarOut:
         who = Requester(context.user_ref(request), SOURCE)
+        await context.limit_search(who.user_ref)  # a search (ranked and logged) like any other
         try:
             product, result = await engine.run(_similar_to_sku, engine, sku, who, k)
         except CatalogError as error:

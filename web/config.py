@@ -3,8 +3,7 @@ their own), so the app itself never reads the environment."""
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from lookalike.settings import Settings
 
@@ -18,8 +17,10 @@ class WebConfig:
     searches_per_minute: int = 20  # per client address, shared by every instance
     writes_per_minute: int = 120  # per API key
     # Key of the HMAC that turns a client address into the pseudonymous user_ref searches are
-    # logged and rate-limited under (the address itself is never stored).
-    user_ref_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # logged, voted and rate-limited under (the address itself is never stored). None: the
+    # installation's own, generated once and kept in the database (app_secrets), so every
+    # instance and every restart agree without configuration.
+    user_ref_key: bytes | None = None
     trusted_proxies: tuple[str, ...] = ()
     url_fetch_timeout_seconds: float = 10.0
     url_fetch_allow_private: bool = False  # tests only: image URLs on 127.0.0.1
@@ -32,7 +33,7 @@ def web_config_from_settings(settings: Settings) -> WebConfig:
     key = (
         b"lookalike-web-user-ref\0" + secret.get_secret_value().encode()
         if secret is not None and secret.get_secret_value()
-        else secrets.token_bytes(32)
+        else None
     )
     return WebConfig(
         cors_origins=settings.web_cors_origins,

@@ -46,7 +46,9 @@ class WebContext:
     metrics: WebMetrics
     limits: RateLimits
     keys: KeyChecker
-    model_ready: bool = False  # set once the model is loaded and warmed up (readyz)
+    # /readyz: "loading" until the model is loaded and warmed up, then "loaded" (or "failed",
+    # or "stopping" once the server shuts down).
+    model_state: str = "loading"
 
     @property
     def max_image_bytes(self) -> int:
@@ -57,12 +59,19 @@ class WebContext:
 
     def user_ref(self, request: Request) -> str:
         address = client_address(request, self.config.trusted_proxies)
+        assert self.config.user_ref_key is not None, "create_app sets the key"
         return user_ref_of(address, self.config.user_ref_key)
 
     async def limit_search(self, user_ref: str) -> None:
         wait = await self.limits.search_wait(user_ref)
         if wait is not None:
             raise rate_limited(ProblemError, "too many searches from your address", wait)
+
+    async def limit_votes(self, user_ref: str) -> None:
+        """Votes from one address: as many a minute as searches (a vote follows a search)."""
+        wait = await self.limits.vote_wait(user_ref)
+        if wait is not None:
+            raise rate_limited(ProblemError, "too many votes from your address", wait)
 
     async def authorise_write(self, authorization: str | None, user_ref: str) -> ApiKeyRecord:
         """The key of a write request; 401 without a valid one, 429 (Retry-After) past the

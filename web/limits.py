@@ -127,6 +127,10 @@ class RateLimits:
         wait = await self._engine.run(self._take, user_ref, self.searches_per_minute)
         return None if wait is None else max(1, math.ceil(wait))
 
+    async def vote_wait(self, user_ref: str) -> int | None:
+        wait = await self._engine.run(self._take, f"web-vote:{user_ref}", self.searches_per_minute)
+        return None if wait is None else max(1, math.ceil(wait))
+
     async def write_wait(self, key_id: int) -> int | None:
         wait = await self._engine.run(self._take, f"web-key:{key_id}", self.writes_per_minute)
         return None if wait is None else max(1, math.ceil(wait))

@@ -74,6 +74,12 @@ def make_thumbnail(data: bytes, width: int) -> bytes:
     return buffer.getvalue()
 
 
+def _matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 13.1.2: `*` matches any current representation; tags compare weakly."""
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
 def _not_found(file_name: str) -> ProblemError:
     return ProblemError(404, f"there is no image {file_name[:80]!r}", kind="not-found")
 
@@ -109,9 +115,7 @@ def router(engine: SearchEngine) -> APIRouter:
         content_hash = file_name.split("/")[1].split(".")[0]
         etag = f'"{content_hash}"' if w is None else f'"{content_hash}-w{w}"'
         headers = {"Cache-Control": CACHE_CONTROL, "ETag": etag}
-        if if_none_match is not None and etag in [
-            tag.strip().removeprefix("W/") for tag in if_none_match.split(",")
-        ]:
+        if if_none_match is not None and _matches(if_none_match, etag):
             return Response(status_code=304, headers=headers)
         if w is not None:
             data = await engine.run(thumbnails.get_or_make, engine, file_name, w)

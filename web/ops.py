@@ -41,7 +41,7 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
     )
     async def readyz() -> Response:
         checks = {
-            "model": "loaded" if context.model_ready else "loading",
+            "model": context.model_state,
             "database": "ok" if await engine.run(database_answers, engine) else "unreachable",
         }
         ready = checks["model"] == "loaded" and checks["database"] == "ok"

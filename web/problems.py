@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
-_TITLES = {
+TITLES = {
     400: "Bad request",
     401: "Unauthorized",
     403: "Forbidden",
@@ -71,7 +71,7 @@ def problem_response(
     body: dict[str, Any] = {
         # A relative reference naming the kind; the kinds are listed in the README (web API).
         "type": f"/problems/{kind}",
-        "title": _TITLES.get(status, "Error"),
+        "title": TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
     }
@@ -112,7 +112,7 @@ def install_problem_handlers(app: FastAPI, on_error: Callable[[str], None]) -> N
             exc.status_code, "http-error"
         )
         on_error(kind)
-        detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
+        detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"there is nothing at {request.url.path}"
         if exc.status_code == 405:

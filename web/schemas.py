@@ -4,11 +4,16 @@ handlers return. Prices are decimal strings ("49.90"), never floats: they are mo
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, WithJsonSchema
 
 Metric = Literal["cosine", "euclidean", "inner_product"]
+# A price as the API takes it: a decimal string above zero, at most 10 digits and 2 decimals
+# ("80", "49.90", ".5"), documented so that every string the schema allows is accepted.
+PRICE_PATTERN = r"^([1-9][0-9]{0,9}(\.[0-9]{1,2})?|0?\.(0[1-9]|[1-9][0-9]?))$"
+_PRICE_SCHEMA = WithJsonSchema({"type": "string", "pattern": PRICE_PATTERN, "example": "49.90"})
+Price = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2), _PRICE_SCHEMA]
 
 
 class ImageOut(BaseModel):
@@ -72,7 +77,7 @@ class SearchParams(BaseModel):
 
     k: int | None = Field(default=None, ge=1, le=50)
     category: str | None = Field(default=None, max_length=64)
-    max_price: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
+    max_price: Price | None = None
     metric: Metric | None = None
     cheaper_than: str | None = Field(default=None, max_length=64, description="a SKU")
     all_categories: bool = Field(
@@ -106,15 +111,22 @@ class FeedbackOut(BaseModel):
 
 
 class ProductUpdateIn(BaseModel):
-    """Only the fields given change."""
+    """Only the fields given change. `name` and `currency` cannot be null (a product always
+    has them); `price`, `url` and `category` given as null are cleared."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200)
-    price: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
-    currency: str | None = Field(default=None, min_length=3, max_length=3)
-    url: str | None = Field(default=None, max_length=2000)
-    category: str | None = Field(default=None, max_length=64)
+    # Not nullable: the default (left out) is never validated, an explicit null is a 422.
+    name: str = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
+    price: Price | None = Field(default=None, description="null: not priced")
+    currency: str = Field(default=None, pattern=r"^[A-Za-z]{3}$")  # type: ignore[assignment]
+    url: str | None = Field(
+        default=None,
+        max_length=2000,
+        pattern=r"^https?://[^\s/]+[^\s]*$",
+        description="null: cleared",
+    )
+    category: str | None = Field(default=None, max_length=64, description="null: cleared")
 
 
 class StockIn(BaseModel):

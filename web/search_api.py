@@ -15,14 +15,32 @@ from starlette.datastructures import UploadFile
 from search import UrlFetchError, fetch_image
 from web.problems import ProblemError
 from web.render import Urls, search_out
-from web.schemas import FeedbackIn, FeedbackOut, SearchByUrlIn, SearchOut, SearchParams
+from web.schemas import (
+    PRICE_PATTERN,
+    FeedbackIn,
+    FeedbackOut,
+    SearchByUrlIn,
+    SearchOut,
+    SearchParams,
+)
 
 if TYPE_CHECKING:
     from search import SearchEngine
     from web.context import WebContext
 
 SHARE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_FORM_FIELDS = ("k", "category", "max_price", "metric", "cheaper_than", "all_categories")
+# The multipart form's fields as they are sent (strings) and checked: each must match its
+# pattern whole, or be empty (= left out, as an HTML form sends an unset field). The OpenAPI
+# document shows the same patterns, so every value it allows is accepted and no other.
+_FORM_PATTERNS = {
+    "k": "[1-9]|[1-4][0-9]|50",
+    "category": "[^\\x00-\\x1f]{1,64}",
+    "max_price": PRICE_PATTERN.removeprefix("^").removesuffix("$"),
+    "metric": "cosine|euclidean|inner_product",
+    "cheaper_than": "[^\\x00-\\x1f]{1,64}",
+    "all_categories": "true|false",
+}
+_FORM_FIELDS = tuple(_FORM_PATTERNS)
 # Part types a browser or client may give a photo; the bytes are checked by the engine anyway.
 _PHOTO_TYPES = ("image/", "application/octet-stream")
 
@@ -36,12 +54,10 @@ _SEARCH_BODY: dict[str, Any] = {
                     "required": ["photo"],
                     "properties": {
                         "photo": {"type": "string", "format": "binary"},
-                        "k": {"type": "integer", "minimum": 1, "maximum": 50},
-                        "category": {"type": "string"},
-                        "max_price": {"type": "string", "example": "80.00"},
-                        "metric": {"enum": ["cosine", "euclidean", "inner_product"]},
-                        "cheaper_than": {"type": "string", "description": "a SKU"},
-                        "all_categories": {"type": "boolean"},
+                        **{
+                            name: {"type": "string", "pattern": f"^({pattern})?$"}
+                            for name, pattern in _FORM_PATTERNS.items()
+                        },
                     },
                 }
             },
@@ -74,11 +90,13 @@ async def _read_form(request: Request) -> tuple[bytes, SearchParams]:
                 kind="unsupported-media-type",
             )
         data = await photo.read()
-        values = {
-            name: value
-            for name in _FORM_FIELDS
-            if isinstance(value := form.get(name), str) and value.strip() != ""
-        }
+        given = {name: value for name in _FORM_FIELDS if isinstance(value := form.get(name), str)}
+    for name, value in given.items():
+        if value and not re.fullmatch(_FORM_PATTERNS[name], value):
+            raise ProblemError(
+                422, f"{name}: {value[:40]!r} is not a valid value", kind="invalid-request"
+            )
+    values = {name: value for name, value in given.items() if value}
     try:
         params = SearchParams.model_validate(values)
     except ValidationError as error:
@@ -104,6 +122,9 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
     )
     async def search(request: Request) -> SearchOut:
         started = time.perf_counter()
+        # Counted before anything of the body is read: a client past its limit costs no upload.
+        user_ref = context.user_ref(request)
+        await context.limit_search(user_ref)
         content_type = request.headers.get("content-type", "").lower()
         data: bytes | None = None
         image_url: str | None = None
@@ -121,8 +142,6 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
                 "with image_url",
                 kind="unsupported-media-type",
             )
-        user_ref = context.user_ref(request)
-        await context.limit_search(user_ref)
         max_price = params.max_price
         if params.cheaper_than:
             max_price = await context.price_below(params.cheaper_than)
@@ -151,12 +170,15 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
             raise ProblemError(404, "there is no such shared search", kind="not-found")
         lookup = functools.partial(engine.searcher.get_search, share_token=share_token)
         result = await engine.run(lookup)
-        if result is None:  # a well-formed token: its search passed the retention period
+        if result is None:
+            # Never made, or its search passed the retention period: the two cannot be told
+            # apart (tokens are random and nothing of a purged search is kept), so no "expired".
             days = engine.history.retention_days
             raise ProblemError(
-                410,
-                f"these shared results are no longer available: searches are kept for {days} days",
-                kind="expired",
+                404,
+                "there are no such shared results (searches are kept for "
+                f"{days} days; an older link no longer works)",
+                kind="not-found",
             )
         return search_out(result, Urls.for_request(request, context.config.public_url))
 
@@ -170,11 +192,10 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
         search_id: Annotated[int, Path(ge=1)],
         body: Annotated[FeedbackIn, Body()],
     ) -> FeedbackOut:
+        user_ref = context.user_ref(request)
+        await context.limit_votes(user_ref)
         record = functools.partial(
-            engine.history.record_feedback,
-            search_id,
-            user_ref=context.user_ref(request),
-            vote=body.vote,
+            engine.history.record_feedback, search_id, user_ref=user_ref, vote=body.vote
         )
         if not await engine.run(record):
             raise ProblemError(404, f"there is no search {search_id}", kind="not-found")

@@ -75,7 +75,8 @@ def _telegram(settings: Settings, engine: SearchEngine) -> TelegramWebhook | Non
     )
     redact_secret_in_logs(secret)
     try:
-        application = build_application(settings, engine=engine)
+        # The server runs the engine and its upkeep (create_app): each job once a process.
+        application = build_application(settings, engine=engine, hosted=True)
     except MissingTokenError as error:
         raise ServeError(str(error)) from None
     return TelegramWebhook(application, webhook_url=settings.webhook_url, secret=secret)

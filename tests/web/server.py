@@ -37,21 +37,32 @@ class LiveServer:
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
         )
 
-    def start(self) -> None:
+    def start(self, *, wait_ready: bool = True) -> None:
+        """Until /healthz answers (the server listens); with `wait_ready`, until /readyz says
+        the model is loaded too (the warm-up runs after the server listens)."""
         self._thread.start()
+        self._poll("/healthz")
+        if wait_ready:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        self._poll("/readyz")
+
+    def _poll(self, path: str) -> None:
         deadline = time.monotonic() + READY_DEADLINE_SECONDS
         with httpx.Client(base_url=self.url, timeout=5) as client:
             while True:
                 if not self._thread.is_alive():
                     raise AssertionError("the web server stopped while starting")
                 try:
-                    if client.get("/healthz").status_code == 200 and self._server.started:
-                        # The lifespan (model warm-up) has finished once the server started.
+                    answer = client.get(path)
+                    if answer.status_code == 200 and self._server.started:
                         return
+                    assert "failed" not in answer.text, answer.text
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline:
-                    raise AssertionError("the web server did not answer /healthz in time")
+                    raise AssertionError(f"the web server did not answer {path} in time")
                 time.sleep(0.05)  # polling interval, not synchronisation: the check is above
 
     def stop(self) -> None:

@@ -189,9 +189,19 @@ def test_create_a_product_then_change_it_every_way(shop: Shop) -> None:
         assert changed.status_code == 200 and changed.json()["changed"] is True
         assert client.get("/api/v1/products/NEW-1").json()["price"] == "9.99"
         assert_problem(client.patch("/api/v1/products/NEW-1", json={"url": "ftp://x"}), 422, "URL")
+        # A product always has a name and a currency: null is refused, not a 500.
+        for field in ("name", "currency"):
+            refused = client.patch("/api/v1/products/NEW-1", json={field: None})
+            assert_problem(refused, 422, field)
+        # null clears what may be absent, as the schema documents.
+        cleared = client.patch("/api/v1/products/NEW-1", json={"price": None, "category": None})
+        assert cleared.status_code == 200, cleared.text
+        assert cleared.json()["product"]["price"] is None
+        assert cleared.json()["product"]["name"] == "Cheap runner"
 
     entries = [entry for entry in shop.audit() if entry.outcome == "ok"]
-    assert [entry.action for entry in entries] == ["web_add", "web_add_photo", "web_update"]
+    actions = ["web_add", "web_add_photo", "web_update", "web_update"]
+    assert [entry.action for entry in entries] == actions
     key_id = entries[0].details["api_key_id"]
     assert {entry.user_id for entry in entries} == {-key_id}
     assert {entry.details["api_key_name"] for entry in entries} == {"back-office"}

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import csv
+import http.client
 import io
+import json
 from pathlib import Path
 
 from PIL import Image
@@ -97,3 +99,14 @@ def test_media_names_never_reach_the_file_system_unchecked(server: LiveServer) -
             response = client.get(f"/media/{name}")
             assert response.status_code == 404, name
             assert response.headers["content-type"].startswith("application/problem+json")
+    # httpx removes dot segments ("/media/../x" becomes "/x", which never reaches /media):
+    # sent as written, every probe reaches the media route and is refused by its name check.
+    for name in ("../lookalike.db", "ab/../../lookalike.db", "./../lookalike.db", "..", "ab/.."):
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            connection.request("GET", f"/media/{name}")
+            answer = connection.getresponse()
+            body = json.loads(answer.read())
+        finally:
+            connection.close()
+        assert answer.status == 404 and body["detail"].startswith("there is no image"), body

@@ -4,14 +4,16 @@ per-address search rate limit (shared through the database) with Retry-After."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 from search.featurize.featurizer import Featurizer
 from tests.web.conftest import copy_catalog
-from tests.web.server import LiveServer, live_server
+from tests.web.server import LiveServer, live_server, open_test_engine
 from tests.web.test_search_api import assert_problem, search
 from web.config import WebConfig
 
@@ -22,6 +24,44 @@ def test_health_and_readiness(server: LiveServer) -> None:
         ready = client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"model": "loaded", "database": "ok"}
+
+
+class GatedFeaturizer:
+    """The real featurizer behind a gate: its first batch (the warm-up) waits until the test
+    opens it, so the server's loading state can be seen."""
+
+    def __init__(self, inner: Featurizer) -> None:
+        self.inner = inner
+        self.model_name, self.dim = inner.model_name, inner.dim
+        self.gate = threading.Event()
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        assert self.gate.wait(timeout=60), "the test never opened the gate"
+        return self.inner.embed(batch)
+
+
+def test_the_server_listens_at_once_and_is_ready_after_warm_up(
+    web_catalog: Path, tmp_path: Path, models_dir: Path, extractor: Featurizer
+) -> None:
+    settings = copy_catalog(web_catalog, tmp_path / "db", models_dir)
+    gated = GatedFeaturizer(extractor)
+    engine = open_test_engine(settings, gated)
+    server = LiveServer(engine, WebConfig())
+    try:
+        server.start(wait_ready=False)
+        with server.client() as client:
+            assert client.get("/healthz").status_code == 200
+            assert client.head("/healthz").status_code == 200
+            loading = client.get("/readyz")
+            assert loading.status_code == 503
+            assert loading.json()["checks"]["model"] == "loading"
+            gated.gate.set()
+            server.wait_ready()
+            assert client.get("/readyz").json()["checks"]["model"] == "loaded"
+    finally:
+        gated.gate.set()
+        server.stop()
+        engine.close()
 
 
 def _metric(text: str, name: str, default: float | None = None) -> float:
@@ -51,8 +91,20 @@ def test_metrics_count_searches_errors_and_the_catalogue(
     assert _metric(text, 'lookalike_web_errors_total{kind="not-found"}') >= 1
     assert _metric(text, "lookalike_web_search_seconds_count") >= 1
     assert _metric(text, "lookalike_catalog_products") == 300
-    assert _metric(text, "lookalike_inference_images") >= 1
-    assert _metric(text, "lookalike_inference_mean_batch_size") >= 1
+    assert _metric(text, "lookalike_inference_images_total") >= 1
+    assert _metric(text, "lookalike_inference_batches_total") >= 1
+    assert re.search(r"^# TYPE lookalike_inference_images(_total)? counter$", text, re.MULTILINE)
+    assert "_created" not in text
+    requests = (
+        'lookalike_http_requests_total{method="GET",route="/api/v1/products/{sku}",status="404"}'
+    )
+    assert _metric(text, requests) >= 1
+    assert (
+        _metric(
+            text, 'lookalike_http_requests_total{method="POST",route="/api/v1/search",status="200"}'
+        )
+        >= 1
+    )
 
 
 def test_openapi_docs_and_page(server: LiveServer) -> None:
@@ -108,9 +160,11 @@ def test_cors_for_a_configured_origin(
 def test_search_rate_limit_per_address_is_shared_by_instances(
     web_catalog: Path, tmp_path: Path, models_dir: Path, extractor: Featurizer, query_photo: bytes
 ) -> None:
-    """Two servers over one database (as behind a load balancer) share the limit: 3 a minute."""
+    """Two servers over one database (as behind a load balancer) share the limit: 3 a minute,
+    with the default settings (no secret configured: the key is the database's); a restarted
+    server still counts them."""
     settings = copy_catalog(web_catalog, tmp_path / "db", models_dir)
-    config = WebConfig(searches_per_minute=3, user_ref_key=b"k" * 32)
+    config = WebConfig(searches_per_minute=3)
     with (
         live_server(settings, extractor, config) as first,
         live_server(settings, extractor, config) as second,
@@ -128,6 +182,8 @@ def test_search_rate_limit_per_address_is_shared_by_instances(
         assert search(one, query_photo).status_code == 429
         # Other requests are not limited.
         assert one.get("/api/v1/categories").status_code == 200
+    with live_server(settings, extractor, config) as restarted, restarted.client() as again:
+        assert_problem(search(again, query_photo), 429, "too many searches")
 
 
 def test_image_urls_to_private_addresses_are_refused(
@@ -135,7 +191,9 @@ def test_image_urls_to_private_addresses_are_refused(
 ) -> None:
     with fresh_server.client() as client:
         response = client.post("/api/v1/search", json={"image_url": f"{fresh_server.url}/healthz"})
-    assert_problem(response, 422, "image URL")
+    # The guard's own reason: with it off, the same request fails later, for another reason
+    # (/healthz is not an image), and this test would not notice.
+    assert_problem(response, 422, "image URL", "private or local network")
 
 
 def test_transport_is_plain_http_on_loopback(server: LiveServer) -> None:

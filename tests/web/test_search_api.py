@@ -132,8 +132,9 @@ def test_shared_result_set_and_feedback(server: LiveServer, query_photo: bytes) 
         assert shared.status_code == 200
         assert [r["sku"] for r in shared.json()["results"]] == [r["sku"] for r in made["results"]]
         assert shared.json()["search_id"] == made["search_id"]
-        # A well-formed token whose search is gone: it expired (the retention period).
-        assert_problem(client.get("/api/v1/searches/nosuchtoken123"), 410, "no longer available")
+        # A made-up token and one whose search is gone look the same: not found, with why
+        # an old link may have stopped working.
+        assert_problem(client.get("/api/v1/searches/nosuchtoken123"), 404, "no such", "days")
         assert_problem(client.get("/api/v1/searches/bad%20token!"), 404)
 
         vote = client.post(f"/api/v1/searches/{made['search_id']}/feedback", json={"vote": 1})
@@ -203,6 +204,8 @@ def test_too_large_wrong_type_and_malformed_requests(
         assert_problem(search(client, query_photo, k="0"), 422, "k")
         assert_problem(search(client, query_photo, metric="manhattan"), 422, "metric")
         assert_problem(search(client, query_photo, max_price="cheap"), 422, "max_price")
+        # A form's fields are strings matching the documented patterns: not "yes" for true.
+        assert_problem(search(client, query_photo, all_categories="yes"), 422, "all_categories")
         assert_problem(
             client.post(
                 "/api/v1/search", content=b"{not json", headers={"content-type": "application/json"}

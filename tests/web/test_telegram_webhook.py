@@ -12,7 +12,12 @@ from pathlib import Path
 
 import httpx
 
+from bot.application import build_application
+from bot.handlers.feed import FEED_JOB
+from bot.jobs import DRAFT_JOB, RETENTION_JOB, SYNC_JOB
+from search import SearchEngine
 from search.featurize.featurizer import Featurizer
+from tests.conftest import make_settings
 from tests.fakebotapi.server import FakeBotAPI
 from tests.web.conftest import copy_catalog
 from tests.web.test_serve import READY_DEADLINE_SECONDS, free_port, serve_env
@@ -116,3 +121,25 @@ def test_webhook_without_a_token_is_refused_clearly(
     assert done.returncode == 2
     assert "TELEGRAM_BOT_TOKEN is not set" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_bot_the_server_hosts_leaves_the_upkeep_to_it(
+    engine: SearchEngine, tmp_path: Path, models_dir: Path
+) -> None:
+    """Under `serve` with the webhook the server runs the index sync, the retention and the
+    feed schedule (create_app, web/serve.py): the hosted bot schedules only its own job, so
+    each runs once in the process. On its own, the bot schedules them all."""
+    settings = make_settings(
+        tmp_path,
+        models_dir,
+        telegram_bot_token="123456:not-a-real-token",
+        feed_url="https://shop.example/feed.tsv",
+    )
+
+    def scheduled(*, hosted: bool) -> list[str]:
+        application = build_application(settings, engine=engine, hosted=hosted)
+        assert application.job_queue is not None
+        return sorted(job.name for job in application.job_queue.scheduler.get_jobs())
+
+    assert scheduled(hosted=True) == [DRAFT_JOB]
+    assert scheduled(hosted=False) == sorted([DRAFT_JOB, FEED_JOB, RETENTION_JOB, SYNC_JOB])

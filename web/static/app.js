@@ -94,7 +94,9 @@
       var file = event.dataTransfer.files && event.dataTransfer.files[0];
       if (file) { self.choose(file); }
     });
-    document.addEventListener("paste", function (event) {
+    // On its own page the widget takes a photo pasted anywhere; embedded, only one pasted
+    // into the widget, never one meant for the shop's own fields (a review box...).
+    (this.useLocation ? document : this.root).addEventListener("paste", function (event) {
       var items = (event.clipboardData && event.clipboardData.items) || [];
       for (var i = 0; i < items.length; i += 1) {
         if (items[i].kind === "file" && items[i].type.indexOf("image/") === 0) {
@@ -130,7 +132,16 @@
   };
 
   Widget.prototype.request = function (path, init) {
-    return fetch(this.api + path, init).then(function (response) {
+    var api = this.api;
+    return fetch(api + path, init).catch(function (error) {
+      // A refused cross-origin request and an unreachable server look alike to a page
+      // (fetch rejects); the shopper gets a sentence, the shop's developer the likely cause.
+      if (api && console && console.error) {
+        console.error("Lookalike: " + api + " could not be reached from this page (" + error +
+          "); if the server is up, add this page's origin to its WEB_CORS_ORIGINS");
+      }
+      throw new Error("The photo search is not available right now. Please try again later.");
+    }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (body) {
         if (!response.ok) {
           throw new Error(body.detail || ("The server answered " + response.status + "."));
