@@ -108,12 +108,21 @@ def _words(text: str) -> tuple[str, ...]:
 def _contains(words: tuple[str, ...], wanted: tuple[str, ...], *, stems: bool) -> bool:
     """Whether `wanted` occurs as consecutive `words` (each word starting with its stem when
     `stems`; else equal)."""
-    size = len(wanted)
+    size, first = len(wanted), wanted[0]
     for i in range(len(words) - size + 1):
-        pairs = zip(words[i : i + size], wanted, strict=True)
+        if not (words[i].startswith(first) if stems else words[i] == first):
+            continue  # the usual case, decided without building the window
+        pairs = zip(words[i + 1 : i + size], wanted[1:], strict=True)
         if all(word.startswith(w) if stems else word == w for word, w in pairs):
             return True
     return False
+
+
+# category code -> every language's stem phrases for it, split into words
+_STEMS: dict[str, tuple[tuple[str, ...], ...]] = {}
+for _vocabulary in _VOCABULARIES:
+    for _code, _phrases_of in _vocabulary.category_stems.items():
+        _STEMS[_code] = _STEMS.get(_code, ()) + tuple(tuple(p.split()) for p in _phrases_of)
 
 
 def find_category(text: str, categories: Collection[str]) -> str | None:
@@ -126,11 +135,7 @@ def find_category(text: str, categories: Collection[str]) -> str | None:
     for category in categories:
         wanted = _words(category.replace("_", " ").replace("-", " "))
         candidates = [wanted] if wanted and _contains(words, wanted, stems=False) else []
-        for vocabulary in _VOCABULARIES:
-            for phrase in vocabulary.category_stems.get(category, ()):
-                stems = tuple(phrase.split())
-                if _contains(native, stems, stems=True):
-                    candidates.append(stems)
+        candidates += [s for s in _STEMS.get(category, ()) if _contains(native, s, stems=True)]
         for found in candidates:
             if best is None or len(found) > best[0]:
                 best = (len(found), category)

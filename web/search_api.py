@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Path, Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from lookalike.i18n import N_
 from search import UrlFetchError, fetch_image
 from web.problems import ProblemError
 from web.render import Urls, search_out
@@ -70,8 +71,9 @@ async def _read_form(request: Request) -> tuple[bytes, SearchParams]:
         if not part_type.startswith(_PHOTO_TYPES):
             raise ProblemError(
                 415,
-                f"the photo was sent as {part_type[:60]}; send a JPEG, PNG or WebP image",
+                N_("the photo was sent as {type}; send a JPEG, PNG or WebP image"),
                 kind="unsupported-media-type",
+                values={"type": part_type[:60]},
             )
         data = await photo.read()
         values = {
@@ -130,7 +132,12 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
             assert image_url is not None
             data = await _fetch(image_url, context)
         if len(data) > engine.config.max_image_bytes:
-            raise ProblemError(413, context.too_large_message(), kind="too-large")
+            raise ProblemError(
+                413,
+                N_("the photo is larger than {megabytes} MB"),
+                kind="too-large",
+                values={"megabytes": context.max_image_megabytes()},
+            )
         result = await context.search_photo(data, params, max_price, user_ref, source)
         total_ms = (time.perf_counter() - started) * 1000
         context.metrics.search_seconds.observe(total_ms / 1000)
@@ -148,15 +155,19 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
     )
     async def shared_search(request: Request, share_token: str) -> SearchOut:
         if not SHARE_TOKEN.match(share_token):
-            raise ProblemError(404, "there is no such shared search", kind="not-found")
+            raise ProblemError(404, N_("there is no such shared search"), kind="not-found")
         lookup = functools.partial(engine.searcher.get_search, share_token=share_token)
         result = await engine.run(lookup)
         if result is None:  # a well-formed token: its search passed the retention period
             days = engine.history.retention_days
             raise ProblemError(
                 410,
-                f"these shared results are no longer available: searches are kept for {days} days",
+                N_(
+                    "these shared results are no longer available: searches are kept for "
+                    "{days} days"
+                ),
                 kind="expired",
+                values={"days": days},
             )
         return search_out(result, Urls.for_request(request, context.config.public_url))
 

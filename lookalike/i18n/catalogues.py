@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import extract_from_dir
@@ -25,11 +26,29 @@ from babel.messages.pofile import read_po, write_po
 from lookalike.i18n import DOMAIN, LANGUAGES, LOCALE_DIR, SOURCE_LANGUAGE
 
 ROOT = Path(__file__).resolve().parents[2]
-# Where customer-facing text is written: the bot, the web server (and its page's scripts).
+# Where customer-facing text is written: the bot, the web server, its page and widget.
 SOURCES = ("bot", "web")
-# N_("..."): a constant; t("..."): translated at once; t.n("one", "many", count): plural.
-KEYWORDS = {"N_": None, "t": None, "n": (1, 2)}
+METHODS = [
+    ("**.py", "python"),
+    ("static/**.js", "javascript"),
+    ("static/index.html", "lookalike.i18n.catalogues:extract_marked_html"),
+]
+# N_("..."): a constant; t("..."): translated at once; t.n("one", "many", count): plural;
+# _("...") in the page's JavaScript.
+KEYWORDS = {"N_": None, "t": None, "n": (1, 2), "_": None}
 _PLACEHOLDER = re.compile(r"\{(\w*)[^{}]*\}")
+_MARKED = re.compile(r"<(\w+)[^>]*\bdata-i18n\b[^>]*>([^<]+)</\1>")
+
+
+def extract_marked_html(
+    fileobj: IO[bytes], keywords: Any, comment_tags: Any, options: Any
+) -> Iterator[tuple[int, str, str, list[str]]]:
+    """A Babel extractor for HTML: the text of every element marked `data-i18n` (spaces
+    collapsed, as the browser shows it)."""
+    text = fileobj.read().decode("utf-8")
+    for match in _MARKED.finditer(text):
+        lineno = text.count("\n", 0, match.start()) + 1
+        yield lineno, "", " ".join(match[2].split()), []
 
 
 def extract() -> Catalog:
@@ -40,7 +59,7 @@ def extract() -> Catalog:
     for folder in SOURCES:
         found = extract_from_dir(
             ROOT / folder,
-            method_map=[("**.py", "python")],
+            method_map=METHODS,
             keywords=KEYWORDS,
             comment_tags=("Translators:",),
             strip_comment_tags=True,
