@@ -17,7 +17,7 @@ PG_TESTS ?= tests/test_bench.py tests/test_catalog.py tests/test_cli.py tests/te
 	tests/test_quality.py tests/test_reindex.py tests/test_vector_identity.py tests/bot tests/reliability \
 	$(wildcard tests/web tests/feed)
 
-.PHONY: setup catalog run serve demo test test-fast lint bench bench-quick clean
+.PHONY: setup catalog run serve demo test test-fast lint bench bench-quick translations clean
 
 setup: $(VENV)/.installed
 
@@ -65,6 +65,13 @@ bench: setup
 
 bench-quick: setup
 	$(LOOKALIKE) bench --quick --json bench-results/quick.json
+
+# The messages marked in bot/ and web/ merged into each language's .po (new ones empty, changed
+# ones fuzzy: translate them), then compiled to the .mo files the repository ships, so a fresh
+# clone and a wheel need no build step. tests/test_i18n.py fails while a catalogue is incomplete.
+translations: setup
+	$(PY) -m lookalike.i18n.catalogues update
+	$(PY) -m lookalike.i18n.catalogues check
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -15,21 +15,31 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Contex
 from bot import jobs
 from bot.context import BotData, BotServices, Context
 from bot.drafts import DraftStore
-from bot.handlers import admin, admin_add, customer, feed, privacy, support
+from bot.handlers import admin, admin_add, customer, feed, language, privacy, support
 from bot.ratelimit import RateLimiter
+from db import UserLanguages
 from lookalike.composition import open_engine
+from lookalike.i18n import ENGLISH, LANGUAGES, N_, Translator, translator
 from lookalike.logs import redact_secret_in_logs
 from lookalike.settings import Settings
 from search import SearchEngine
 
 log = logging.getLogger(__name__)
 
+# The customers' menu, sent once per language (Telegram shows the one of the client's language).
 CUSTOMER_COMMANDS = [
-    BotCommand("start", "What this bot does"),
-    BotCommand("help", "How to search by photo"),
-    BotCommand("privacy", "What we keep about you, and for how long"),
-    BotCommand("forget", "Delete everything we keep about you"),
+    ("start", N_("What this bot does")),
+    ("help", N_("How to search by photo")),
+    ("language", N_("Choose the language I answer in")),
+    ("privacy", N_("What we keep about you, and for how long")),
+    ("forget", N_("Delete everything we keep about you")),
 ]
+
+
+def customer_commands(t: Translator = ENGLISH) -> list[BotCommand]:
+    return [BotCommand(command, t(description)) for command, description in CUSTOMER_COMMANDS]
+
+
 ADMIN_COMMANDS = [
     BotCommand("add", "Add a product (photo captioned /add SKU | Name | Price | URL | Category)"),
     BotCommand("remove", "Hide a product: /remove SKU"),
@@ -80,6 +90,7 @@ def build_application(
         # Derived from the token, so user references cannot be reversed by trying user ids.
         user_ref_key=hashlib.sha256(b"lookalike-user-ref\0" + token.encode()).digest(),
         hosted=hosted,
+        languages=UserLanguages(engine.sessions),
     )
     application = (
         ApplicationBuilder()
@@ -104,6 +115,7 @@ def build_application(
     application.add_handlers(admin_add.draft_handlers(), group=-1)
     for handler in (
         privacy.handlers()
+        + language.handlers()
         + admin.handlers()
         + feed.handlers()
         + support.handlers()
@@ -130,13 +142,15 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
             log.info("removed %d image file(s) left by an interrupted change", len(swept))
         await engine.start()
     bot = application.bot
-    await bot.set_my_commands(CUSTOMER_COMMANDS)
+    await bot.set_my_commands(customer_commands())
+    for code in LANGUAGES[1:]:
+        await bot.set_my_commands(customer_commands(translator(code)), language_code=code)
     staff = services.settings.admin_ids | services.settings.support_ids
     for user_id in sorted(staff):
         commands = ADMIN_COMMANDS if services.is_admin(user_id) else SUPPORT_COMMANDS
         with contextlib.suppress(TelegramError):  # staff who never opened the bot
             await bot.set_my_commands(
-                CUSTOMER_COMMANDS + commands, scope=BotCommandScopeChat(chat_id=user_id)
+                customer_commands() + commands, scope=BotCommandScopeChat(chat_id=user_id)
             )
     status = engine.status()
     log.info(
@@ -165,7 +179,12 @@ async def _on_error(update: object, context: Context) -> None:
         if chat.type != ChatType.PRIVATE and update.effective_message is None:
             return
         with contextlib.suppress(TelegramError):
-            await context.bot.send_message(chat_id=chat.id, text=customer.SEARCH_FAILED)
+            services: BotServices = context.bot_data.services
+            try:
+                t = await services.translator_for(update.effective_user)
+            except Exception:  # the database may be what failed: the apology still goes
+                t = ENGLISH
+            await context.bot.send_message(chat_id=chat.id, text=t(customer.SEARCH_FAILED))
 
 
 @contextlib.asynccontextmanager

@@ -7,8 +7,11 @@ import hmac
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
+from telegram import User
 from telegram.ext import CallbackContext, ExtBot
 
+from db import UserLanguages
+from lookalike.i18n import Translator, translator
 from lookalike.settings import Settings
 from search import Requester, SearchEngine
 
@@ -24,6 +27,7 @@ class BotServices:
     rate_limiter: RateLimiter  # shared by every instance (in the database)
     drafts: DraftStore  # admins' guided /add, in the database
     user_ref_key: bytes  # HMAC key for opaque user references in the search log
+    languages: UserLanguages  # languages chosen with /language, in the database
     # True under `lookalike serve` (the webhook): the server runs the engine and its upkeep.
     hosted: bool = False
 
@@ -31,6 +35,14 @@ class BotServices:
         """An opaque, stable reference for a Telegram user (the search log stores no ids)."""
         digest = hmac.new(self.user_ref_key, str(user_id).encode(), hashlib.sha256)
         return digest.hexdigest()[:32]
+
+    async def translator_for(self, user: User | None) -> Translator:
+        """The language to answer `user` in: the one they chose with /language, else their
+        Telegram client's (language_code), else English."""
+        if user is None:
+            return translator(None)
+        chosen = await self.engine.run(self.languages.get, self.user_ref(user.id))
+        return translator(chosen or user.language_code)
 
     async def within_limit(self, user_id: int) -> float | None:
         """None if the user may search now (and it counts), else seconds until they may."""

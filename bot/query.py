@@ -3,25 +3,55 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from lookalike.i18n.vocabulary import all_vocabularies
+
 MAX_CAPTION_PRICE = Decimal("99999999.99")
 
+
+def _phrases(phrases: Iterable[str]) -> str:
+    """Alternatives of a regex, longest first, each phrase's words separated by any space."""
+    unique = sorted(set(phrases), key=len, reverse=True)
+    return "|".join(r"\s+".join(re.escape(word) for word in p.split()) for p in unique)
+
+
+_VOCABULARIES = all_vocabularies()
 # An amount: "60", "59.90", "59,90", "1,000", "1 000", "1.000,50".
 _AMOUNT = r"\d{1,3}(?:[,. ]\d{3})+(?:[.,]\d{1,2})?|\d{1,8}(?:[.,]\d{1,2})?"
-_CURRENCY = r"(?:[€$£]|eur|euros?|usd|dollars?|gbp|pounds?)"
-# "under 60", "below 60€", "< 60", "max 60", "up to 59.90", "less than $60", "60 or less".
+_CURRENCY = (
+    r"(?:[€$£₽]|(?<!\w)(?:eur|euros?|usd|dollars?|gbp|pounds?|"
+    + _phrases(word for v in _VOCABULARIES for word in v.currencies)
+    + r")(?!\w))"
+)
+# "under 60", "below 60€", "< 60", "max 60", "up to 59.90", "less than $60", "60 or less", and
+# each language's own ("до 60", "menos de 60", "زیر 60", "60 o menos"): lookalike/i18n/locale.
+_BEFORE = _phrases(
+    [
+        "under", "below", "less than", "cheaper than", "max", "max.", "maximum", "up to",
+        "at most", "no more than",
+    ]
+    + [phrase for v in _VOCABULARIES for phrase in v.price_before]
+)  # fmt: skip
+_AFTER = _phrases(
+    ["or less", "or under", "or below", "max", "maximum"]
+    + [phrase for v in _VOCABULARIES for phrase in v.price_after]
+)
 _PRICE = re.compile(
-    r"(?:(?<![\w])(?:under|below|less\s+than|cheaper\s+than|max(?:imum)?\.?|up\s+to|"
-    r"at\s+most|no\s+more\s+than)|<=?|≤)"
+    rf"(?:(?<!\w)(?:{_BEFORE})(?![^\W\d])|<=?|≤)"
     rf"\s*(?:{_CURRENCY}\s*)?(?P<amount>{_AMOUNT})(?!\d)"
     rf"|(?<![\w.,])(?:{_CURRENCY}\s*)?(?P<amount_after>{_AMOUNT})\s*(?:{_CURRENCY}\s*)?"
-    r"(?:or\s+(?:less|under|below)|max(?:imum)?)\b",
+    rf"(?:{_AFTER})(?!\w)",
     re.IGNORECASE,
 )
+# Persian and Arabic-Indic digits and separators, Arabic yeh and kaf: read as the ASCII digits
+# and Persian letters the vocabularies use; a zero-width non-joiner is dropped, so a suffix stays
+# on its word ("چکمه‌های" is one word, starting with the stem "چکمه").
+_NORMALISE = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩٫٬يك", "01234567890123456789.,یک", "\u200c")
 _WORD = re.compile(r"[a-z0-9]+")
+_UNICODE_WORD = re.compile(r"\w+")
 _DEEP_LINK = re.compile(
     r"p_(?P<id>[1-9][0-9]{0,11})"
     r"|r_(?P<token>[A-Za-z0-9_-]{16})"
@@ -75,19 +105,40 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(_singular(word) for word in _WORD.findall(text.lower()))
 
 
+def _contains(words: tuple[str, ...], wanted: tuple[str, ...], *, stems: bool) -> bool:
+    """Whether `wanted` occurs as consecutive `words` (each word starting with its stem when
+    `stems`; else equal)."""
+    size, first = len(wanted), wanted[0]
+    for i in range(len(words) - size + 1):
+        if not (words[i].startswith(first) if stems else words[i] == first):
+            continue  # the usual case, decided without building the window
+        pairs = zip(words[i + 1 : i + size], wanted[1:], strict=True)
+        if all(word.startswith(w) if stems else word == w for word, w in pairs):
+            return True
+    return False
+
+
+# category code -> every language's stem phrases for it, split into words
+_STEMS: dict[str, tuple[tuple[str, ...], ...]] = {}
+for _vocabulary in _VOCABULARIES:
+    for _code, _phrases_of in _vocabulary.category_stems.items():
+        _STEMS[_code] = _STEMS.get(_code, ()) + tuple(tuple(p.split()) for p in _phrases_of)
+
+
 def find_category(text: str, categories: Collection[str]) -> str | None:
-    """The category named in `text` ("boots", "running shoes" for running_shoes); the longest
-    match wins, so "running shoes" is preferred to "shoes" when both exist."""
+    """The category named in `text` ("boots", "running shoes" for running_shoes; in another
+    language by its vocabulary's stems: "сапоги", "botas de lluvia"); the longest match wins,
+    so "running shoes" is preferred to "shoes" when both exist."""
     words = _words(text)
+    native = tuple(_UNICODE_WORD.findall(text.lower()))
     best: tuple[int, str] | None = None
     for category in categories:
         wanted = _words(category.replace("_", " ").replace("-", " "))
-        if not wanted:
-            continue
-        size = len(wanted)
-        found = any(words[i : i + size] == wanted for i in range(len(words) - size + 1))
-        if found and (best is None or size > best[0]):
-            best = (size, category)
+        candidates = [wanted] if wanted and _contains(words, wanted, stems=False) else []
+        candidates += [s for s in _STEMS.get(category, ()) if _contains(native, s, stems=True)]
+        for found in candidates:
+            if best is None or len(found) > best[0]:
+                best = (len(found), category)
     return best[1] if best else None
 
 
@@ -95,7 +146,7 @@ def parse_caption(caption: str | None, categories: Collection[str]) -> CaptionFi
     """A category name and/or a price limit from a photo's caption; anything else is ignored."""
     if not caption or not caption.strip():
         return CaptionFilters()
-    caption = caption[:1024]
+    caption = caption[:1024].translate(_NORMALISE)
     max_price: Decimal | None = None
     match = _PRICE.search(caption)
     text = caption

@@ -8,6 +8,8 @@ from urllib.parse import urlencode
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from lookalike.i18n import ENGLISH, Translator
+from lookalike.i18n.vocabulary import vocabulary
 from search import ProductRecord, ResultItem, SearchResult
 
 CAPTION_LIMIT = 1024  # Telegram's limit for a photo caption
@@ -20,10 +22,16 @@ CHEAPER = "cheaper:{search_id}"
 ALL_CATEGORIES = "all:{search_id}"
 
 
-def price_text(product: ProductRecord) -> str:
+def price_text(product: ProductRecord, t: Translator = ENGLISH) -> str:
+    """ "€78.99" in English, "78,99 €" in Russian (Babel's CLDR data)."""
     if product.price is None:
-        return "price on request"
-    return f"{product.price} {product.currency}"
+        return t("price on request")
+    return t.price(product.price, product.currency)
+
+
+def category_text(category: str, t: Translator = ENGLISH) -> str:
+    """A category code as the customer's language names it ("rain_boot": "резиновые сапоги")."""
+    return vocabulary(t.language).category_name(category)
 
 
 def _utf16_len(text: str) -> int:
@@ -35,13 +43,15 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def result_caption(item: ResultItem) -> str:
-    """The caption under one photo of the album: rank, name, price, similarity."""
+def result_caption(item: ResultItem, t: Translator = ENGLISH) -> str:
+    """The caption under one photo of the album: rank, name (as the shop wrote it), price,
+    similarity."""
     # Names are at most 200 characters; shortened before escaping so no entity is ever cut.
     name = _shorten(item.product.name, CAPTION_LIMIT // 2)
+    similar = t("{percent} similar", percent=t.percent(item.similarity))
     return (
-        f"<b>{item.rank}.</b> {escape(name)}\n"
-        f"{escape(price_text(item.product))} · {item.similarity:.0f}% similar"
+        f"<b>{t.number(item.rank)}.</b> {escape(name)}\n"
+        f"{escape(price_text(item.product, t))} · {escape(similar)}"
     )
 
 
@@ -54,12 +64,12 @@ def open_link(bot_username: str, share_token: str, rank: int) -> str:
     return deep_link(bot_username, f"o_{share_token}_{rank}")
 
 
-def inferred_note(result: SearchResult) -> str | None:
+def inferred_note(result: SearchResult, t: Translator = ENGLISH) -> str | None:
     """Says which category the search guessed (the caption named none), or None."""
     if not result.inferred_category:
         return None
-    category = escape(result.inferred_category.replace("_", " "))
-    return f"Showing <b>{category}</b>, the category of most lookalikes."
+    category = escape(category_text(result.inferred_category, t))
+    return t("Showing <b>{category}</b>, the category of most lookalikes.", category=category)
 
 
 def results_message(
@@ -68,6 +78,7 @@ def results_message(
     heading: str,
     bot_username: str | None = None,
     link_ranks: Mapping[int, int] | None = None,
+    t: Translator = ENGLISH,
 ) -> str:
     """The follow-up message: every result with its link, price and similarity.
 
@@ -77,7 +88,7 @@ def results_message(
     tag) when the message would be too long."""
     lines = [f"<b>{escape(heading)}</b>"]
     visible = _utf16_len(heading)
-    note = inferred_note(result)
+    note = inferred_note(result, t)
     if note is not None:
         lines.append(note)
         visible += _utf16_len(note) + 1  # at least what it shows
@@ -90,8 +101,9 @@ def results_message(
             name = f'<a href="{escape(link, quote=True)}">{name}</a>'
         elif product.url:
             name = f'<a href="{escape(product.url, quote=True)}">{name}</a>'
-        line = f"{item.rank}. {name} · {escape(price_text(product))} · {item.similarity:.0f}%"
-        shown = _utf16_len(f"{item.rank}. {product.name} · {price_text(product)} · 100%") + 1
+        price, percent = price_text(product, t), t.percent(item.similarity)
+        line = f"{t.number(item.rank)}. {name} · {escape(price)} · {escape(percent)}"
+        shown = _utf16_len(f"{item.rank}. {product.name} · {price} · {percent}") + 1
         if visible + shown > MESSAGE_LIMIT - 2:
             lines.append("…")
             break
@@ -100,14 +112,16 @@ def results_message(
     return "\n".join(lines)
 
 
-def share_url(bot_username: str, share_token: str) -> str:
+def share_url(bot_username: str, share_token: str, t: Translator = ENGLISH) -> str:
     """Telegram's share dialog, pre-filled with a link that opens these results in the bot."""
     link = deep_link(bot_username, f"r_{share_token}")
-    query = urlencode({"url": link, "text": "Look what I found with this photo search"})
+    query = urlencode({"url": link, "text": t("Look what I found with this photo search")})
     return f"https://t.me/share/url?{query}"
 
 
-def results_keyboard(result: SearchResult, *, bot_username: str) -> InlineKeyboardMarkup | None:
+def results_keyboard(
+    result: SearchResult, *, bot_username: str, t: Translator = ENGLISH
+) -> InlineKeyboardMarkup | None:
     """Feedback, "cheaper", "all categories" and Share; None for a search that was not logged."""
     search_id = result.search_id
     if search_id is None:
@@ -115,10 +129,10 @@ def results_keyboard(result: SearchResult, *, bot_username: str) -> InlineKeyboa
     rows: list[list[InlineKeyboardButton]] = [
         [
             InlineKeyboardButton(
-                "👍 Good matches", callback_data=FEEDBACK_UP.format(search_id=search_id)
+                t("👍 Good matches"), callback_data=FEEDBACK_UP.format(search_id=search_id)
             ),
             InlineKeyboardButton(
-                "👎 Not useful", callback_data=FEEDBACK_DOWN.format(search_id=search_id)
+                t("👎 Not useful"), callback_data=FEEDBACK_DOWN.format(search_id=search_id)
             ),
         ]
     ]
@@ -127,7 +141,7 @@ def results_keyboard(result: SearchResult, *, bot_username: str) -> InlineKeyboa
         rows.append(
             [
                 InlineKeyboardButton(
-                    f"💸 Cheaper than {first.price} {first.currency}",
+                    t("💸 Cheaper than {price}", price=t.price(first.price, first.currency)),
                     callback_data=CHEAPER.format(search_id=search_id),
                 )
             ]
@@ -136,7 +150,7 @@ def results_keyboard(result: SearchResult, *, bot_username: str) -> InlineKeyboa
         rows.append(
             [
                 InlineKeyboardButton(
-                    "🔎 Search all categories",
+                    t("🔎 Search all categories"),
                     callback_data=ALL_CATEGORIES.format(search_id=search_id),
                 )
             ]
@@ -145,32 +159,38 @@ def results_keyboard(result: SearchResult, *, bot_username: str) -> InlineKeyboa
         rows.append(
             [
                 InlineKeyboardButton(
-                    "📤 Share these results", url=share_url(bot_username, result.share_token)
+                    t("📤 Share these results"),
+                    url=share_url(bot_username, result.share_token, t),
                 )
             ]
         )
     return InlineKeyboardMarkup(rows)
 
 
-def product_keyboard(product: ProductRecord, *, bot_username: str) -> InlineKeyboardMarkup:
+def product_keyboard(
+    product: ProductRecord, *, bot_username: str, t: Translator = ENGLISH
+) -> InlineKeyboardMarkup:
     """Under a product's card: its shop page (when it has one) and its lookalikes."""
     buttons = [
-        InlineKeyboardButton("🔎 More like this", url=deep_link(bot_username, f"p_{product.id}"))
+        InlineKeyboardButton(t("🔎 More like this"), url=deep_link(bot_username, f"p_{product.id}"))
     ]
     if product.url:
-        buttons.insert(0, InlineKeyboardButton("🛍 Product page", url=product.url))
+        buttons.insert(0, InlineKeyboardButton(t("🛍 Product page"), url=product.url))
     return InlineKeyboardMarkup([buttons])
 
 
-def product_card(product: ProductRecord, *, staff: bool = False) -> str:
+def product_card(product: ProductRecord, *, staff: bool = False, t: Translator = ENGLISH) -> str:
+    """A product's card; staff (in English) see its status and images too."""
     lines = [
         f"<b>{escape(product.name)}</b>",
-        f"SKU {escape(product.sku)} · {escape(price_text(product))}",
+        t("SKU {sku} · {price}", sku=escape(product.sku), price=escape(price_text(product, t))),
     ]
     if product.category:
-        lines.append(f"Category: {escape(product.category)}")
+        category = product.category if staff else category_text(product.category, t)
+        lines.append(t("Category: {category}", category=escape(category)))
     if product.url:
-        lines.append(f'<a href="{escape(product.url, quote=True)}">Product page</a>')
+        url = escape(product.url, quote=True)
+        lines.append(f'<a href="{url}">{escape(t("Product page"))}</a>')
     if staff:
         lines.append(f"Status: {product.status} · {len(product.images)} image(s) · id {product.id}")
     return "\n".join(lines)

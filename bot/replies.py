@@ -17,6 +17,7 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.context import BotServices
 from bot.render import result_caption, results_keyboard, results_message
+from lookalike.i18n import ENGLISH, N_, Translator
 from search import ProductRecord, ResultItem, SearchResult
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,14 @@ async def _send_photos(
     *,
     reply_to: int | None,
     upload: bool,
+    t: Translator,
 ) -> None:
     """One photo, or an album of 2 to 10 (sendMediaGroup refuses a single item)."""
     if len(items) == 1:
         message = await bot.send_photo(
             chat_id=chat_id,
             photo=await _photo_input(services, items[0], upload=upload),
-            caption=result_caption(items[0]),
+            caption=result_caption(items[0], t),
             parse_mode=ParseMode.HTML,
             reply_to_message_id=reply_to,
         )
@@ -96,7 +98,7 @@ async def _send_photos(
         media = [
             InputMediaPhoto(
                 media=await _photo_input(services, item, upload=upload),
-                caption=result_caption(item),
+                caption=result_caption(item, t),
                 parse_mode=ParseMode.HTML,
             )
             for item in items
@@ -107,13 +109,17 @@ async def _send_photos(
     await _remember_file_ids(services, items, messages, uploaded=upload)
 
 
-def no_results_text(result: SearchResult) -> str:
+NO_MATCH_FOR_FILTERS = N_(
+    "No products match those filters right now. Try the photo again without a "
+    "caption, or with a higher price limit."
+)
+NO_MATCH = N_("No matching products right now. Please try again later or with another photo.")
+
+
+def no_results_text(result: SearchResult, t: Translator = ENGLISH) -> str:
     if result.filters.get("category") or result.filters.get("max_price"):
-        return (
-            "No products match those filters right now. Try the photo again without a "
-            "caption, or with a higher price limit."
-        )
-    return "No matching products right now. Please try again later or with another photo."
+        return t(NO_MATCH_FOR_FILTERS)
+    return t(NO_MATCH)
 
 
 async def send_results(
@@ -125,32 +131,34 @@ async def send_results(
     heading: str,
     reply_to: int | None = None,
     link_ranks: Mapping[int, int] | None = None,
+    t: Translator = ENGLISH,
 ) -> bool:
-    """The album (or one photo), then the list with links and buttons. False if the chat
-    could not be reached (the user blocked the bot). `link_ranks`: see results_message."""
+    """The album (or one photo), then the list with links and buttons, in `t`'s language.
+    False if the chat could not be reached (the user blocked the bot). `link_ranks`: see
+    results_message."""
     items = result.items[:ALBUM_MAX]
     try:
         if not items:
             await bot.send_message(
-                chat_id=chat_id, text=no_results_text(result), reply_to_message_id=reply_to
+                chat_id=chat_id, text=no_results_text(result, t), reply_to_message_id=reply_to
             )
             return True
         cached = any(item.image.telegram_file_id for item in items)
         try:
-            await _send_photos(bot, chat_id, items, services, reply_to=reply_to, upload=False)
+            await _send_photos(bot, chat_id, items, services, reply_to=reply_to, upload=False, t=t)
         except BadRequest as exc:
             if not cached:
                 raise
             # A stored file_id Telegram no longer accepts (e.g. another bot token): upload.
             log.warning("sending by file_id failed (%s); uploading the photos instead", exc)
-            await _send_photos(bot, chat_id, items, services, reply_to=reply_to, upload=True)
+            await _send_photos(bot, chat_id, items, services, reply_to=reply_to, upload=True, t=t)
         await bot.send_message(
             chat_id=chat_id,
             text=results_message(
-                result, heading=heading, bot_username=bot.username, link_ranks=link_ranks
+                result, heading=heading, bot_username=bot.username, link_ranks=link_ranks, t=t
             ),
             parse_mode=ParseMode.HTML,
-            reply_markup=results_keyboard(result, bot_username=bot.username),
+            reply_markup=results_keyboard(result, bot_username=bot.username, t=t),
             disable_web_page_preview=True,
         )
     except Forbidden:

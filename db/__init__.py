@@ -5,8 +5,8 @@ facade only (`from db import ...`), for two things:
   over the engine's `sessionmaker` (`engine.sessions`), each method one short transaction:
   `ApiKeys` (the web API's keys), `RateLimits` (sliding windows shared by every instance),
   `Drafts` (the bot's guided /add), `AppSecrets` (generated once, shared by every
-  process), `FeedLedger` (the feed's SKUs, photos and runs) and
-  `Leases` (one process at a time runs a shared job);
+  process), `FeedLedger` (the feed's SKUs, photos and runs), `Leases` (one process at a
+  time runs a shared job) and `UserLanguages` (the bot's /language);
 - the database's own operations for the command line and the benchmarks: engines and session
   factories, migrations, backup, copy, an embedded PostgreSQL.
 
@@ -26,6 +26,7 @@ from db.leases import Leases
 from db.migrate import current_revision, downgrade, ensure_up_to_date, upgrade
 from db.pg_process import EmbeddedPostgresError, read_postmaster
 from db.rate_limits import RateLimits
+from db.user_languages import UserLanguages
 
 __all__ = [
     "ApiKeyError",
@@ -43,6 +44,7 @@ __all__ = [
     "Leases",
     "NewApiKey",
     "RateLimits",
+    "UserLanguages",
     "backup_sqlite",
     "copy_database",
     "create_db_engine",

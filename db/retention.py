@@ -23,7 +23,15 @@ from sqlalchemy.orm import Session
 
 from db.database import as_utc
 from db.quality import ModelQuality
-from db.tables import AdminDraft, Feedback, RateLimitEvent, ResultOpen, SearchDaily, SearchLog
+from db.tables import (
+    AdminDraft,
+    Feedback,
+    RateLimitEvent,
+    ResultOpen,
+    SearchDaily,
+    SearchLog,
+    UserLanguage,
+)
 
 __all__ = [
     "FoldedRows",
@@ -66,10 +74,18 @@ class ForgottenRows:
     opens: int = 0
     rate_limit_events: int = 0
     drafts: int = 0
+    languages: int = 0  # the language chosen with /language: 0 or 1
 
     @property
     def total(self) -> int:
-        return self.searches + self.feedback + self.opens + self.rate_limit_events + self.drafts
+        return (
+            self.searches
+            + self.feedback
+            + self.opens
+            + self.rate_limit_events
+            + self.drafts
+            + self.languages
+        )
 
 
 def _deleted(session: Session, statement: Delete) -> int:
@@ -271,8 +287,9 @@ def forget_user(
     session: Session, *, user_ref: str, admin_user_id: int | None = None
 ) -> ForgottenRows:
     """Delete every row carrying `user_ref`: their searches (with the votes and opens others
-    gave them), their votes and opens on anyone's searches, their rate-limit events, and, for
-    an admin (`admin_user_id`), their /add draft. Running it again deletes nothing."""
+    gave them), their votes and opens on anyone's searches, their rate-limit events, their
+    chosen language, and, for an admin (`admin_user_id`), their /add draft. Running it again
+    deletes nothing."""
     theirs = select(SearchLog.id).where(SearchLog.user_ref == user_ref)
     by_them = or_(Feedback.user_ref == user_ref, Feedback.search_id.in_(theirs))
     feedback = _deleted(session, delete(Feedback).where(by_them))
@@ -280,6 +297,7 @@ def forget_user(
     opens = _deleted(session, delete(ResultOpen).where(opened_by_them))
     searches = _deleted(session, delete(SearchLog).where(SearchLog.user_ref == user_ref))
     events = _deleted(session, delete(RateLimitEvent).where(RateLimitEvent.user_ref == user_ref))
+    languages = _deleted(session, delete(UserLanguage).where(UserLanguage.user_ref == user_ref))
     drafts = 0
     if admin_user_id is not None:
         drafts = _deleted(session, delete(AdminDraft).where(AdminDraft.user_id == admin_user_id))
@@ -289,4 +307,5 @@ def forget_user(
         opens=opens,
         rate_limit_events=events,
         drafts=drafts,
+        languages=languages,
     )

@@ -228,6 +228,20 @@ class RateLimitEvent(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class UserLanguage(Base):
+    """The language a customer chose with the bot's /language (keyed by their pseudonymous
+    reference, like the search log; deleted by /forget). Without a row the bot follows
+    Telegram's language_code."""
+
+    __tablename__ = "user_languages"
+
+    user_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    language: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
 class AdminDraft(Base):
     """An admin's guided /add in progress (which step, what was typed so far), in the database
     so that the next message may reach any bot instance."""

@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 
 from db import AppSecrets
-from web import admin_api, catalog_api, media, ops, search_api
+from web import admin_api, catalog_api, i18n, media, ops, search_api
 from web.config import WebConfig
 from web.context import WebContext
 from web.keys import KeyChecker
@@ -185,4 +185,5 @@ def _mount_page(app: FastAPI) -> None:
     async def embed() -> Response:
         return FileResponse(f"{static}/embed.js", media_type="text/javascript; charset=utf-8")
 
+    app.include_router(i18n.router())  # /i18n.json: the page's words in the visitor's language
     app.mount("/static", StaticFiles(directory=static), name="static")

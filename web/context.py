@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
+from lookalike.i18n import N_
 from search import CatalogError, InvalidImageError, Requester, SearchQuery
 from web.config import WebConfig
 from web.keys import KeyChecker
@@ -54,8 +55,8 @@ class WebContext:
     def max_image_bytes(self) -> int:
         return int(self.engine.config.max_image_bytes)
 
-    def too_large_message(self) -> str:
-        return f"the photo is larger than {self.max_image_bytes / (1024 * 1024):.0f} MB"
+    def max_image_megabytes(self) -> str:
+        return f"{self.max_image_bytes / (1024 * 1024):.0f}"
 
     def user_ref(self, request: Request) -> str:
         address = client_address(request, self.config.trusted_proxies)
@@ -93,9 +94,16 @@ class WebContext:
         """The max_price of "cheaper than SKU": that product's price minus one cent."""
         product = await self.engine.run(self.engine.catalog.get, sku)
         if product is None or product.removed:
-            raise ProblemError(404, f"there is no product {sku!r}", kind="not-found")
+            raise ProblemError(
+                404, N_("there is no product {sku}"), kind="not-found", values={"sku": repr(sku)}
+            )
         if product.price is None:
-            raise ProblemError(422, f"product {sku} has no price to compare with", kind="no-price")
+            raise ProblemError(
+                422,
+                N_("product {sku} has no price to compare with"),
+                kind="no-price",
+                values={"sku": sku},
+            )
         return product.price - Decimal("0.01")
 
     async def search_photo(

@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lookalike.i18n import from_accept_language, translator
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -40,7 +42,10 @@ TITLES = {
 
 class ProblemError(Exception):
     """An answer that is an error: `status`, a one-line `detail` safe to show a customer, and
-    a short machine-readable `kind` (also the metrics label), e.g. "invalid-image"."""
+    a short machine-readable `kind` (also the metrics label), e.g. "invalid-image".
+
+    A `detail` marked N_("... {name} ...") with its `values` is answered in the language of
+    the request's Accept-Language (lookalike/i18n), English when the catalogues lack it."""
 
     def __init__(
         self,
@@ -50,8 +55,10 @@ class ProblemError(Exception):
         kind: str,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        values: dict[str, object] | None = None,
     ) -> None:
-        super().__init__(detail)
+        self.values = values or {}
+        super().__init__(detail.format(**self.values) if self.values else detail)
         self.status = status
         self.detail = detail
         self.kind = kind
@@ -97,12 +104,13 @@ def install_problem_handlers(app: FastAPI, on_error: Callable[[str], None]) -> N
     async def problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
         on_error(exc.kind)
+        t = translator(from_accept_language(request.headers.get("accept-language")))
         return problem_response(
             exc.status,
-            exc.detail,
+            t(exc.detail, **exc.values),
             kind=exc.kind,
             instance=request.url.path,
-            headers=exc.headers,
+            headers={**exc.headers, "Content-Language": t.language},
             extra=exc.extra,
         )
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Path, Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from lookalike.i18n import N_
 from search import UrlFetchError, fetch_image
 from web.problems import ProblemError
 from web.render import Urls, search_out
@@ -86,8 +87,9 @@ async def _read_form(request: Request) -> tuple[bytes, SearchParams]:
         if not part_type.startswith(_PHOTO_TYPES):
             raise ProblemError(
                 415,
-                f"the photo was sent as {part_type[:60]}; send a JPEG, PNG or WebP image",
+                N_("the photo was sent as {type}; send a JPEG, PNG or WebP image"),
                 kind="unsupported-media-type",
+                values={"type": part_type[:60]},
             )
         data = await photo.read()
         given = {name: value for name in _FORM_FIELDS if isinstance(value := form.get(name), str)}
@@ -149,7 +151,12 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
             assert image_url is not None
             data = await _fetch(image_url, context)
         if len(data) > engine.config.max_image_bytes:
-            raise ProblemError(413, context.too_large_message(), kind="too-large")
+            raise ProblemError(
+                413,
+                N_("the photo is larger than {megabytes} MB"),
+                kind="too-large",
+                values={"megabytes": context.max_image_megabytes()},
+            )
         result = await context.search_photo(data, params, max_price, user_ref, source)
         total_ms = (time.perf_counter() - started) * 1000
         context.metrics.search_seconds.observe(total_ms / 1000)
@@ -167,7 +174,7 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
     )
     async def shared_search(request: Request, share_token: str) -> SearchOut:
         if not SHARE_TOKEN.match(share_token):
-            raise ProblemError(404, "there is no such shared search", kind="not-found")
+            raise ProblemError(404, N_("there is no such shared search"), kind="not-found")
         lookup = functools.partial(engine.searcher.get_search, share_token=share_token)
         result = await engine.run(lookup)
         if result is None:
@@ -176,9 +183,12 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
             days = engine.history.retention_days
             raise ProblemError(
                 404,
-                "there are no such shared results (searches are kept for "
-                f"{days} days; an older link no longer works)",
+                N_(
+                    "there are no such shared results (searches are kept for {days} days; "
+                    "an older link no longer works)"
+                ),
                 kind="not-found",
+                values={"days": days},
             )
         return search_out(result, Urls.for_request(request, context.config.public_url))
 

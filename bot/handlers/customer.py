@@ -20,55 +20,65 @@ from bot.query import (
     parse_caption,
     parse_deep_link,
 )
-from bot.render import product_card, product_keyboard
+from bot.render import category_text, product_card, product_keyboard
 from bot.replies import chat_action, no_results_text, send_card_photo, send_results
+from lookalike.i18n import N_, Translator
 from search import CatalogError, InvalidImageError, Requester, SearchQuery, SearchResult
 
 log = logging.getLogger(__name__)
 
-WELCOME = (
+WELCOME = N_(
     "👋 Send me a photo of a shoe or a piece of clothing and I'll show you the "
     "8 most similar products in our shop, with prices and links.\n\n"
     "Tip: add a caption to narrow it down, e.g. <i>sneakers under 60</i>."
 )
-HELP = (
+HELP = N_(
     "<b>How to search</b>\n"
     "• Send a photo (or an image file: JPEG, PNG, WebP).\n"
     "• Caption it with a category or a price limit: <i>boots</i>, <i>under 60</i>.\n"
     "• Use the buttons under the results to rate them, find cheaper ones or share them."
 )
-NOT_A_PHOTO = (
+NOT_A_PHOTO = N_(
     "I search by photo 📷. Please send a picture of the item you like (as a photo or an "
     "image file). /help shows how."
 )
-NOT_AN_IMAGE_FILE = (
+NOT_AN_IMAGE_FILE = N_(
     "That file isn't an image I can search with. Please send a photo (JPEG, PNG or WebP)."
 )
-STICKER = "Nice sticker 🙂 But I search by photo: please send a picture of the item you like."
-VOICE = "I can't listen to audio 🙉 Please send a photo of the item you like instead."
-VIDEO = "I can't search with videos. Please send a photo (a screenshot works too)."
-TOO_LARGE = "That file is too large (over 20 MB). Please send a smaller photo."
-DOWNLOAD_FAILED = "Sorry, I couldn't fetch your photo from Telegram just now. Please try again."
-TOO_FAST = "You're searching very fast 🙂 Please wait {seconds} s and try again."
-SEARCH_FAILED = "Sorry, something went wrong while searching. Please try again in a moment."
-LINK_INVALID = "That link is not valid (it may be cut short). "
-PRODUCT_GONE = "Sorry, that product is no longer available. "
+STICKER = N_("Nice sticker 🙂 But I search by photo: please send a picture of the item you like.")
+VOICE = N_("I can't listen to audio 🙉 Please send a photo of the item you like instead.")
+VIDEO = N_("I can't search with videos. Please send a photo (a screenshot works too).")
+TOO_LARGE = N_("That file is too large (over 20 MB). Please send a smaller photo.")
+DOWNLOAD_FAILED = N_("Sorry, I couldn't fetch your photo from Telegram just now. Please try again.")
+TOO_FAST = N_("You're searching very fast 🙂 Please wait {seconds} s and try again.")
+SEARCH_FAILED = N_("Sorry, something went wrong while searching. Please try again in a moment.")
+LINK_INVALID = N_("That link is not valid (it may be cut short).")
+PRODUCT_GONE = N_("Sorry, that product is no longer available.")
 # A valid-looking token that is not in the search log: its search passed the retention period
 # (or its owner had it deleted with /forget).
-SHARED_EXPIRED = (
+SHARED_EXPIRED = N_(
     "⌛ Sorry, these shared results are no longer available: they expired. Searches are kept "
-    "for {days} days, or less when the person who searched asks us to delete them. "
+    "for {days} days, or less when the person who searched asks us to delete them."
 )
-BUTTON_INVALID = "Sorry, this button doesn't work any more. Please send the photo again."
-NOTHING_CHEAPER = "Nothing cheaper looks similar right now."
+UNKNOWN_COMMAND = N_("I don't know that command. /help shows what I can do.")
+COULD_NOT_READ = N_("I couldn't read that image: {reason} Please send a photo (JPEG, PNG or WebP).")
+THANKS_UP = N_("Thanks! Glad these helped 👍")
+THANKS_DOWN = N_("Thanks, noted 👎 That helps us improve the results.")
+BUTTON_INVALID = N_("Sorry, this button doesn't work any more. Please send the photo again.")
+NOTHING_CHEAPER = N_("Nothing cheaper looks similar right now.")
 
 
 def services_of(context: Context) -> BotServices:
     return context.bot_data.services
 
 
-def _wait_text(seconds: float) -> str:
-    return TOO_FAST.format(seconds=max(1, round(seconds)))
+def _wait_text(seconds: float, t: Translator) -> str:
+    return t(TOO_FAST, seconds=t.number(max(1, round(seconds))))
+
+
+def _with_welcome(first: str, t: Translator) -> str:
+    """A sentence, then the welcome (a deep link that led nowhere still says what to do)."""
+    return t(first) + " " + t(WELCOME)
 
 
 # ---- commands --------------------------------------------------------------------------
@@ -79,44 +89,57 @@ async def start(update: Update, context: Context) -> None:
     message = update.effective_message
     if message is None:
         return
+    services = services_of(context)
+    t = await services.translator_for(update.effective_user)
     payload = context.args[0] if context.args else None
     if payload is None:
-        await message.reply_text(WELCOME, parse_mode=ParseMode.HTML)
+        await message.reply_text(t(WELCOME), parse_mode=ParseMode.HTML)
         return
     link = parse_deep_link(payload)
     if link is None:
-        await message.reply_text(LINK_INVALID + WELCOME, parse_mode=ParseMode.HTML)
+        await message.reply_text(_with_welcome(LINK_INVALID, t), parse_mode=ParseMode.HTML)
         return
-    services = services_of(context)
     who = services.who(update.effective_user.id if update.effective_user else 0, "link")
     if link.kind == "p":
-        await _open_product_lookalikes(message, context, services, link.id, who)
+        await _open_product_lookalikes(message, context, services, link.id, who, t)
     elif link.kind == "o":
-        await _open_result(message, context, services, link, who.user_ref)
+        await _open_result(message, context, services, link, who.user_ref, t)
     else:
-        await _open_shared_results(message, context, services, link, who.user_ref)
+        await _open_shared_results(message, context, services, link, who.user_ref, t)
 
 
 async def _open_product_lookalikes(
-    message: Message, context: Context, services: BotServices, product_id: int, who: Requester
+    message: Message,
+    context: Context,
+    services: BotServices,
+    product_id: int,
+    who: Requester,
+    t: Translator,
 ) -> None:
     """`p_<id>`: the product's card, then its lookalikes."""
     engine = services.engine
     product = await engine.run(engine.catalog.get_by_id, product_id)
     if product is None or not product.active:
-        await message.reply_text(PRODUCT_GONE + WELCOME, parse_mode=ParseMode.HTML)
+        await message.reply_text(_with_welcome(PRODUCT_GONE, t), parse_mode=ParseMode.HTML)
         return
     try:
         found, result = await engine.run(engine.searcher.similar_to_product, product_id, who)
     except CatalogError:  # no searchable image
-        await message.reply_text(PRODUCT_GONE + WELCOME, parse_mode=ParseMode.HTML)
+        await message.reply_text(_with_welcome(PRODUCT_GONE, t), parse_mode=ParseMode.HTML)
         return
-    await message.reply_text(product_card(found), parse_mode=ParseMode.HTML)
-    await send_results(context.bot, message.chat_id, result, services, heading="Similar products")
+    await message.reply_text(product_card(found, t=t), parse_mode=ParseMode.HTML)
+    await send_results(
+        context.bot, message.chat_id, result, services, heading=t("Similar products"), t=t
+    )
 
 
 async def _open_result(
-    message: Message, context: Context, services: BotServices, link: DeepLink, user_ref: str
+    message: Message,
+    context: Context,
+    services: BotServices,
+    link: DeepLink,
+    user_ref: str,
+    t: Translator,
 ) -> None:
     """`o_<share token>_<rank>`: a product opened from a result list; counted, then its card
     on its photo, with its shop page and "more like this"."""
@@ -124,14 +147,14 @@ async def _open_result(
     engine = services.engine
     opened = await engine.run(engine.history.record_open, link.token, link.rank, user_ref)
     if opened is None or opened.product_id is None:
-        await message.reply_text(LINK_INVALID + WELCOME, parse_mode=ParseMode.HTML)
+        await message.reply_text(_with_welcome(LINK_INVALID, t), parse_mode=ParseMode.HTML)
         return
     product = await engine.run(engine.catalog.get_by_id, opened.product_id)
     if product is None or not product.active:
-        await message.reply_text(PRODUCT_GONE + WELCOME, parse_mode=ParseMode.HTML)
+        await message.reply_text(_with_welcome(PRODUCT_GONE, t), parse_mode=ParseMode.HTML)
         return
-    card = product_card(product)
-    keyboard = product_keyboard(product, bot_username=context.bot.username)
+    card = product_card(product, t=t)
+    keyboard = product_keyboard(product, bot_username=context.bot.username, t=t)
     if not await send_card_photo(
         context.bot, message.chat_id, product, services, caption=card, reply_markup=keyboard
     ):
@@ -141,15 +164,20 @@ async def _open_result(
 
 
 async def _open_shared_results(
-    message: Message, context: Context, services: BotServices, link: DeepLink, user_ref: str
+    message: Message,
+    context: Context,
+    services: BotServices,
+    link: DeepLink,
+    user_ref: str,
+    t: Translator,
 ) -> None:
     """`r_<share token>`: somebody's shared result set (counted as an open of it)."""
     assert link.token is not None
     engine = services.engine
     shared = await engine.run(engine.searcher.get_search, share_token=link.token)
     if shared is None or shared.search_id is None:
-        expired = SHARED_EXPIRED.format(days=engine.history.retention_days)
-        await message.reply_text(expired + WELCOME, parse_mode=ParseMode.HTML)
+        expired = t(SHARED_EXPIRED, days=t.number(engine.history.retention_days))
+        await message.reply_text(expired + " " + t(WELCOME), parse_mode=ParseMode.HTML)
         return
     await engine.run(engine.history.record_open, link.token, None, user_ref)
     # Products no longer shown are left out, so the links carry the ranks as logged.
@@ -159,14 +187,16 @@ async def _open_shared_results(
         message.chat_id,
         shared,
         services,
-        heading="Shared results",
+        heading=t("Shared results"),
         link_ranks=ranks,
+        t=t,
     )
 
 
 async def help_command(update: Update, context: Context) -> None:
     if update.effective_message:
-        await update.effective_message.reply_text(HELP, parse_mode=ParseMode.HTML)
+        t = await services_of(context).translator_for(update.effective_user)
+        await update.effective_message.reply_text(t(HELP), parse_mode=ParseMode.HTML)
 
 
 # ---- searching by photo ----------------------------------------------------------------
@@ -186,31 +216,34 @@ async def photo(update: Update, context: Context) -> None:
     if message is None or user is None:
         return
     services = services_of(context)
+    t = await services.translator_for(user)
     file_id, size = _largest_photo_file(message)
     if size is not None and size > MAX_DOWNLOAD_BYTES:
-        await message.reply_text(TOO_LARGE)  # refused before anything is downloaded
+        await message.reply_text(t(TOO_LARGE))  # refused before anything is downloaded
         return
-    if not await within_rate_limit(message, services, user.id):
+    if not await within_rate_limit(message, services, user.id, t):
         return
     wanted = await caption_filters(services, message.caption)
     # "Sending photo…" from the download until the album has been sent.
     async with chat_action(context.bot, message.chat_id, ChatAction.UPLOAD_PHOTO):
         data = await download(context.bot, file_id, size)
-        result = await search_bytes(services, data, services.who(user.id), wanted)
+        result = await search_bytes(services, data, services.who(user.id), wanted, t)
         if isinstance(result, str):
             await message.reply_text(result)
             return
         heading = _heading(
-            result, wanted.category, wanted.max_price, services.settings.weak_match_distance
+            result, wanted.category, wanted.max_price, services.settings.weak_match_distance, t
         )
-        await send_results(context.bot, message.chat_id, result, services, heading=heading)
+        await send_results(context.bot, message.chat_id, result, services, heading=heading, t=t)
 
 
-async def within_rate_limit(message: Message, services: BotServices, user_id: int) -> bool:
+async def within_rate_limit(
+    message: Message, services: BotServices, user_id: int, t: Translator
+) -> bool:
     """Whether this user may search now; if not, they are told how long to wait."""
     wait = await services.within_limit(user_id)
     if wait is not None:
-        await message.reply_text(_wait_text(wait))
+        await message.reply_text(_wait_text(wait, t))
     return wait is None
 
 
@@ -226,30 +259,43 @@ async def search_bytes(
     data: bytes | DownloadFailure,
     who: Requester,
     wanted: CaptionFilters,
+    t: Translator,
 ) -> SearchResult | str:
     """Search with downloaded image bytes; a str is the message to show instead."""
     if data is DownloadFailure.TOO_LARGE:
-        return TOO_LARGE
+        return t(TOO_LARGE)
     if isinstance(data, DownloadFailure):
-        return DOWNLOAD_FAILED
+        return t(DOWNLOAD_FAILED)
     query = SearchQuery(category=wanted.category, max_price=wanted.max_price)
     try:
         return await services.engine.search_photo(data, query, who)
     except InvalidImageError as exc:
-        return f"I couldn't read that image: {exc} Please send a photo (JPEG, PNG or WebP)."
+        # The reason comes from the engine, in English (search/ knows no languages).
+        return t(COULD_NOT_READ, reason=exc)
 
 
 def _heading(
-    result: SearchResult, category: str | None, max_price: Decimal | None, weak_distance: float
+    result: SearchResult,
+    category: str | None,
+    max_price: Decimal | None,
+    weak_distance: float,
+    t: Translator,
 ) -> str:
-    parts = ["Most similar products"]
-    if category:
-        parts.append(f"in {category.replace('_', ' ')}")
-    if max_price is not None:
-        parts.append(f"under {max_price}")
-    heading = " ".join(parts)
+    # Whole sentences per case: word order differs between languages.
+    values = {
+        "category": category_text(category, t) if category else "",
+        "price": t.number(max_price) if max_price is not None else "",
+    }
+    if category and max_price is not None:
+        heading = t("Most similar products in {category} under {price}", **values)
+    elif category:
+        heading = t("Most similar products in {category}", **values)
+    elif max_price is not None:
+        heading = t("Most similar products under {price}", **values)
+    else:
+        heading = t("Most similar products")
     if result.best_distance is not None and result.best_distance > weak_distance:
-        heading += " (no close match: these are the nearest we have)"
+        heading += " " + t("(no close match: these are the nearest we have)")
     return heading
 
 
@@ -271,14 +317,14 @@ async def not_a_photo(update: Update, context: Context) -> None:
         text = VIDEO
     else:
         text = NOT_A_PHOTO
-    await message.reply_text(text)
+    t = await services_of(context).translator_for(update.effective_user)
+    await message.reply_text(t(text))
 
 
 async def unknown_command(update: Update, context: Context) -> None:
     if update.effective_message:
-        await update.effective_message.reply_text(
-            "I don't know that command. /help shows what I can do."
-        )
+        t = await services_of(context).translator_for(update.effective_user)
+        await update.effective_message.reply_text(t(UNKNOWN_COMMAND))
 
 
 # ---- result buttons --------------------------------------------------------------------
@@ -301,22 +347,25 @@ async def button(update: Update, context: Context) -> None:
     query = update.callback_query
     if query is None:
         return
+    services = services_of(context)
+    t = await services.translator_for(query.from_user)
     action = parse_callback(query.data)
     if action is None or query.data is None or not _on_message(query, query.data):
-        await query.answer(BUTTON_INVALID)
+        await query.answer(t(BUTTON_INVALID))
         return
-    services = services_of(context)
     if action.action == "fb":
-        await _feedback(query, services, action)
+        await _feedback(query, services, action, t)
         return
     wait = await services.within_limit(query.from_user.id)
     if wait is not None:
-        await query.answer(_wait_text(wait))
+        await query.answer(_wait_text(wait, t))
         return
-    await _search_again(query, context, services, action)
+    await _search_again(query, context, services, action, t)
 
 
-async def _feedback(query: CallbackQuery, services: BotServices, action: CallbackAction) -> None:
+async def _feedback(
+    query: CallbackQuery, services: BotServices, action: CallbackAction, t: Translator
+) -> None:
     vote = 1 if action.arg == "up" else -1
     history = services.engine.history
     stored = await services.engine.run(
@@ -326,15 +375,17 @@ async def _feedback(query: CallbackQuery, services: BotServices, action: Callbac
         vote=vote,
     )
     if not stored:
-        await query.answer(BUTTON_INVALID)
-    elif vote > 0:
-        await query.answer("Thanks! Glad these helped 👍")
+        await query.answer(t(BUTTON_INVALID))
     else:
-        await query.answer("Thanks, noted 👎 That helps us improve the results.")
+        await query.answer(t(THANKS_UP if vote > 0 else THANKS_DOWN))
 
 
 async def _search_again(
-    query: CallbackQuery, context: Context, services: BotServices, action: CallbackAction
+    query: CallbackQuery,
+    context: Context,
+    services: BotServices,
+    action: CallbackAction,
+    t: Translator,
 ) -> None:
     """ "Cheaper" and "all categories": the logged search run again with other filters."""
     searcher = services.engine.searcher
@@ -352,16 +403,16 @@ async def _search_again(
     assert isinstance(query.message, Message)  # checked by _on_message
     chat_id = query.message.chat.id
     if action.action == "cheaper":
-        heading = "Cheaper lookalikes"
+        heading = t("Cheaper lookalikes")
         if not result.items:
-            await context.bot.send_message(chat_id=chat_id, text=NOTHING_CHEAPER)
+            await context.bot.send_message(chat_id=chat_id, text=t(NOTHING_CHEAPER))
             return
     else:
-        heading = "Most similar products in all categories"
+        heading = t("Most similar products in all categories")
         if not result.items:
-            await context.bot.send_message(chat_id=chat_id, text=no_results_text(result))
+            await context.bot.send_message(chat_id=chat_id, text=no_results_text(result, t))
             return
-    await send_results(context.bot, chat_id, result, services, heading=heading)
+    await send_results(context.bot, chat_id, result, services, heading=heading, t=t)
 
 
 def handlers() -> list[BaseHandler[Update, Context, None]]:

@@ -10,6 +10,7 @@ from telegram.constants import ChatType, ParseMode
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filters
 
 from bot.context import Context
+from lookalike.i18n import N_, Translator
 from search import ForgottenRows
 
 log = logging.getLogger(__name__)
@@ -17,14 +18,15 @@ log = logging.getLogger(__name__)
 FORGET_YES = "forget:yes"
 FORGET_NO = "forget:no"
 
-PRIVACY = (
+PRIVACY = N_(
     "<b>What we keep when you search</b>\n"
     "• A reference to you made from your Telegram account with a secret key: not your name, "
     "username, phone number or Telegram id.\n"
     "• Each search: when, its filters, the products found, and a list of numbers our model "
     "computed from your picture (to find cheaper lookalikes without the photo).\n"
     "• Your 👍/👎 and the products you open from results.\n"
-    "• When you last searched, for one minute (the limit of searches per minute).\n\n"
+    "• When you last searched, for one minute (the limit of searches per minute).\n"
+    "• The language you chose with /language, until you choose again or send /forget.\n\n"
     "<b>For how long</b>\n"
     "{days} days. Then each search is deleted and only counted in anonymous daily totals "
     "(how many searches, ratings and opens); links to shared results expire.\n\n"
@@ -34,42 +36,49 @@ PRIVACY = (
     "<b>Deleting it</b>\n"
     "Send /forget: everything kept under your reference is deleted at once."
 )
-CONFIRM = (
+CONFIRM = N_(
     "This deletes everything we keep about you: your searches (and links to them you shared), "
-    "your ratings and the products you opened. It cannot be undone. Delete it?"
+    "your ratings, the products you opened and your chosen language. It cannot be undone. "
+    "Delete it?"
 )
-CANCELLED = "OK, nothing was deleted."
-NOTHING_KEPT = "Done. We kept nothing about you, so there was nothing to delete."
-PRIVATE_ONLY = "Please send /forget to me in a private chat."
-BUTTON_INVALID = "Sorry, this button doesn't work any more. Send /forget again."
+CANCELLED = N_("OK, nothing was deleted.")
+NOTHING_KEPT = N_("Done. We kept nothing about you, so there was nothing to delete.")
+PRIVATE_ONLY = N_("Please send /forget to me in a private chat.")
+BUTTON_INVALID = N_("Sorry, this button doesn't work any more. Send /forget again.")
+DELETE_YES = N_("Yes, delete my data")
+DELETE_NO = N_("No, keep it")
 
 
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
-
-
-def forgotten_text(rows: ForgottenRows) -> str:
-    """What /forget deleted, in words."""
+def forgotten_text(rows: ForgottenRows, t: Translator) -> str:
+    """What /forget deleted, in words (each count in its language's plural form)."""
     if rows.total == 0:
-        return NOTHING_KEPT
+        return t(NOTHING_KEPT)
     parts = [
-        _plural(rows.searches, "search", "searches"),
-        _plural(rows.feedback, "rating", "ratings"),
-        _plural(rows.opens, "opened product", "opened products"),
+        t.n("{count} search", "{count} searches", rows.searches),
+        t.n("{count} rating", "{count} ratings", rows.feedback),
+        t.n("{count} opened product", "{count} opened products", rows.opens),
     ]
     if rows.rate_limit_events:
-        parts.append(_plural(rows.rate_limit_events, "search-limit entry", "search-limit entries"))
+        parts.append(
+            t.n(
+                "{count} search-limit entry", "{count} search-limit entries", rows.rate_limit_events
+            )
+        )
+    if rows.languages:
+        parts.append(t("your chosen language"))
     if rows.drafts:
-        parts.append(_plural(rows.drafts, "unfinished /add", "unfinished /adds"))
-    return "Done: deleted " + ", ".join(parts) + ". We keep nothing else about you."
+        parts.append(t.n("{count} unfinished /add", "{count} unfinished /adds", rows.drafts))
+    return t("Done: deleted {items}. We keep nothing else about you.", items=", ".join(parts))
 
 
 async def privacy(update: Update, context: Context) -> None:
     message = update.effective_message
     if message is None:
         return
-    days = context.bot_data.services.engine.history.retention_days
-    await message.reply_text(PRIVACY.format(days=days), parse_mode=ParseMode.HTML)
+    services = context.bot_data.services
+    t = await services.translator_for(update.effective_user)
+    days = t.number(services.engine.history.retention_days)
+    await message.reply_text(t(PRIVACY, days=days), parse_mode=ParseMode.HTML)
 
 
 async def forget(update: Update, context: Context) -> None:
@@ -77,18 +86,19 @@ async def forget(update: Update, context: Context) -> None:
     message, chat = update.effective_message, update.effective_chat
     if message is None or chat is None:
         return
+    t = await context.bot_data.services.translator_for(update.effective_user)
     if chat.type != ChatType.PRIVATE:
-        await message.reply_text(PRIVATE_ONLY)
+        await message.reply_text(t(PRIVATE_ONLY))
         return
     keyboard = InlineKeyboardMarkup(
         [
             [
-                InlineKeyboardButton("Yes, delete my data", callback_data=FORGET_YES),
-                InlineKeyboardButton("No, keep it", callback_data=FORGET_NO),
+                InlineKeyboardButton(t(DELETE_YES), callback_data=FORGET_YES),
+                InlineKeyboardButton(t(DELETE_NO), callback_data=FORGET_NO),
             ]
         ]
     )
-    await message.reply_text(CONFIRM, reply_markup=keyboard)
+    await message.reply_text(t(CONFIRM), reply_markup=keyboard)
 
 
 def _pressed_on_own_question(query: CallbackQuery) -> bool:
@@ -110,14 +120,16 @@ async def forget_button(update: Update, context: Context) -> None:
     query = update.callback_query
     if query is None:
         return
+    services = context.bot_data.services
+    # Read before the deletion: the answer is in the language the question was asked in.
+    t = await services.translator_for(query.from_user)
     if query.data not in (FORGET_YES, FORGET_NO) or not _pressed_on_own_question(query):
-        await query.answer(BUTTON_INVALID)
+        await query.answer(t(BUTTON_INVALID))
         return
     if query.data == FORGET_NO:
         await query.answer()
-        await query.edit_message_text(CANCELLED)
+        await query.edit_message_text(t(CANCELLED))
         return
-    services = context.bot_data.services
     user_id = query.from_user.id
     engine = services.engine
     forgotten = await engine.run(
@@ -128,7 +140,7 @@ async def forget_button(update: Update, context: Context) -> None:
     log.info("a customer's data was deleted on request: %d row(s)", forgotten.total)
     await query.answer()
     # The question becomes the answer: its buttons go, so it cannot be pressed twice.
-    await query.edit_message_text(forgotten_text(forgotten))
+    await query.edit_message_text(forgotten_text(forgotten, t))
 
 
 def handlers() -> list[BaseHandler[Update, Context, None]]:

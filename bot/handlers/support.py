@@ -23,6 +23,7 @@ from bot.context import Context
 from bot.handlers import customer
 from bot.render import deep_link, price_text, product_card
 from bot.replies import chat_action, send_results
+from lookalike.i18n import ENGLISH
 from search import FieldError, ProductRecord, SearchResult, UrlFetchError, clean_sku, fetch_image
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,8 @@ async def search_url(update: Update, context: Context) -> None:
     if not services.is_staff(user.id) or url is None:
         await customer.not_a_photo(update, context)
         return
-    if not await customer.within_rate_limit(message, services, user.id):
+    # Staff tools speak English (the shop's staff language); customers get their own.
+    if not await customer.within_rate_limit(message, services, user.id, ENGLISH):
         return
     # The rest of the message narrows the search like a photo's caption ("boots under 60").
     rest = _LINK.sub(" ", (message.text or "").replace(url, " "))
@@ -163,7 +165,7 @@ async def search_url(update: Update, context: Context) -> None:
             result = f"I couldn't get an image from that link: {exc}"
         else:
             result = await customer.search_bytes(
-                services, data, services.who(user.id, "url"), wanted
+                services, data, services.who(user.id, "url"), wanted, ENGLISH
             )
     if isinstance(result, str):
         await message.reply_text(result, disable_web_page_preview=True)

@@ -132,7 +132,7 @@ async def test_add_captioned_photo_is_stored_searchable_and_warns_of_near_duplic
     assert "Added <b>NEW-1</b>" in reply
     assert "customers can find it now" in reply
     assert "looks almost the same as" in reply and f"<b>{sku_of(original)}</b>" in reply
-    assert "Trail Runner" in reply and "59.90 EUR" in reply and "Status: in stock" in reply
+    assert "Trail Runner" in reply and "€59.90" in reply and "Status: in stock" in reply
 
     # Stored everywhere: database row, image file, vector in the index.
     product = bot.engine.catalog.get("NEW-1")

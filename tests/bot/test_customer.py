@@ -282,7 +282,7 @@ async def _caption_narrows_search_and_buttons_work(bot: BotHarness, footwear: Pa
         "<b>2.</b> Model &lt;3&gt; &amp; &quot;Co&quot;",
         "<b>3.</b> Model &lt;7&gt; &amp; &quot;Co&quot;",
     ]
-    assert "50.00 EUR" in captions(album)[0]
+    assert "€50.00" in captions(album)[0]
     sent = album.result
     assert sent[1]["caption"].startswith('2. Model <3> & "Co"')  # what the customer reads
     text = listing.result["text"]

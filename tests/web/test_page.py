@@ -180,6 +180,8 @@ def test_keyboard_only_reaches_the_photo_picker_and_filters(
 ) -> None:
     page = browser.new_page()
     page.goto(server.url + "/")
+    # The widget is drawn once its words have come (/i18n.json).
+    page.wait_for_selector(".lk-widget .lk-file", state="attached")
     reached = []
     for _ in range(12):
         page.keyboard.press("Tab")

@@ -3,42 +3,62 @@
  * Used by the page (/) and by embed.js on other sites. Plain JavaScript, no build step.
  * The last photo stays in memory so the filters and "cheaper than this one" search again
  * with it; a result set's share link (?s=TOKEN) shows that set without the photo.
+ *
+ * Words come from the server in the visitor's language (GET /i18n.json: Accept-Language, or
+ * the `language` option, or ?lang= on the page), marked _("...") here for the catalogues
+ * (lookalike/i18n); the widget is laid out right to left for Persian.
  */
 (function () {
   "use strict";
 
-  var TEMPLATE = [
+  var I18N = { language: "en", direction: "ltr", messages: {}, categories: {} };
+
+  /* The English text in the visitor's language, {name}s filled from `values`. */
+  function _(text, values) {
+    var translated = I18N.messages[text] || text;
+    return translated.replace(/\{(\w+)\}/g, function (whole, name) {
+      return values && values[name] !== undefined ? String(values[name]) : whole;
+    });
+  }
+
+  function categoryName(code) {
+    return I18N.categories[code] || code.replace(/_/g, " ");
+  }
+
+  function template() { return [
     '<section class="lk-search" aria-labelledby="lk-search-title">',
-    '  <h2 id="lk-search-title" class="lk-visually-hidden">Search by photo</h2>',
+    '  <h2 id="lk-search-title" class="lk-visually-hidden">' + _("Search by photo") + '</h2>',
     '  <div class="lk-drop" tabindex="-1">',
     '    <img class="lk-preview" alt="" hidden>',
-    '    <p class="lk-drop-hint">Drop a photo here, paste one (Ctrl+V), or</p>',
+    '    <p class="lk-drop-hint">' + _("Drop a photo here, paste one (Ctrl+V), or") + '</p>',
     '    <div class="lk-pick">',
-    '      <label class="lk-button">Choose a photo',
+    '      <label class="lk-button">' + _("Choose a photo"),
     '        <input class="lk-file" type="file" accept="image/*" name="photo"></label>',
-    '      <label class="lk-button lk-secondary">Take a photo',
+    '      <label class="lk-button lk-secondary">' + _("Take a photo"),
     '        <input class="lk-camera" type="file" accept="image/*" capture="environment"></label>',
     '    </div>',
     '  </div>',
     '  <form class="lk-filters">',
-    '    <div class="lk-field"><label for="lk-category-ID">Category</label>',
+    '    <div class="lk-field"><label for="lk-category-ID">' + _("Category") + '</label>',
     '      <select id="lk-category-ID" class="lk-category" name="category">',
-    '        <option value="">Any category</option></select></div>',
-    '    <div class="lk-field"><label for="lk-max-price-ID">Under price</label>',
+    '        <option value="">' + _("Any category") + '</option></select></div>',
+    '    <div class="lk-field"><label for="lk-max-price-ID">' + _("Under price") + '</label>',
     '      <input id="lk-max-price-ID" class="lk-max-price" name="max_price" type="number"',
-    '        min="0.01" step="0.01" inputmode="decimal" placeholder="any"></div>',
-    '    <button class="lk-button lk-apply" type="submit">Apply filters</button>',
+    '        min="0.01" step="0.01" inputmode="decimal" placeholder="' + _("any") + '"></div>',
+    '    <button class="lk-button lk-apply" type="submit">' + _("Apply filters") + '</button>',
     '  </form>',
     '</section>',
     '<p class="lk-status" role="status" aria-live="polite"></p>',
     '<section class="lk-results-section" aria-labelledby="lk-results-title-ID" hidden>',
-    '  <h2 id="lk-results-title-ID" class="lk-results-title">Lookalikes</h2>',
-    '  <p class="lk-share" hidden><label for="lk-share-ID">Share these results:</label>',
-    '    <input id="lk-share-ID" class="lk-share-url" type="url" readonly>',
-    '    <button class="lk-button lk-secondary lk-copy" type="button">Copy link</button></p>',
+    '  <h2 id="lk-results-title-ID" class="lk-results-title">' + _("Lookalikes") + '</h2>',
+    '  <p class="lk-share" hidden><label for="lk-share-ID">' + _("Share these results:") +
+      '</label>',
+    '    <input id="lk-share-ID" class="lk-share-url" type="url" dir="ltr" readonly>',
+    '    <button class="lk-button lk-secondary lk-copy" type="button">' + _("Copy link") +
+      '</button></p>',
     '  <ul class="lk-results" role="list"></ul>',
     '</section>'
-  ].join("\n");
+  ].join("\n"); }
 
   var counter = 0;
 
@@ -50,9 +70,9 @@
   }
 
   function formatPrice(price, currency) {
-    if (price === null || price === undefined) { return "Price on request"; }
+    if (price === null || price === undefined) { return _("Price on request"); }
     try {
-      return new Intl.NumberFormat(undefined, { style: "currency", currency: currency })
+      return new Intl.NumberFormat(I18N.language, { style: "currency", currency: currency })
         .format(Number(price));
     } catch (error) {
       return price + " " + currency;
@@ -66,7 +86,9 @@
     this.useLocation = Boolean(options.useLocation);
     this.photo = null;
     root.classList.add("lk-widget");
-    root.innerHTML = TEMPLATE.replace(/-ID/g, "-" + counter);
+    root.lang = I18N.language;
+    root.dir = I18N.direction;
+    root.innerHTML = template().replace(/-ID/g, "-" + counter);
     this.$ = function (selector) { return root.querySelector(selector); };
     this.bind();
     this.loadCategories();
@@ -111,7 +133,7 @@
       if (self.photo) {
         self.search({});
       } else {
-        self.status("Choose a photo first: the filters narrow a photo search.");
+        self.status(_("Choose a photo first: the filters narrow a photo search."));
       }
     });
     this.$(".lk-copy").addEventListener("click", function () {
@@ -119,8 +141,8 @@
       input.select();
       if (navigator.clipboard) {
         navigator.clipboard.writeText(input.value).then(function () {
-          self.status("Link copied.");
-        }, function () { self.status("Select the link and copy it."); });
+          self.status(_("Link copied."));
+        }, function () { self.status(_("Select the link and copy it.")); });
       }
     });
   };
@@ -132,6 +154,9 @@
   };
 
   Widget.prototype.request = function (path, init) {
+    init = init || {};
+    // The API's error details in the page's language (problem+json "detail").
+    init.headers = { "Accept-Language": I18N.language };
     var api = this.api;
     return fetch(api + path, init).catch(function (error) {
       // A refused cross-origin request and an unreachable server look alike to a page
@@ -140,11 +165,12 @@
         console.error("Lookalike: " + api + " could not be reached from this page (" + error +
           "); if the server is up, add this page's origin to its WEB_CORS_ORIGINS");
       }
-      throw new Error("The photo search is not available right now. Please try again later.");
+      throw new Error(_("The photo search is not available right now. Please try again later."));
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (body) {
         if (!response.ok) {
-          throw new Error(body.detail || ("The server answered " + response.status + "."));
+          throw new Error(body.detail || _("The server answered {status}.",
+            { status: response.status }));
         }
         return body;
       });
@@ -155,7 +181,7 @@
     var select = this.$(".lk-category");
     this.request("/api/v1/categories").then(function (body) {
       body.categories.forEach(function (category) {
-        var option = el("option", "", category.replace(/_/g, " "));
+        var option = el("option", "", categoryName(category));
         option.value = category;
         select.appendChild(option);
       });
@@ -166,7 +192,7 @@
     var preview = this.$(".lk-preview");
     if (preview.src) { URL.revokeObjectURL(preview.src); }
     preview.src = URL.createObjectURL(file);
-    preview.alt = "Your photo";
+    preview.alt = _("Your photo");
     preview.hidden = false;
     this.photo = file;
     this.search({});
@@ -181,7 +207,7 @@
     if (category) { form.append("category", category); }
     if (maxPrice) { form.append("max_price", Number(maxPrice).toFixed(2)); }
     if (extra.cheaperThan) { form.append("cheaper_than", extra.cheaperThan); }
-    this.status("Searching…");
+    this.status(_("Searching…"));
     this.root.setAttribute("aria-busy", "true");
     return this.request("/api/v1/search", { method: "POST", body: form }).then(function (body) {
       self.show(body, extra.cheaperThan);
@@ -192,7 +218,7 @@
 
   Widget.prototype.loadShared = function (token) {
     var self = this;
-    this.status("Loading shared results…");
+    this.status(_("Loading shared results…"));
     return this.request("/api/v1/searches/" + encodeURIComponent(token)).then(function (body) {
       self.show(body, null, true);
     }).catch(function (error) { self.status(error.message, true); });
@@ -204,21 +230,28 @@
     list.innerHTML = "";
     body.results.forEach(function (item) { list.appendChild(self.card(item)); });
     this.$(".lk-results-section").hidden = false;
-    var title = "Lookalikes";
+    var title = _("Lookalikes");
     if (body.category) {
-      title += " in " + body.category.replace(/_/g, " ") +
-        (body.category_inferred ? " (our guess)" : "");
+      var named = { category: categoryName(body.category) };
+      title = body.category_inferred ? _("Lookalikes in {category} (our guess)", named) :
+        _("Lookalikes in {category}", named);
     }
-    if (cheaperThan) { title += ", cheaper than " + cheaperThan; }
+    if (cheaperThan) { title = _("{title}, cheaper than {sku}", { title: title, sku: cheaperThan }); }
     this.$(".lk-results-title").textContent = title;
     var count = body.results.length;
-    this.status(count ? (shared ? "Shared results: " : "") + count + " lookalike" +
-      (count === 1 ? "" : "s") + "." : "Nothing matches these filters.");
+    // No plural rules in the browser: each language words these so that one form fits
+    // every count above 1 (Russian: "Найдено похожих: 5.").
+    var found = count === 1 ? _("{count} lookalike.", { count: formatNumber(1) }) :
+      _("{count} lookalikes.", { count: formatNumber(count) });
+    this.status(count ? (shared ? _("Shared results: {found}", { found: found }) : found) :
+      _("Nothing matches these filters."));
     if (body.share_url) {
       this.$(".lk-share").hidden = false;
       this.$(".lk-share-url").value = body.share_url;
       if (this.useLocation && body.share_token) {
-        history.replaceState(null, "", "?s=" + encodeURIComponent(body.share_token));
+        var params = new URLSearchParams(window.location.search);  // keeps ?lang=
+        params.set("s", body.share_token);
+        history.replaceState(null, "", "?" + params.toString());
       }
     }
   };
@@ -238,20 +271,23 @@
     card.appendChild(image);
     card.appendChild(el("h3", "lk-card-name", item.name));
     card.appendChild(el("p", "lk-card-price", formatPrice(item.price, item.currency)));
-    card.appendChild(el("p", "lk-card-similarity", Math.round(item.similarity) + "% similar"));
+    var percent = new Intl.NumberFormat(I18N.language, { style: "percent" })
+      .format(Math.round(item.similarity) / 100);
+    card.appendChild(el("p", "lk-card-similarity", _("{percent} similar", { percent: percent })));
     var actions = el("div", "lk-card-actions");
     if (item.url) {
-      var link = el("a", "lk-button", "View in shop");
+      var link = el("a", "lk-button", _("View in shop"));
       link.href = item.url;
       link.target = "_blank";
       link.rel = "noopener";
-      link.setAttribute("aria-label", "View " + item.name + " in the shop");
+      link.setAttribute("aria-label", _("View {name} in the shop", { name: item.name }));
       actions.appendChild(link);
     }
     if (this.photo && item.price !== null) {
-      var cheaper = el("button", "lk-button lk-secondary lk-cheaper", "Cheaper than this one");
+      var cheaper = el("button", "lk-button lk-secondary lk-cheaper", _("Cheaper than this one"));
       cheaper.type = "button";
-      cheaper.setAttribute("aria-label", "Show lookalikes cheaper than " + item.name);
+      cheaper.setAttribute("aria-label",
+        _("Show lookalikes cheaper than {name}", { name: item.name }));
       cheaper.addEventListener("click", function () { self.search({ cheaperThan: item.sku }); });
       actions.appendChild(cheaper);
     }
@@ -259,7 +295,39 @@
     return card;
   };
 
+  function formatNumber(value) { return new Intl.NumberFormat(I18N.language).format(value); }
+
+  /* The words of `language` (or of the browser's Accept-Language when it is empty), once. */
+  var loading = null;
+  function loadWords(apiBase, language) {
+    if (!loading) {
+      var query = language ? "?lang=" + encodeURIComponent(language) : "";
+      loading = fetch((apiBase || "").replace(/\/$/, "") + "/i18n.json" + query)
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (body) { if (body) { I18N = body; } return I18N; })
+        .catch(function () { return I18N; });  // English, from the code
+    }
+    return loading;
+  }
+
   window.Lookalike = {
-    mount: function (element, options) { return new Widget(element, options || {}); }
+    /* Mounts the widget once its words are loaded; options: apiBase, useLocation, language. */
+    mount: function (element, options) {
+      options = options || {};
+      return loadWords(options.apiBase, options.language).then(function () {
+        return new Widget(element, options);
+      });
+    },
+    /* The page's own words (elements marked data-i18n), its language and direction. */
+    translatePage: function (apiBase, language) {
+      return loadWords(apiBase, language).then(function (words) {
+        document.documentElement.lang = words.language;
+        document.documentElement.dir = words.direction;
+        document.querySelectorAll("[data-i18n]").forEach(function (node) {
+          node.textContent = _(node.textContent.trim());
+        });
+        return words;
+      });
+    }
   };
 })();

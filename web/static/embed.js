@@ -3,6 +3,8 @@
  *   <div id="lookalike"></div>
  *   <script src="https://YOUR-LOOKALIKE-SERVER/embed.js" data-target="#lookalike" async></script>
  *
+ * data-language="ru" (en, ru, es, fa) fixes the widget's language; without it the visitor's
+ * browser chooses (Accept-Language).
  * Loads the widget's style and code from the server this script came from and mounts the
  * search-by-photo widget in the target element. The host page's origin must be listed in
  * the server's WEB_CORS_ORIGINS setting.
@@ -20,7 +22,11 @@
       console.error("Lookalike: no element matches " + selector);
       return;
     }
-    window.Lookalike.mount(target, { apiBase: origin, useLocation: false });
+    window.Lookalike.mount(target, {
+      apiBase: origin,
+      useLocation: false,
+      language: script.getAttribute("data-language") || ""
+    });
   }
 
   var style = document.createElement("link");
