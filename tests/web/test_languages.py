@@ -41,8 +41,10 @@ def test_page_words_follow_lang_then_accept_language(server: LiveServer) -> None
 def test_problem_details_in_the_requests_language(server: LiveServer) -> None:
     gone = "/api/v1/searches/nosuchtoken123"
     with server.client() as client:
-        body = assert_problem(client.get(gone, headers={"Accept-Language": "ru"}), 410)
-        assert body["detail"] == "этих результатов больше нет: поиски хранятся 90 дн."
+        body = assert_problem(client.get(gone, headers={"Accept-Language": "ru"}), 404)
+        assert body["detail"] == (
+            "таких результатов нет (поиски хранятся 90 дн.; более старая ссылка больше не работает)"
+        )
         spanish = client.post(
             "/api/v1/search",
             files={"photo": ("notes.txt", b"hello", "text/plain")},
@@ -53,7 +55,7 @@ def test_problem_details_in_the_requests_language(server: LiveServer) -> None:
         )
         assert spanish.headers["content-language"] == "es"
         english: httpx.Response = client.get(gone)
-        assert_problem(english, 410, "no longer available", "90 days")
+        assert_problem(english, 404, "no such shared results", "90 days")
 
 
 def test_the_page_in_persian_right_to_left_on_a_phone(
