@@ -20,6 +20,7 @@ class ImageRecord:
     width: int
     height: int
     telegram_file_id: str | None
+    colour_name: str | None = None  # the main colour of the product in it (None: not computed)
 
     @classmethod
     def from_row(cls, row: ProductImage) -> ImageRecord:
@@ -31,6 +32,7 @@ class ImageRecord:
             width=row.width,
             height=row.height,
             telegram_file_id=row.telegram_file_id,
+            colour_name=row.colour_name,
         )
 
 
@@ -70,6 +72,11 @@ class ProductRecord(ProductFields):
         return self.in_stock and not self.removed
 
     @property
+    def colour(self) -> str | None:
+        """The product's colour: that of its first photo with a computed colour."""
+        return next((i.colour_name for i in self.images if i.colour_name), None)
+
+    @property
     def status(self) -> str:
         if self.removed:
             return "removed"
@@ -101,3 +108,4 @@ class SearchRecord:
     share_token: str | None
     query_vector: np.ndarray | None  # (dim,) float32
     metric: str = "cosine"
+    query_colour: np.ndarray | None = None  # (colour DIM,) float32

@@ -23,6 +23,7 @@ Subpackages, each with its own facade: `search.featurize` (pixels to vectors on 
 from db.records import ImageRecord, ProductFields, ProductRecord
 from search.active_model import ActiveModel, ModelManager
 from search.catalog import AddOutcome, Catalog
+from search.colour_fill import ColourFillSummary, fill_colours
 from search.config import EngineConfig
 from search.engine import EngineStatus, SearchEngine, StoredModel
 from search.errors import (
@@ -64,6 +65,7 @@ __all__ = [
     "Catalog",
     "CatalogError",
     "CatalogStats",
+    "ColourFillSummary",
     "EngineConfig",
     "EngineStatus",
     "EvaluationError",
@@ -102,6 +104,7 @@ __all__ = [
     "featurise_files",
     "fetch_image",
     "fetch_image_conditional",
+    "fill_colours",
     "import_directory",
     "import_entries",
     "reindex",

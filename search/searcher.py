@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from db import colours
 from db import repository as repo
 from db.records import ProductRecord, SearchRecord
 from search.active_model import ModelManager
+from search.colour import descriptor_of_bytes
 from search.errors import CatalogError
 from search.index import METRICS, Hit, Metric, SearchFilter
-from search.ranking import majority_category, nearest_expanded
+from search.ranking import COLOUR_CANDIDATES, blend_colour, majority_category, nearest_expanded
 from search.results import SearchResult, items_of_hits, items_of_log
 
 __all__ = ["CLI", "Requester", "SearchQuery", "Searcher"]
@@ -62,6 +64,7 @@ class Searcher:
         infer_category: bool,
         query_expansion: int,
         near_duplicate_distance: float,
+        colour_weight: float = 0.0,
     ) -> None:
         self._sessions = sessions
         self._models = models
@@ -70,6 +73,8 @@ class Searcher:
         self.infer_category = infer_category
         self.query_expansion = query_expansion
         self.near_duplicate_distance = near_duplicate_distance
+        # w of the colour blend after the category step; 0: VGG alone (docs/evaluation.md).
+        self.colour_weight = colour_weight
 
     def search_image(
         self, data: bytes, query: SearchQuery = SearchQuery(), who: Requester = CLI
@@ -79,7 +84,7 @@ class Searcher:
         prepared = self._models.prepare(data)
         vector = self._models.embed([prepared])[0]  # (dim,)
         # No query_hash is logged: the sha256 of a customer's photo identifies that photo.
-        return self.search_vector(vector, query, who, started=started)
+        return self.search_vector(vector, query, who, colour=prepared.colour, started=started)
 
     def search_vector(
         self,
@@ -88,6 +93,7 @@ class Searcher:
         who: Requester = CLI,
         *,
         query_hash: str | None = None,
+        colour: np.ndarray | None = None,
         exclude_product_ids: Iterable[int] = (),
         extra_filters: dict[str, Any] | None = None,
         started: float | None = None,
@@ -95,10 +101,14 @@ class Searcher:
         """A raw (dim,) model vector -> ranked products, logged to the search log.
 
         With category inference on and no category asked for, the category more than half of
-        the nearest products share becomes the filter (said in the result).
+        the nearest products share becomes the filter (said in the result). With the query's
+        (colour DIM,) `colour` and a colour weight, the nearest COLOUR_CANDIDATES products
+        after that step are reordered by shape and colour (`ranking.blend_colour`).
         """
         started = time.perf_counter() if started is None else started
         k = self.top_k if query.k is None else query.k
+        by_colour = colour is not None and self.colour_weight > 0
+        wanted = max(k, COLOUR_CANDIDATES) if by_colour else k  # what the last step ranks
         model, index = self._models.active, self._models.index
         point = model.post.transform(np.asarray(vector, dtype=np.float32))  # (dim,) index space
         metric = query.metric or self.metric
@@ -113,7 +123,7 @@ class Searcher:
             return nearest_expanded(
                 index,
                 point,
-                k,
+                wanted,
                 step_filter,
                 metric=metric,
                 neighbours=self.query_expansion,
@@ -125,9 +135,16 @@ class Searcher:
         infer = self.infer_category if query.infer_category is None else query.infer_category
         if infer and query.category is None and hits:
             with self._sessions() as session:
-                inferred = majority_category(session, hits, k)
+                inferred = majority_category(session, hits[:k], k)
             if inferred is not None:
                 hits = run(replace(query_filter, category=inferred))
+        nearest: float | None = None  # cosine distance of the nearest, once colour reorders
+        if by_colour and hits:
+            assert colour is not None  # by_colour says so
+            nearest = 1.0 - max(hit.similarity for hit in hits) / 100.0
+            stored = self._stored_colours([hit.image_id for hit in hits])
+            hits = blend_colour(hits, colour, stored, self.colour_weight)
+        hits = hits[:k]
         logged_filters: dict[str, Any] = {
             "k": k,
             "category": query.category or inferred,
@@ -156,6 +173,8 @@ class Searcher:
                 ],
                 latency_ms=latency_ms,
                 query_vector=vector,
+                query_colour=colour,
+                best_distance=nearest,
                 metric=metric,
             )
             search_id, share_token = entry.id, entry.share_token  # set by log_search's flush
@@ -168,7 +187,15 @@ class Searcher:
             inferred_category=inferred,
             model_name=model.name,
             metric=metric,
+            nearest_distance=nearest,
         )
+
+    def _stored_colours(self, image_ids: list[int]) -> dict[int, np.ndarray]:
+        """image id -> (colour DIM,) descriptor, for those of the images that have one."""
+        with self._sessions() as session:
+            stored = colours.image_colours(session, image_ids=image_ids)
+        decoded = {image_id: descriptor_of_bytes(data) for image_id, data in stored.items()}
+        return {image_id: d for image_id, d in decoded.items() if d is not None}
 
     def similar_to_product(
         self, product_id: int, who: Requester = CLI, *, k: int | None = None
@@ -186,11 +213,15 @@ class Searcher:
         # The mean of its images' raw vectors, (dim,): it goes through the post-processing
         # like a photo would, and is what "cheaper" re-runs from the search log.
         vector = np.mean(np.stack(raw), axis=0).astype(np.float32)
+        # Its colour likewise: the mean of its images' descriptors (shares average), (DIM,).
+        stored = list(self._stored_colours([image.id for image in product.images]).values())
+        colour = np.mean(np.stack(stored), axis=0).astype(np.float32) if stored else None
         result = self.search_vector(
             vector,
             # "More like this" shows what looks alike, whatever its category.
             SearchQuery(k=k, infer_category=False),
             who,
+            colour=colour,
             exclude_product_ids=[product_id],
             extra_filters={"similar_to": product_id},
         )
@@ -273,7 +304,9 @@ class Searcher:
         self, record: SearchRecord, query: SearchQuery, who: Requester, marker: dict[str, Any]
     ) -> SearchResult:
         assert record.query_vector is not None  # _logged_query checked
-        return self.search_vector(record.query_vector, query, who, extra_filters=marker)
+        return self.search_vector(
+            record.query_vector, query, who, colour=record.query_colour, extra_filters=marker
+        )
 
 
 def _logged_k(record: SearchRecord) -> int | None:
