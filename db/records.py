@@ -65,6 +65,7 @@ class ProductRecord(ProductFields):
     created_at: datetime
     updated_at: datetime
     images: tuple[ImageRecord, ...]
+    corrected_colour: str | None = None  # an admin's colour name (/colour, PATCH), if any
 
     @property
     def active(self) -> bool:
@@ -73,7 +74,10 @@ class ProductRecord(ProductFields):
 
     @property
     def colour(self) -> str | None:
-        """The product's colour: that of its first photo with a computed colour."""
+        """The product's colour: an admin's correction, else that of its first photo with a
+        computed colour."""
+        if self.corrected_colour:
+            return self.corrected_colour
         return next((i.colour_name for i in self.images if i.colour_name), None)
 
     @property
@@ -92,6 +96,7 @@ class ProductRecord(ProductFields):
             created_at=row.created_at,
             updated_at=row.updated_at,
             images=tuple(ImageRecord.from_row(image) for image in row.images),
+            corrected_colour=row.colour,
         )
 
 

@@ -58,6 +58,9 @@ class Product(Base):
     url: Mapped[str | None] = mapped_column(String(2000))
     category: Mapped[str | None] = mapped_column(String(64), index=True)
     in_stock: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A colour name given by an admin (/colour, PATCH): wins over the colour computed from the
+    # photos (product_images.colour_name). NULL: the computed one.
+    colour: Mapped[str | None] = mapped_column(String(16))
     # Soft delete: a removed product leaves search results but nothing is ever lost.
     removed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -23,6 +23,7 @@ Subpackages, each with its own facade: `search.featurize` (pixels to vectors on 
 from db.records import ImageRecord, ProductFields, ProductRecord
 from search.active_model import ActiveModel, ModelManager
 from search.catalog import AddOutcome, Catalog
+from search.colour import parse_colour_synonym
 from search.colour_fill import ColourFillSummary, fill_colours
 from search.config import EngineConfig
 from search.engine import EngineStatus, SearchEngine, StoredModel
@@ -37,6 +38,7 @@ from search.errors import (
 )
 from search.fields import (
     clean_category,
+    clean_colour,
     clean_currency,
     clean_name,
     clean_price,
@@ -95,6 +97,7 @@ __all__ = [
     "StoredModel",
     "UrlFetchError",
     "clean_category",
+    "clean_colour",
     "clean_currency",
     "clean_name",
     "clean_price",
@@ -107,5 +110,6 @@ __all__ = [
     "fill_colours",
     "import_directory",
     "import_entries",
+    "parse_colour_synonym",
     "reindex",
 ]

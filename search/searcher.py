@@ -40,6 +40,10 @@ class SearchQuery:
     # None: the engine's INFER_CATEGORY; a search with a category never infers one.
     infer_category: bool | None = None
     include_inactive: bool = False  # staff only: out-of-stock and removed products too
+    # A colour name asked for ("red heels"): products of that colour first, the rest after
+    # (a reordering, not a filter: a named colour is right for ~84% of photos, and a filter
+    # would hide the product itself the other times). None: no colour asked.
+    colour: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +112,8 @@ class Searcher:
         started = time.perf_counter() if started is None else started
         k = self.top_k if query.k is None else query.k
         by_colour = colour is not None and self.colour_weight > 0
-        wanted = max(k, COLOUR_CANDIDATES) if by_colour else k  # what the last step ranks
+        reordered = by_colour or query.colour is not None
+        wanted = max(k, COLOUR_CANDIDATES) if reordered else k  # what the last step ranks
         model, index = self._models.active, self._models.index
         point = model.post.transform(np.asarray(vector, dtype=np.float32))  # (dim,) index space
         metric = query.metric or self.metric
@@ -144,9 +149,12 @@ class Searcher:
             nearest = 1.0 - max(hit.similarity for hit in hits) / 100.0
             stored = self._stored_colours([hit.image_id for hit in hits])
             hits = blend_colour(hits, colour, stored, self.colour_weight)
+        if query.colour is not None and hits:
+            hits = self._asked_colour_first(hits, query.colour)
         hits = hits[:k]
         logged_filters: dict[str, Any] = {
             "k": k,
+            **({"colour": query.colour} if query.colour else {}),
             "category": query.category or inferred,
             "max_price": str(query.max_price) if query.max_price is not None else None,
             **({"category_inferred": True} if inferred else {}),
@@ -189,6 +197,17 @@ class Searcher:
             metric=metric,
             nearest_distance=nearest,
         )
+
+    def _asked_colour_first(self, hits: list[Hit], colour: str) -> list[Hit]:
+        """A stable partition: the products whose colour (an admin's, else their photos') is
+        `colour` first, in their order, then the others."""
+        with self._sessions() as session:
+            products = repo.get_product_records(
+                session, product_ids=[hit.product_id for hit in hits]
+            )
+        colours_of = {pid: record.colour for pid, record in products.items()}
+        first = [hit for hit in hits if colours_of.get(hit.product_id) == colour]
+        return first + [hit for hit in hits if colours_of.get(hit.product_id) != colour]
 
     def _stored_colours(self, image_ids: list[int]) -> dict[int, np.ndarray]:
         """image id -> (colour DIM,) descriptor, for those of the images that have one."""
@@ -272,6 +291,7 @@ class Searcher:
                 max_price=price - Decimal("0.01"),
                 metric=_metric_of(record.metric),
                 infer_category=False,
+                colour=_logged_colour(record),
             ),
             who,
             {"cheaper_than": search_id},
@@ -288,6 +308,7 @@ class Searcher:
                 max_price=Decimal(str(max_price)) if max_price else None,
                 metric=_metric_of(record.metric),
                 infer_category=False,
+                colour=_logged_colour(record),
             ),
             who,
             {"all_categories_of": search_id},
@@ -312,6 +333,11 @@ class Searcher:
 def _logged_k(record: SearchRecord) -> int | None:
     k = record.filters.get("k")
     return int(str(k)) if k else None
+
+
+def _logged_colour(record: SearchRecord) -> str | None:
+    colour = record.filters.get("colour")
+    return str(colour) if colour else None
 
 
 def _metric_of(name: str) -> Metric | None:

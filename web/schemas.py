@@ -91,6 +91,12 @@ class SearchParams(BaseModel):
     max_price: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
     metric: Metric | None = None
     cheaper_than: str | None = Field(default=None, max_length=64, description="a SKU")
+    colour: str | None = Field(
+        default=None,
+        max_length=40,
+        description="a colour name or synonym ('red', 'navy blue'): products of that colour "
+        "first, the others after (a reordering, not a filter)",
+    )
     all_categories: bool = Field(
         default=False, description="true: never restrict to a guessed category"
     )
@@ -131,6 +137,12 @@ class ProductUpdateIn(BaseModel):
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     url: str | None = Field(default=None, max_length=2000)
     category: str | None = Field(default=None, max_length=64)
+    colour: str | None = Field(
+        default=None,
+        max_length=40,
+        description="a colour name or synonym ('red', 'Navy Blue'); wins over the colour "
+        "computed from the photos; null or 'auto': back to the computed one",
+    )
 
 
 class StockIn(BaseModel):

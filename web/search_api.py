@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from web.context import WebContext
 
 SHARE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_FORM_FIELDS = ("k", "category", "max_price", "metric", "cheaper_than", "all_categories")
+_FORM_FIELDS = (
+    "k",
+    "category",
+    "max_price",
+    "metric",
+    "cheaper_than",
+    "colour",
+    "all_categories",
+)
 # Part types a browser or client may give a photo; the bytes are checked by the engine anyway.
 _PHOTO_TYPES = ("image/", "application/octet-stream")
 
@@ -41,6 +49,7 @@ _SEARCH_BODY: dict[str, Any] = {
                         "max_price": {"type": "string", "example": "80.00"},
                         "metric": {"enum": ["cosine", "euclidean", "inner_product"]},
                         "cheaper_than": {"type": "string", "description": "a SKU"},
+                        "colour": {"type": "string", "example": "red"},
                         "all_categories": {"type": "boolean"},
                     },
                 }

@@ -1,7 +1,8 @@
 """Admins: keep the catalogue current from a private chat.
 
-/add (see admin_add), /remove, /restore, /stock, /product and /stats. Only the numeric user ids
-in ADMIN_IDS may use them, only in a private chat; every use, allowed or not, is audited.
+/add (see admin_add), /remove, /restore, /stock, /colour, /product and /stats. Only the numeric
+user ids in ADMIN_IDS may use them, only in a private chat; every use, allowed or not, is
+audited.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from bot.handlers.admin_common import AdminRequest, authorise
 from bot.render import product_card
 from bot.replies import send_card_photo
 from search import (
+    Catalog,
     CatalogError,
     CatalogStats,
     FieldError,
     ModelQuality,
     ProductRecord,
     QualityReport,
+    clean_colour,
     clean_sku,
 )
 
@@ -35,6 +38,7 @@ USAGE = {
     "remove": "Usage: /remove SKU (hides the product from results; it stays in the catalogue)",
     "restore": "Usage: /restore SKU (shows a removed product again)",
     "stock": "Usage: /stock SKU in|out",
+    "colour": "Usage: /colour SKU red (or auto: the colour computed from its photos)",
     "product": "Usage: /product SKU",
 }
 
@@ -77,6 +81,8 @@ def _changed_text(action: str, product: ProductRecord) -> str:
         )
     if action == "restore":
         return f"↩️ <b>{sku}</b> is restored: {_visibility(product)}."
+    if action == "colour":
+        return f"🎨 <b>{sku}</b> is {escape(product.colour or 'of no known colour')}."
     if product.in_stock:
         return f"📦 <b>{sku}</b> is in stock: {_visibility(product)}."
     return f"📭 <b>{sku}</b> is out of stock: customers no longer see it."
@@ -85,11 +91,14 @@ def _changed_text(action: str, product: ProductRecord) -> str:
 def _args_valid(action: str, args: list[str]) -> bool:
     if action == "stock":
         return len(args) == 2 and args[1].lower() in ("in", "out")
+    if action == "colour":
+        return len(args) >= 2
     return len(args) == 1
 
 
 async def change_visibility(update: Update, context: Context, action: str) -> None:
-    """/remove SKU, /restore SKU, /stock SKU in|out: whether customers see a product."""
+    """/remove SKU, /restore SKU, /stock SKU in|out: whether customers see a product;
+    /colour SKU NAME: its colour, corrected."""
     req = await authorise(update, context, action, _target(context))
     if req is None:
         return
@@ -102,10 +111,15 @@ async def change_visibility(update: Update, context: Context, action: str) -> No
         "remove": catalog.remove,
         "restore": catalog.restore,
         "stock": partial(catalog.set_stock, in_stock=args[-1].lower() == "in"),
+        "colour": partial(_set_colour, catalog, " ".join(args[1:])),
     }
     product = await _change(req, action, args[0], changes[action])
     if product is not None:
         await req.reply(_changed_text(action, product))
+
+
+def _set_colour(catalog: Catalog, colour: str, sku: str) -> ProductRecord:
+    return catalog.set_colour(sku, clean_colour(colour))  # FieldError: an unknown colour
 
 
 def _visibility_handler(action: str) -> CommandHandler[Context, None]:
@@ -212,7 +226,7 @@ def handlers() -> list[BaseHandler[Update, Context, None]]:
     new = filters.UpdateType.MESSAGE
     return [
         *admin_add.handlers(),
-        *(_visibility_handler(action) for action in ("remove", "restore", "stock")),
+        *(_visibility_handler(action) for action in ("remove", "restore", "stock", "colour")),
         CommandHandler("product", product, filters=new),
         CommandHandler("stats", stats, filters=new),
     ]

@@ -232,7 +232,7 @@ async def search_bytes(
         return TOO_LARGE
     if isinstance(data, DownloadFailure):
         return DOWNLOAD_FAILED
-    query = SearchQuery(category=wanted.category, max_price=wanted.max_price)
+    query = SearchQuery(category=wanted.category, max_price=wanted.max_price, colour=wanted.colour)
     try:
         return await services.engine.search_photo(data, query, who)
     except InvalidImageError as exc:

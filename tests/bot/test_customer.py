@@ -460,3 +460,16 @@ async def test_edited_messages_never_rerun_a_command_or_search(
     await settle(bot)
     assert calls_to_chat(bot, CUSTOMER_ID, after=mark) == []
     assert not [c for c in bot.api.calls[mark:] if c.method == "getFile"]
+
+
+async def test_a_colour_in_the_caption_puts_that_colour_first(
+    bot: BotHarness, footwear: Path
+) -> None:
+    red_pump = query_image(footwear, "search_image_01.jpg")
+    _, plain = await search(bot, red_pump)
+    _, in_black = await search(bot, red_pump, caption="in black")
+    shown = [item.product.colour for item in listing_search(bot, plain).items]
+    asked = [item.product.colour for item in listing_search(bot, in_black).items]
+    assert shown[0] == "red" and asked[0] == "black"
+    assert asked.count("black") > shown.count("black")
+    assert listing_search(bot, in_black).filters["colour"] == "black"
