@@ -24,7 +24,7 @@ from db.records import ImageRecord, ProductFields, ProductRecord
 from search.active_model import ActiveModel, ModelManager
 from search.catalog import AddOutcome, Catalog
 from search.colour import parse_colour_synonym
-from search.colour_fill import ColourFillSummary, fill_colours
+from search.colour_writes import ColourFillSummary, correct_colour, fill_colours
 from search.config import EngineConfig
 from search.engine import EngineStatus, SearchEngine, StoredModel
 from search.errors import (
@@ -104,6 +104,7 @@ __all__ = [
     "clean_product_fields",
     "clean_sku",
     "clean_url",
+    "correct_colour",
     "featurise_files",
     "fetch_image",
     "fetch_image_conditional",

@@ -224,22 +224,6 @@ class Catalog:
                 self._live.product_changed(record)
             return record, changed
 
-    def set_colour(self, sku: str, colour: str | None) -> ProductRecord:
-        """An admin's colour name for the product (already clean_colour'd), or None to go back
-        to the colour computed from its photos. Kept across imports and feed syncs."""
-        with self._models.write_lock, self._sessions() as session:
-            row = repo.get_product(session, sku=sku)
-            if row is None:
-                raise CatalogError(f"there is no product with SKU {sku!r}")
-            row.colour = colour
-            repo.log_change(session, product_id=row.id)
-            # Not `sessions.begin()`: the row is read again after the commit.
-            session.commit()
-            session.refresh(row, ["images"])
-            record = ProductRecord.from_row(row)
-            self._live.product_changed(record)
-            return record
-
     def remove(self, sku: str) -> ProductRecord:
         """Soft delete: gone from results at once, kept in the database (`restore`)."""
         return self._set_flags(sku, removed=True)

@@ -24,6 +24,7 @@ from search import (
     ProductFields,
     clean_colour,
     clean_product_fields,
+    correct_colour,
 )
 from web.context import TooManyRefusalsError, catalog_problem
 from web.problems import ProblemError
@@ -236,7 +237,7 @@ def _update(engine: SearchEngine, sku: str, change: ProductUpdateIn) -> tuple[Pr
         category=given.get("category", current.category),
     )
     if colour_changed:
-        engine.catalog.set_colour(sku, colour)
+        correct_colour(engine, sku, colour)
     record, changed = engine.catalog.update(fields)
     return record, changed or colour_changed
 

@@ -21,15 +21,16 @@ from bot.handlers.admin_common import AdminRequest, authorise
 from bot.render import product_card
 from bot.replies import send_card_photo
 from search import (
-    Catalog,
     CatalogError,
     CatalogStats,
     FieldError,
     ModelQuality,
     ProductRecord,
     QualityReport,
+    SearchEngine,
     clean_colour,
     clean_sku,
+    correct_colour,
 )
 
 log = logging.getLogger(__name__)
@@ -111,15 +112,15 @@ async def change_visibility(update: Update, context: Context, action: str) -> No
         "remove": catalog.remove,
         "restore": catalog.restore,
         "stock": partial(catalog.set_stock, in_stock=args[-1].lower() == "in"),
-        "colour": partial(_set_colour, catalog, " ".join(args[1:])),
+        "colour": partial(_set_colour, req.services.engine, " ".join(args[1:])),
     }
     product = await _change(req, action, args[0], changes[action])
     if product is not None:
         await req.reply(_changed_text(action, product))
 
 
-def _set_colour(catalog: Catalog, colour: str, sku: str) -> ProductRecord:
-    return catalog.set_colour(sku, clean_colour(colour))  # FieldError: an unknown colour
+def _set_colour(engine: SearchEngine, colour: str, sku: str) -> ProductRecord:
+    return correct_colour(engine, sku, clean_colour(colour))  # FieldError: an unknown colour
 
 
 def _visibility_handler(action: str) -> CommandHandler[Context, None]:

@@ -1,9 +1,12 @@
-"""`lookalike colour backfill`: the colour of every stored image that has none yet (a catalogue
-imported before colours existed), from its file, with the same code as a new image's.
+"""Writes of the catalogue's colours that are not a photo's arrival (where `Catalog.store`
+stores it): an admin's correction (`correct_colour`), and `lookalike colour backfill`
+(`fill_colours`): the colour of every stored image that has none yet (a catalogue imported
+before colours existed), from its file, with the same code as a new image's.
 
-Resumable: each batch is committed as it is computed, and a run continues with the images
-still without a colour. Images whose file cannot be read or decoded are listed, not retried in
-the same run."""
+The backfill is resumable: each batch is committed as it is computed, and a run continues with
+the images still without a colour. Images whose file cannot be read or decoded are listed, not
+retried in the same run. Neither touches the vector index: colours are read from the database
+at search time."""
 
 from __future__ import annotations
 
@@ -13,14 +16,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from db import colours
+from db import repository as repo
 from db.media import MediaStoreError
+from db.records import ProductRecord
 from search.colour import stored_colour
+from search.errors import CatalogError
 from search.featurize import InvalidImageError
 
 if TYPE_CHECKING:
     from search.engine import SearchEngine
 
-__all__ = ["ColourFillSummary", "fill_colours"]
+__all__ = ["ColourFillSummary", "correct_colour", "fill_colours"]
 
 _BATCH = 64  # images read, described and committed together
 
@@ -80,3 +86,18 @@ def _fill_batch(
         for image_id, colour, name in computed:
             colours.set_colour(session, image_id=image_id, colour=colour, colour_name=name)
     summary.computed += len(computed)
+
+
+def correct_colour(engine: SearchEngine, sku: str, colour: str | None) -> ProductRecord:
+    """An admin's colour name for the product (already `clean_colour`'d), or None to go back to
+    the colour computed from its photos. It wins over the computed one and is kept across
+    imports and feed syncs (they never write it)."""
+    with engine.sessions() as session:
+        row = repo.get_product(session, sku=sku)
+        if row is None:
+            raise CatalogError(f"there is no product with SKU {sku!r}")
+        row.colour = colour
+        # Not `sessions.begin()`: the row is read again after the commit.
+        session.commit()
+        session.refresh(row, ["images"])
+        return ProductRecord.from_row(row)
