@@ -45,6 +45,7 @@ ADMIN_COMMANDS = [
     BotCommand("remove", "Hide a product: /remove SKU"),
     BotCommand("restore", "Show a removed product again: /restore SKU"),
     BotCommand("stock", "In or out of stock: /stock SKU in|out"),
+    BotCommand("colour", "Correct a product's colour: /colour SKU red"),
     BotCommand("product", "A product's card: /product SKU"),
     BotCommand("stats", "Searches, feedback and catalogue figures"),
     BotCommand("sync", "Sync the catalogue with the shop's product feed now"),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from lookalike.i18n.vocabulary import all_vocabularies
+from search import parse_colour_synonym
 
 MAX_CAPTION_PRICE = Decimal("99999999.99")
 
@@ -65,10 +66,11 @@ _CALLBACK = re.compile(r"(?P<action>fb|cheaper|all):(?P<id>[1-9][0-9]{0,11})(?::
 class CaptionFilters:
     category: str | None = None
     max_price: Decimal | None = None
+    colour: str | None = None  # one of the colour names: that colour first (not a filter)
 
     @property
     def any(self) -> bool:
-        return self.category is not None or self.max_price is not None
+        return self.category is not None or self.max_price is not None or self.colour is not None
 
 
 def parse_amount(text: str) -> Decimal | None:
@@ -143,7 +145,8 @@ def find_category(text: str, categories: Collection[str]) -> str | None:
 
 
 def parse_caption(caption: str | None, categories: Collection[str]) -> CaptionFilters:
-    """A category name and/or a price limit from a photo's caption; anything else is ignored."""
+    """A category name, a price limit and/or a colour ("red heels under 80", "in black", also
+    "бордовые", "azul marino") from a photo's caption; anything else is ignored."""
     if not caption or not caption.strip():
         return CaptionFilters()
     caption = caption[:1024].translate(_NORMALISE)
@@ -154,7 +157,11 @@ def parse_caption(caption: str | None, categories: Collection[str]) -> CaptionFi
         max_price = parse_amount(match["amount"] or match["amount_after"])
         # The amount is not a word of the category ("under 60" never names category "60").
         text = caption[: match.start()] + " " + caption[match.end() :]
-    return CaptionFilters(category=find_category(text, categories), max_price=max_price)
+    return CaptionFilters(
+        category=find_category(text, categories),
+        max_price=max_price,
+        colour=parse_colour_synonym(text),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,7 +165,18 @@ def _catalog_export(args: argparse.Namespace, engine: SearchEngine) -> None:
         # The same columns `catalog import --csv` reads, plus the status columns.
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(
-            ["sku", "name", "price", "currency", "url", "category", "image", "in_stock", "removed"]
+            [
+                "sku",
+                "name",
+                "price",
+                "currency",
+                "url",
+                "category",
+                "image",
+                "in_stock",
+                "removed",
+                "colour",
+            ]
         )
         for p in products:
             image = str(engine.media.path_for(p.images[0].file_name)) if p.images else ""
@@ -180,6 +191,7 @@ def _catalog_export(args: argparse.Namespace, engine: SearchEngine) -> None:
                     image,
                     int(p.in_stock),
                     int(p.removed),
+                    p.colour or "",
                 ]
             )
     if args.output and args.output != "-":

@@ -82,6 +82,7 @@ def product_json(product: ProductRecord, engine: SearchEngine) -> dict[str, Any]
         "currency": product.currency,
         "url": product.url,
         "category": product.category,
+        "colour": product.colour,
         "in_stock": product.in_stock,
         "removed": product.removed,
         "images": [str(engine.media.path_for(image.file_name)) for image in product.images],

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from cli import bench as cli_bench
 from cli import catalog as cli_catalog
+from cli import colour as cli_colour
 from cli import db as cli_db
 from cli import evaluate as cli_evaluate
 from cli import model as cli_model
@@ -191,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(handler=cmd_search)
 
     cli_model.register(commands)
+    cli_colour.register(commands)
 
     bot = commands.add_parser("bot", help="run the Telegram bot")
     bot.set_defaults(handler=cmd_bot)

@@ -20,6 +20,7 @@ class ImageRecord:
     width: int
     height: int
     telegram_file_id: str | None
+    colour_name: str | None = None  # the main colour of the product in it (None: not computed)
 
     @classmethod
     def from_row(cls, row: ProductImage) -> ImageRecord:
@@ -31,6 +32,7 @@ class ImageRecord:
             width=row.width,
             height=row.height,
             telegram_file_id=row.telegram_file_id,
+            colour_name=row.colour_name,
         )
 
 
@@ -63,11 +65,20 @@ class ProductRecord(ProductFields):
     created_at: datetime
     updated_at: datetime
     images: tuple[ImageRecord, ...]
+    corrected_colour: str | None = None  # an admin's colour name (/colour, PATCH), if any
 
     @property
     def active(self) -> bool:
         """Shown in customers' results: not removed and in stock."""
         return self.in_stock and not self.removed
+
+    @property
+    def colour(self) -> str | None:
+        """The product's colour: an admin's correction, else that of its first photo with a
+        computed colour."""
+        if self.corrected_colour:
+            return self.corrected_colour
+        return next((i.colour_name for i in self.images if i.colour_name), None)
 
     @property
     def status(self) -> str:
@@ -85,6 +96,7 @@ class ProductRecord(ProductFields):
             created_at=row.created_at,
             updated_at=row.updated_at,
             images=tuple(ImageRecord.from_row(image) for image in row.images),
+            corrected_colour=row.colour,
         )
 
 
@@ -101,3 +113,4 @@ class SearchRecord:
     share_token: str | None
     query_vector: np.ndarray | None  # (dim,) float32
     metric: str = "cosine"
+    query_colour: np.ndarray | None = None  # (colour DIM,) float32

@@ -136,6 +136,8 @@ def add_image(
     width: int,
     height: int,
     byte_size: int,
+    colour: bytes | None = None,
+    colour_name: str | None = None,
 ) -> ProductImage:
     image = ProductImage(
         product=product,
@@ -144,6 +146,8 @@ def add_image(
         width=width,
         height=height,
         byte_size=byte_size,
+        colour=colour,
+        colour_name=colour_name,
     )
     session.add(image)
     session.flush()
@@ -334,11 +338,16 @@ def log_search(
     latency_ms: float,
     query_vector: np.ndarray | None = None,
     metric: str = "cosine",
+    query_colour: np.ndarray | None = None,
+    best_distance: float | None = None,
 ) -> SearchLog:
+    """`best_distance`: the cosine distance of the nearest product when the results are not
+    ranked by it (the colour blend); by default that of the first result."""
     entry = SearchLog(
         metric=metric,
         share_token=secrets.token_urlsafe(SHARE_TOKEN_BYTES),
         query_vector=vector_to_blob(query_vector) if query_vector is not None else None,
+        query_colour=vector_to_blob(query_colour) if query_colour is not None else None,
         user_ref=user_ref,
         source=source,
         query_hash=query_hash,
@@ -346,7 +355,9 @@ def log_search(
         filters=filters,
         results=results,
         # Cosine distance of the best match whatever the metric (weak-match statistics).
-        best_distance=(1.0 - float(results[0]["similarity"]) / 100.0)
+        best_distance=best_distance
+        if best_distance is not None
+        else (1.0 - float(results[0]["similarity"]) / 100.0)
         if results and "similarity" in results[0]
         else (float(results[0]["distance"]) if results else None),
         latency_ms=latency_ms,
@@ -382,6 +393,9 @@ def get_search(
         if row.query_vector
         else None,
         metric=row.metric,
+        query_colour=np.frombuffer(row.query_colour, dtype=VECTOR_DTYPE).astype(np.float32)
+        if row.query_colour
+        else None,
     )
 
 

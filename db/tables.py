@@ -58,6 +58,9 @@ class Product(Base):
     url: Mapped[str | None] = mapped_column(String(2000))
     category: Mapped[str | None] = mapped_column(String(64), index=True)
     in_stock: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A colour name given by an admin (/colour, PATCH): wins over the colour computed from the
+    # photos (product_images.colour_name). NULL: the computed one.
+    colour: Mapped[str | None] = mapped_column(String(16))
     # Soft delete: a removed product leaves search results but nothing is ever lost.
     removed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -86,6 +89,11 @@ class ProductImage(Base):
     byte_size: Mapped[int] = mapped_column(Integer)
     # Telegram's file_id once the bot has uploaded this image, so it is never uploaded twice.
     telegram_file_id: Mapped[str | None] = mapped_column(String(200))
+    # The colour of the product in this photo (search.colour, from its pixels; model-free, so one
+    # per image, not per model): the (46,) little-endian float32 descriptor and the main colour
+    # name read off it. NULL until computed (`lookalike colour backfill` for older images).
+    colour: Mapped[bytes | None] = mapped_column(LargeBinary)
+    colour_name: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     product: Mapped[Product] = relationship(back_populates="images")
@@ -137,6 +145,9 @@ class SearchLog(Base):
     latency_ms: Mapped[float] = mapped_column()
     # The query's (dim,) float32 vector, so "cheaper than this" re-runs without the photo.
     query_vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The query photo's colour descriptor (search.colour, (46,) float32): "cheaper" and "all
+    # categories" re-run a search with it. A colour histogram of the product, not the photo.
+    query_colour: Mapped[bytes | None] = mapped_column(LargeBinary)
     # What a shared result link (`?start=r_<token>`) carries: unguessable, unlike the id, so
     # nobody can walk through other people's searches.
     share_token: Mapped[str | None] = mapped_column(String(32), unique=True)

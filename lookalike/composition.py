@@ -65,6 +65,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         hnsw_ef_search=settings.hnsw_ef_search,
         infer_category=settings.infer_category,
         query_expansion=settings.query_expansion,
+        colour_weight=settings.colour_weight,
         inference_batch_size=settings.inference_batch_size,
         search_log_retention_days=settings.search_log_retention_days,
         model_weights=served_weights(settings),

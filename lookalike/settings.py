@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     postprocess: Literal["sqrt-centre", "none"] = "sqrt-centre"
     infer_category: bool = True
     query_expansion: Annotated[int, Field(ge=0, le=20)] = 3
+    # Colour in the ranking, after the category step: (1 - w) * VGG + w * colour similarity;
+    # 0 = VGG alone. 0.6 chosen by cross-validation on halves of the labelled photos
+    # (docs/evaluation.md, "Colour").
+    colour_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
     vector_search: Literal["auto", "memory", "pgvector"] = "auto"
     hnsw_ef_search: Annotated[int, Field(ge=1, le=1000)] = 100
     index_sync_seconds: Annotated[float, Field(gt=0)] = 2.0

@@ -24,6 +24,8 @@ Subpackages, each with its own facade: `search.featurize` (pixels to vectors on 
 from db.records import ImageRecord, ProductFields, ProductRecord
 from search.active_model import ActiveModel, ModelManager
 from search.catalog import AddOutcome, Catalog
+from search.colour import parse_colour_synonym
+from search.colour_writes import ColourFillSummary, correct_colour, fill_colours
 from search.config import EngineConfig
 from search.engine import EngineStatus, SearchEngine, StoredModel
 from search.errors import (
@@ -37,6 +39,7 @@ from search.errors import (
 )
 from search.fields import (
     clean_category,
+    clean_colour,
     clean_currency,
     clean_name,
     clean_price,
@@ -66,6 +69,7 @@ __all__ = [
     "Catalog",
     "CatalogError",
     "CatalogStats",
+    "ColourFillSummary",
     "EngineConfig",
     "EngineStatus",
     "EvaluationError",
@@ -96,17 +100,21 @@ __all__ = [
     "StoredModel",
     "UrlFetchError",
     "clean_category",
+    "clean_colour",
     "clean_currency",
     "clean_name",
     "clean_price",
     "clean_product_fields",
     "clean_sku",
     "clean_url",
+    "correct_colour",
     "featurise_files",
     "fetch_image",
     "fetch_image_conditional",
+    "fill_colours",
     "import_directory",
     "import_entries",
+    "parse_colour_synonym",
     "refeaturize",
     "refeaturize_reason",
     "reindex",

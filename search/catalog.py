@@ -21,6 +21,7 @@ from db.media import ORPHAN_GRACE_SECONDS, MediaStore
 from db.records import ImageRecord, ProductFields, ProductRecord
 from db.tables import Product
 from search.active_model import ModelManager
+from search.colour import stored_colour
 from search.errors import CatalogError
 from search.featurize import PreparedImage
 from search.index import LiveIndex, SearchFilter
@@ -120,6 +121,9 @@ class Catalog:
         self, fields: ProductFields, prepared: PreparedImage, vector: np.ndarray
     ) -> AddOutcome:
         """`add` for an image whose raw (dim,) vector is already computed."""
+        colour, colour_name = (
+            stored_colour(prepared.colour) if prepared.colour is not None else (None, None)
+        )
         with self._models.write_lock:
             model = self._models.active
             index_vector = model.post.transform(vector)  # (dim,) what the index compares
@@ -162,6 +166,8 @@ class Catalog:
                         width=prepared.width,
                         height=prepared.height,
                         byte_size=len(prepared.data),
+                        colour=colour,
+                        colour_name=colour_name,
                     )
                     repo.store_embedding(
                         session,

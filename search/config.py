@@ -31,6 +31,9 @@ class EngineConfig:
     hnsw_ef_search: int = 100
     infer_category: bool = True  # the live defaults (docs/evaluation.md)
     query_expansion: int = 3  # neighbours averaged into the query; 0 = off
+    # w in (1 - w) * VGG similarity + w * colour similarity, after the category step; 0 = VGG
+    # alone. 0 here (an engine assembled by hand ranks as before); Settings' default is 0.6.
+    colour_weight: float = 0.0
     inference_batch_size: int = 32  # photos featurised together by the batching worker
     # Days a search-log row (and its votes and opens) is kept; then folded into daily counts.
     search_log_retention_days: int = 90

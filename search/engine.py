@@ -29,6 +29,7 @@ from db.migrate import ensure_up_to_date
 from db.records import ProductFields
 from search.active_model import ModelManager
 from search.catalog import AddOutcome, Catalog
+from search.colour import describe_image
 from search.config import EngineConfig
 from search.featurize import Featurizer, ImagePreparer, PreparedImage
 from search.history import SearchHistory
@@ -99,7 +100,9 @@ class SearchEngine:
             sessions=sessions,
             featurizer_provider=featurizer_provider,
             preparer=ImagePreparer(
-                max_pixels=config.max_image_pixels, max_bytes=config.max_image_bytes
+                max_pixels=config.max_image_pixels,
+                max_bytes=config.max_image_bytes,
+                describe_colour=describe_image,  # every photo's colour, as it is decoded
             ),
             live=live,
             media=self.media,
@@ -121,6 +124,7 @@ class SearchEngine:
             infer_category=config.infer_category,
             query_expansion=config.query_expansion,
             near_duplicate_distance=config.near_duplicate_distance,
+            colour_weight=config.colour_weight,
         )
         self.history = SearchHistory(sessions, retention_days=config.search_log_retention_days)
         self._inference = InferenceWorker(self.models.embed, max_batch=config.inference_batch_size)
@@ -190,7 +194,14 @@ class SearchEngine:
         prepared = await self.run(self.models.prepare, data)
         vector = await self._embed(prepared)
         # No query_hash is logged: the sha256 of a customer's photo identifies that photo.
-        return await self.run(self.searcher.search_vector, vector, query, who, started=started)
+        return await self.run(
+            self.searcher.search_vector,
+            vector,
+            query,
+            who,
+            colour=prepared.colour,
+            started=started,
+        )
 
     async def add_photo(self, fields: ProductFields, data: bytes) -> AddOutcome:
         """A product photo checked, featurised (in a shared batch) and stored atomically.

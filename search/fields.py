@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from db.records import ProductFields
+from search.colour import NAMES, parse_colour_synonym
 from search.errors import FieldError
 
 __all__ = [
@@ -116,6 +117,19 @@ def clean_category(value: str | None) -> str | None:
             f"(got {_preview(value)})"
         )
     return category
+
+
+def clean_colour(value: str | None) -> str | None:
+    """A colour an admin types ('red', 'Navy Blue', 'бордовый') -> one of the 17 colour names;
+    None, '' or 'auto' -> None (the colour computed from the photos)."""
+    if value is None or value.strip().lower() in ("", "auto"):
+        return None
+    name = parse_colour_synonym(value)
+    if name is None:
+        raise FieldError(
+            f"unknown colour {_preview(value)}; use one of {', '.join(NAMES)}, or auto"
+        )
+    return name
 
 
 def clean_product_fields(

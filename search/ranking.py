@@ -1,23 +1,36 @@
 """The steps that rank one search, each small and named: the filtered k-nearest query, average
-query expansion, and category inference. `Searcher` runs them in that order."""
+query expansion, category inference, and the colour blend. `Searcher` runs them in that order."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.tables import Product
+from search.colour import blend, similarities
 from search.index import Hit, Metric, SearchFilter, SearchIndex
 from search.postprocess import expand_query
 
-__all__ = ["CATEGORY_MAJORITY", "majority_category", "nearest_expanded"]
+__all__ = [
+    "CATEGORY_MAJORITY",
+    "COLOUR_CANDIDATES",
+    "blend_colour",
+    "majority_category",
+    "nearest_expanded",
+]
 
 # A category is inferred when more than half of the k nearest products share it.
 CATEGORY_MAJORITY = 0.5
+
+# With colour on, the colour blend reorders this many nearest products (at least k): more than
+# a demo category holds (~50 of 300), so there it reorders the whole inferred category, as
+# measured (docs/evaluation.md); and within HNSW_EF_SEARCH's default 100 on pgvector.
+COLOUR_CANDIDATES = 64
 
 
 def nearest_expanded(
@@ -57,3 +70,24 @@ def majority_category(session: Session, hits: Sequence[Hit], k: int) -> str | No
         return None
     category, count = categories.most_common(1)[0]
     return category if count > CATEGORY_MAJORITY * k else None
+
+
+def blend_colour(
+    hits: Sequence[Hit],
+    query_colour: np.ndarray,
+    stored: Mapping[int, np.ndarray],
+    weight: float,
+) -> list[Hit]:
+    """Hits (best first) reordered by (1 - w) * VGG similarity + w * colour similarity, both in
+    [0, 1]; each hit's `similarity` becomes that score in percent, so the number shown is the
+    one ranked by. `query_colour`: (colour DIM,); `stored`: image id -> (colour DIM,) of the
+    hits' images. A hit whose image has no colour yet keeps its VGG similarity as its score
+    (neither helped nor pushed down). Ties keep the VGG order."""
+    vgg = np.array([hit.similarity / 100.0 for hit in hits], dtype=np.float32)  # (n,)
+    score = vgg.copy()
+    known = [i for i, hit in enumerate(hits) if hit.image_id in stored]
+    if known:
+        matrix = np.stack([stored[hits[i].image_id] for i in known])  # (m, colour DIM)
+        score[known] = blend(vgg[known], similarities(query_colour, matrix), weight)
+    order = np.argsort(-score, kind="stable")
+    return [replace(hits[i], similarity=100.0 * float(np.clip(score[i], 0.0, 1.0))) for i in order]

@@ -23,6 +23,7 @@ from db import repository as repo
 from db.locks import hold_catalogue_exclusively
 from db.media import MediaStoreError
 from db.tables import ProductImage, SearchModel
+from search.colour import stored_colour
 from search.errors import CatalogError
 from search.featurize import BackboneSpec, InvalidImageError, PreparedImage, get_backbone
 
@@ -160,9 +161,12 @@ def _store_batch(
 ) -> None:
     vectors = engine.models.embed([prepared for _, prepared in batch], backbone=spec)  # (n, dim)
     with engine.sessions.begin() as session:
-        for (image_id, _), vector in zip(batch, vectors, strict=True):
-            if session.get(ProductImage, image_id) is None:
+        for (image_id, prepared), vector in zip(batch, vectors, strict=True):
+            image = session.get(ProductImage, image_id)
+            if image is None:
                 continue  # deleted meanwhile
+            if image.colour is None and prepared.colour is not None:  # decoded anyway
+                image.colour, image.colour_name = stored_colour(prepared.colour)
             repo.store_embedding(
                 session, image_id=image_id, model_name=spec.model_name, vector=vector
             )

@@ -34,10 +34,16 @@ class SearchResult:
     inferred_category: str | None = None  # set when the category filter was guessed
     model_name: str = ""
     metric: str = "cosine"
+    # Cosine distance of the nearest product when colour reordered the results (their
+    # similarity is then the blended score); None: the first result's.
+    nearest_distance: float | None = None
 
     @property
     def best_distance(self) -> float | None:
-        """Cosine distance of the best match (whatever the metric ranked by)."""
+        """Cosine distance of the best match by shape (whatever the metric ranked by): what
+        says a match is weak."""
+        if self.nearest_distance is not None:
+            return self.nearest_distance
         return 1.0 - self.items[0].similarity / 100.0 if self.items else None
 
 

@@ -148,3 +148,17 @@ def test_parse_deep_link(payload: str, expected: DeepLink | None) -> None:
 )
 def test_parse_callback(data: object, expected: CallbackAction | None) -> None:
     assert parse_callback(data) == expected
+
+
+@pytest.mark.parametrize(
+    ("caption", "expected"),
+    [
+        ("red heels under 80", CaptionFilters(max_price=Decimal("80"), colour="red")),
+        ("in black", CaptionFilters(colour="black")),
+        ("Navy blue boots", CaptionFilters(category="boots", colour="navy")),
+        ("бордовые", CaptionFilters(colour="red")),
+        ("boots under 60", CaptionFilters(category="boots", max_price=Decimal("60"))),
+    ],
+)
+def test_parse_caption_reads_a_colour(caption: str, expected: CaptionFilters) -> None:
+    assert parse_caption(caption, CATEGORIES) == expected

@@ -167,6 +167,7 @@ def test_catalog_commands_and_export(
     assert main(["catalog", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert len(listed) == 300  # 301 products, one removed
+    assert {p["sku"]: p["colour"] for p in listed}["footwear_0002"] == "red"  # from its photo
     assert main(["catalog", "list", "--all"]) == 0
     assert "301 product(s)" in capsys.readouterr().out
     export = tmp_path / "export.csv"
@@ -175,6 +176,7 @@ def test_catalog_commands_and_export(
     assert len(rows) == 301
     by_sku = {row["sku"]: row for row in rows}
     assert by_sku["NEW-9"]["in_stock"] == "0" and by_sku[catalog_photos[1].stem]["removed"] == "1"
+    assert by_sku["footwear_0002"]["colour"] == "red"
     assert main(["catalog", "remove", "NO-SUCH-SKU"]) == 2
     assert "no product" in capsys.readouterr().err
 

@@ -22,7 +22,9 @@ from search import (
     InvalidImageError,
     MediaStoreError,
     ProductFields,
+    clean_colour,
     clean_product_fields,
+    correct_colour,
 )
 from web.context import TooManyRefusalsError, catalog_problem
 from web.problems import ProblemError
@@ -218,6 +220,13 @@ def _update(engine: SearchEngine, sku: str, change: ProductUpdateIn) -> tuple[Pr
     """One blocking engine step: the product's fields with `change` applied, validated."""
     current = engine.catalog.require(sku)
     given = change.model_dump(exclude_unset=True)
+    colour_changed = False
+    if "colour" in given:  # checked before anything changes
+        try:
+            colour = clean_colour(given["colour"])
+        except FieldError as error:
+            raise ProblemError(422, str(error), kind="invalid-field") from None
+        colour_changed = colour != current.corrected_colour
     fields = _clean(
         sku=current.sku,
         name=given.get("name", current.name),
@@ -227,7 +236,10 @@ def _update(engine: SearchEngine, sku: str, change: ProductUpdateIn) -> tuple[Pr
         url=given.get("url", current.url),
         category=given.get("category", current.category),
     )
-    return engine.catalog.update(fields)
+    if colour_changed:
+        correct_colour(engine, sku, colour)
+    record, changed = engine.catalog.update(fields)
+    return record, changed or colour_changed
 
 
 def _engine_problem(error: Exception) -> ProblemError:

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 
 from lookalike.i18n import N_
-from search import CatalogError, InvalidImageError, Requester, SearchQuery
+from search import (
+    CatalogError,
+    FieldError,
+    InvalidImageError,
+    Requester,
+    SearchQuery,
+    clean_colour,
+)
 from web.config import WebConfig
 from web.keys import KeyChecker
 from web.limits import RateLimits, client_address, user_ref_of
@@ -120,6 +127,7 @@ class WebContext:
             max_price=max_price,
             metric=params.metric,
             infer_category=False if params.all_categories else None,
+            colour=_colour(params.colour),
         )
         try:
             result = await self.engine.search_photo(data, query, Requester(user_ref, SOURCE))
@@ -135,3 +143,11 @@ def catalog_problem(error: CatalogError) -> ProblemError:
     message = str(error)
     status = 404 if message.startswith(("there is no", "no product", "unknown")) else 409
     return ProblemError(status, message, kind="not-found" if status == 404 else "conflict")
+
+
+def _colour(text: str | None) -> str | None:
+    """The `colour` parameter -> one of the colour names; 422 for a word that is none."""
+    try:
+        return clean_colour(text)
+    except FieldError as error:
+        raise ProblemError(422, str(error), kind="invalid-field") from None

@@ -31,6 +31,12 @@ class ProductOut(BaseModel):
     currency: str
     url: str | None = Field(description="the product's page in the shop")
     category: str | None
+    colour: str | None = Field(
+        default=None,
+        description="the product's main colour, one of 17 names (black, white, grey, beige, brown, "
+        "tan, red, pink, orange, yellow, green, blue, navy, purple, gold, silver, multicolour), "
+        "computed from its photo; null: not computed yet",
+    )
     in_stock: bool
     removed: bool = Field(description="hidden from searches (restorable)")
     images: list[ImageOut]
@@ -38,13 +44,23 @@ class ProductOut(BaseModel):
 
 class ResultOut(BaseModel):
     rank: int = Field(description="1-based position in the ranking")
-    similarity: float = Field(description="cosine similarity in percent (0-100)")
+    similarity: float = Field(
+        description="similarity in percent (0-100), what the results are ordered by: "
+        "(1 - w) x shape similarity (cosine of the VGG16 vectors) + w x colour similarity "
+        "(the colour names' shares of the two products), w = COLOUR_WEIGHT; w = 0: shape alone"
+    )
     sku: str
     name: str
     price: Decimal | None
     currency: str
     url: str | None
     category: str | None
+    colour: str | None = Field(
+        default=None,
+        description="the product's main colour, one of 17 names (black, white, grey, beige, brown, "
+        "tan, red, pink, orange, yellow, green, blue, navy, purple, gold, silver, multicolour), "
+        "computed from its photo; null: not computed yet",
+    )
     in_stock: bool
     image_url: str
     thumbnail_url: str
@@ -80,6 +96,12 @@ class SearchParams(BaseModel):
     max_price: Price | None = None
     metric: Metric | None = None
     cheaper_than: str | None = Field(default=None, max_length=64, description="a SKU")
+    colour: str | None = Field(
+        default=None,
+        max_length=40,
+        description="a colour name or synonym ('red', 'navy blue'): products of that colour "
+        "first, the others after (a reordering, not a filter)",
+    )
     all_categories: bool = Field(
         default=False, description="true: never restrict to a guessed category"
     )
@@ -127,6 +149,12 @@ class ProductUpdateIn(BaseModel):
         description="null: cleared",
     )
     category: str | None = Field(default=None, max_length=64, description="null: cleared")
+    colour: str | None = Field(
+        default=None,
+        max_length=40,
+        description="a colour name or synonym ('red', 'Navy Blue'); wins over the colour "
+        "computed from the photos; null or 'auto': back to the computed one",
+    )
 
 
 class StockIn(BaseModel):

@@ -39,6 +39,7 @@ _FORM_PATTERNS = {
     "max_price": PRICE_PATTERN.removeprefix("^").removesuffix("$"),
     "metric": "cosine|euclidean|inner_product",
     "cheaper_than": "[^\\x00-\\x1f]{1,64}",
+    "colour": "[^\\x00-\\x1f]{1,40}",
     "all_categories": "true|false",
 }
 _FORM_FIELDS = tuple(_FORM_PATTERNS)

@@ -1,7 +1,8 @@
 """Admins: keep the catalogue current from a private chat.
 
-/add (see admin_add), /remove, /restore, /stock, /product and /stats. Only the numeric user ids
-in ADMIN_IDS may use them, only in a private chat; every use, allowed or not, is audited.
+/add (see admin_add), /remove, /restore, /stock, /colour, /product and /stats. Only the numeric
+user ids in ADMIN_IDS may use them, only in a private chat; every use, allowed or not, is
+audited.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from search import (
     ModelQuality,
     ProductRecord,
     QualityReport,
+    SearchEngine,
+    clean_colour,
     clean_sku,
+    correct_colour,
 )
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,7 @@ USAGE = {
     "remove": "Usage: /remove SKU (hides the product from results; it stays in the catalogue)",
     "restore": "Usage: /restore SKU (shows a removed product again)",
     "stock": "Usage: /stock SKU in|out",
+    "colour": "Usage: /colour SKU red (or auto: the colour computed from its photos)",
     "product": "Usage: /product SKU",
 }
 
@@ -77,6 +82,8 @@ def _changed_text(action: str, product: ProductRecord) -> str:
         )
     if action == "restore":
         return f"↩️ <b>{sku}</b> is restored: {_visibility(product)}."
+    if action == "colour":
+        return f"🎨 <b>{sku}</b> is {escape(product.colour or 'of no known colour')}."
     if product.in_stock:
         return f"📦 <b>{sku}</b> is in stock: {_visibility(product)}."
     return f"📭 <b>{sku}</b> is out of stock: customers no longer see it."
@@ -85,11 +92,14 @@ def _changed_text(action: str, product: ProductRecord) -> str:
 def _args_valid(action: str, args: list[str]) -> bool:
     if action == "stock":
         return len(args) == 2 and args[1].lower() in ("in", "out")
+    if action == "colour":
+        return len(args) >= 2
     return len(args) == 1
 
 
 async def change_visibility(update: Update, context: Context, action: str) -> None:
-    """/remove SKU, /restore SKU, /stock SKU in|out: whether customers see a product."""
+    """/remove SKU, /restore SKU, /stock SKU in|out: whether customers see a product;
+    /colour SKU NAME: its colour, corrected."""
     req = await authorise(update, context, action, _target(context))
     if req is None:
         return
@@ -102,10 +112,15 @@ async def change_visibility(update: Update, context: Context, action: str) -> No
         "remove": catalog.remove,
         "restore": catalog.restore,
         "stock": partial(catalog.set_stock, in_stock=args[-1].lower() == "in"),
+        "colour": partial(_set_colour, req.services.engine, " ".join(args[1:])),
     }
     product = await _change(req, action, args[0], changes[action])
     if product is not None:
         await req.reply(_changed_text(action, product))
+
+
+def _set_colour(engine: SearchEngine, colour: str, sku: str) -> ProductRecord:
+    return correct_colour(engine, sku, clean_colour(colour))  # FieldError: an unknown colour
 
 
 def _visibility_handler(action: str) -> CommandHandler[Context, None]:
@@ -212,7 +227,7 @@ def handlers() -> list[BaseHandler[Update, Context, None]]:
     new = filters.UpdateType.MESSAGE
     return [
         *admin_add.handlers(),
-        *(_visibility_handler(action) for action in ("remove", "restore", "stock")),
+        *(_visibility_handler(action) for action in ("remove", "restore", "stock", "colour")),
         CommandHandler("product", product, filters=new),
         CommandHandler("stats", stats, filters=new),
     ]

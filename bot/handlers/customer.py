@@ -266,7 +266,7 @@ async def search_bytes(
         return t(TOO_LARGE)
     if isinstance(data, DownloadFailure):
         return t(DOWNLOAD_FAILED)
-    query = SearchQuery(category=wanted.category, max_price=wanted.max_price)
+    query = SearchQuery(category=wanted.category, max_price=wanted.max_price, colour=wanted.colour)
     try:
         return await services.engine.search_photo(data, query, who)
     except InvalidImageError as exc:

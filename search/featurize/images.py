@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -18,7 +18,11 @@ from PIL import Image
 from search.featurize.backbones import BackboneSpec
 from search.featurize.preprocess import InvalidImageError, inspect_image, load_rgb, to_model_input
 
-__all__ = ["ImagePreparer", "PreparedImage", "content_hash"]
+__all__ = ["DescribeColour", "ImagePreparer", "PreparedImage", "content_hash"]
+
+# A decoded RGB photo -> its colour descriptor (the engine passes search.colour.describe_image:
+# this package knows nothing of colour, it only hands over the pixels it decoded anyway).
+DescribeColour = Callable[[Image.Image], np.ndarray]
 
 
 def content_hash(data: bytes) -> str:
@@ -37,12 +41,16 @@ class PreparedImage:
     height: int
     model_input: np.ndarray  # (h, w, 3) float32 in the backbone's input size and preprocessing
     backbone: str = "vgg16"  # the backbone `model_input` was made for
+    colour: np.ndarray | None = None  # (colour DIM,) float32 descriptor, if the preparer makes one
 
 
 class ImagePreparer:
-    def __init__(self, *, max_pixels: int, max_bytes: int) -> None:
+    def __init__(
+        self, *, max_pixels: int, max_bytes: int, describe_colour: DescribeColour | None = None
+    ) -> None:
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
+        self.describe_colour = describe_colour
 
     def prepare(self, data: bytes, spec: BackboneSpec) -> PreparedImage:
         """Check (header first: bombs are refused before decoding) and preprocess one image.
@@ -57,6 +65,7 @@ class ImagePreparer:
             height=image.height,
             model_input=self._model_input(image, spec),
             backbone=spec.name,
+            colour=self.describe_colour(image) if self.describe_colour else None,
         )
 
     def model_input(self, prepared: PreparedImage, spec: BackboneSpec) -> np.ndarray:

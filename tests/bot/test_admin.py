@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from bot.handlers.admin import stats_text
 from bot.handlers.admin_common import NOT_ADMIN, NOT_PRIVATE
 from db.tables import AuditEntry, Product
+from search import import_directory
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, SUPPORT_ID, BotHarness
 from tests.fakebotapi import ApiCall
 
@@ -447,3 +448,21 @@ async def test_an_edited_message_never_runs_a_command(
     assert product is not None and product.active
     assert not any("removed" in text for text in bot.texts_to(ADMIN_ID, after=mark))
     assert [row[1] for row in audit_rows(bot)] == ["product", "stats"]
+
+
+async def test_colour_correction_wins_over_the_photo_and_survives_a_reimport(
+    bot: BotHarness, footwear: Path
+) -> None:
+    sku = "footwear_0002"  # a red shoe by its pixels
+    assert bot.engine.catalog.require(sku).colour == "red"
+    assert "is pink" in await say(bot, f"/colour {sku} Dusty Pink")
+    assert bot.engine.catalog.require(sku).colour == "pink"
+    assert "Usage: /colour SKU red" in await say(bot, f"/colour {sku}")
+    assert "unknown colour" in await say(bot, f"/colour {sku} sparkly")
+    # The shop's catalogue imported again: names, prices, categories; the correction stays.
+    summary = await asyncio.to_thread(
+        import_directory, bot.engine, footwear / "catalog", csv_path=footwear / "products.csv"
+    )
+    assert summary.skipped == []
+    assert bot.engine.catalog.require(sku).colour == "pink"
+    assert "is red" in await say(bot, f"/colour {sku} auto")  # back to the computed one

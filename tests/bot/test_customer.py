@@ -341,6 +341,9 @@ async def test_inferred_category_is_said_and_all_categories_drops_it(
     bot: BotHarness, footwear: Path
 ) -> None:
     image = query_image(footwear, "search_image_02.jpg")
+    # Shape alone: the category is inferred from the 8 nearest by shape, which with colour on
+    # (COLOUR_WEIGHT > 0, tests/test_colour.py) are not the 8 shown.
+    bot.engine.searcher.colour_weight = 0.0
     ranked = [item.product.sku for item in (await direct_search(bot, image)).items]
     # 5 of the 8 nearest are ankle boots (the only ones in the catalogue), 3 sneakers: a
     # photo without a caption is limited to ankle boots, so 5 results, and the reply says so.
@@ -457,3 +460,16 @@ async def test_edited_messages_never_rerun_a_command_or_search(
     await settle(bot)
     assert calls_to_chat(bot, CUSTOMER_ID, after=mark) == []
     assert not [c for c in bot.api.calls[mark:] if c.method == "getFile"]
+
+
+async def test_a_colour_in_the_caption_puts_that_colour_first(
+    bot: BotHarness, footwear: Path
+) -> None:
+    red_pump = query_image(footwear, "search_image_01.jpg")
+    _, plain = await search(bot, red_pump)
+    _, in_black = await search(bot, red_pump, caption="in black")
+    shown = [item.product.colour for item in listing_search(bot, plain).items]
+    asked = [item.product.colour for item in listing_search(bot, in_black).items]
+    assert shown[0] == "red" and asked[0] == "black"
+    assert asked.count("black") > shown.count("black")
+    assert listing_search(bot, in_black).filters["colour"] == "black"

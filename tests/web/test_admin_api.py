@@ -199,8 +199,15 @@ def test_create_a_product_then_change_it_every_way(shop: Shop) -> None:
         assert cleared.json()["product"]["price"] is None
         assert cleared.json()["product"]["name"] == "Cheap runner"
 
+        # An admin's colour (a feed-style word is understood) wins over the computed one.
+        recoloured = client.patch("/api/v1/products/NEW-1", json={"colour": "Burgundy"})
+        assert recoloured.status_code == 200 and recoloured.json()["product"]["colour"] == "red"
+        assert client.get("/api/v1/products/NEW-1").json()["colour"] == "red"
+        unknown = client.patch("/api/v1/products/NEW-1", json={"colour": "sparkly"})
+        assert_problem(unknown, 422, "unknown colour")
+
     entries = [entry for entry in shop.audit() if entry.outcome == "ok"]
-    actions = ["web_add", "web_add_photo", "web_update", "web_update"]
+    actions = ["web_add", "web_add_photo", "web_update", "web_update", "web_update"]
     assert [entry.action for entry in entries] == actions
     key_id = entries[0].details["api_key_id"]
     assert {entry.user_id for entry in entries} == {-key_id}

@@ -25,6 +25,7 @@ def test_a_product(server: LiveServer) -> None:
         assert product["name"] == "Black rain boot 0001"
         assert product["price"] == "67.99" and product["currency"] == "EUR"
         assert product["category"] == "rain_boot" and product["removed"] is False
+        assert product["colour"] == "black"  # computed from its photo
         assert product["url"] == "https://shop.example/products/footwear_0001"
         [image] = product["images"]
         assert image["url"].startswith(f"{server.url}/media/")
@@ -38,6 +39,7 @@ def test_similar_products_exclude_the_product_itself(server: LiveServer) -> None
         assert body["product"]["sku"] == SKU
         skus = [item["sku"] for item in body["search"]["results"]]
         assert len(skus) == 5 and SKU not in skus
+        assert all(item["colour"] for item in body["search"]["results"])
         assert body["search"]["category_inferred"] is False
         assert_problem(client.get("/api/v1/products/nope/similar"), 404, "nope")
         assert_problem(client.get(f"/api/v1/products/{SKU}/similar?k=0"), 422, "k")

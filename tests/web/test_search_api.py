@@ -88,6 +88,17 @@ def test_filters_category_price_metric_k_and_all_categories(
         assert euclid["metric"] == "euclidean" and len(euclid["results"]) == 8
 
 
+def test_a_colour_asked_for_comes_first(server: LiveServer, query_photo: bytes) -> None:
+    with server.client() as client:
+        shown = search(client, query_photo, all_categories="true").json()["results"]
+        black = search(client, query_photo, colour="Black", all_categories="true").json()
+        assert black["results"][0]["colour"] == "black" != shown[0]["colour"]
+        assert [item["colour"] for item in black["results"]].count("black") > [
+            item["colour"] for item in shown
+        ].count("black")
+        assert_problem(search(client, query_photo, colour="sparkly"), 422, "unknown colour")
+
+
 def test_cheaper_than_a_product(server: LiveServer, query_photo: bytes) -> None:
     with server.client() as client:
         first = search(client, query_photo).json()["results"][0]
