@@ -159,14 +159,19 @@ def text_feed(items: Iterable[ShopItem], base: str, *, delimiter: str) -> bytes:
         "color",
         "condition",
     ]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
-    writer.writerow(names)
+    rows: list[list[str]] = []
     for item in items:
         values: dict[str, str] = {}
         for name, value in _attributes(item, base):
             values[name] = f"{values[name]},{value}" if name in values else value
-        writer.writerow([values.get(name, "") for name in names])
+        rows.append([values.get(name, "") for name in names])
+    if delimiter == "\t":
+        # A TSV as Google defines it: one line per product, tabs, no quoting.
+        lines = ["\t".join(" ".join(cell.split()) for cell in cells) for cells in [names, *rows]]
+        return ("\n".join(lines) + "\n").encode("utf-8")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerows([names, *rows])
     return buffer.getvalue().encode("utf-8")
 
 

@@ -10,7 +10,10 @@ A group is stored as one product whose SKU is the group id:
 - in stock: when any variant is;
 - photos: every variant's image_link and additional_image_link, in feed order, without
   repeats, at most `max_images` (the variants' own SKUs and colours are not stored).
-An item without item_group_id is a product of its own with its id as SKU.
+An item without item_group_id is a product of its own with its id as SKU. Group ids and item
+ids are separate namespaces (Google's rule): a standalone item whose id is also some group's
+item_group_id is not merged into that group; since both would be the same catalogue key, the
+group's rows are skipped with that reason and the standalone product kept.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class FeedProduct:
 class _Group:
     label: str
     items: list[FeedItem] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # each item's row, for messages
 
 
 @dataclass
@@ -59,7 +63,7 @@ def group_items(
     now: datetime,
     max_images: int,
 ) -> GroupingResult:
-    groups: dict[str, _Group] = {}
+    groups: dict[tuple[bool, str], _Group] = {}  # (is a group, its id) -> its rows
     seen_ids: set[str] = set()
     skipped: list[tuple[str, str]] = []
     for label, item in labelled:
@@ -67,7 +71,7 @@ def group_items(
             skipped.append((label, f"id {item.sku!r} appears twice in the feed"))
             continue
         seen_ids.add(item.sku)
-        key = item.group_id or item.sku
+        key = (True, item.group_id) if item.group_id else (False, item.sku)
         group = groups.setdefault(key, _Group(label=label))
         if group.items and group.items[0].currency != item.currency:
             skipped.append(
@@ -78,10 +82,14 @@ def group_items(
             )
             continue
         group.items.append(item)
-    products = {
-        key: _product(key, group, categories=categories, now=now, max_images=max_images)
-        for key, group in groups.items()
-    }
+        group.labels.append(label)
+    products: dict[str, FeedProduct] = {}
+    for (is_group, sku), group in groups.items():
+        if is_group and (False, sku) in groups:
+            reason = f"item_group_id {sku!r} is also the id of a product without variants"
+            skipped.extend((label, reason) for label in group.labels)
+            continue
+        products[sku] = _product(sku, group, categories=categories, now=now, max_images=max_images)
     return GroupingResult(products=products, skipped=skipped)
 
 

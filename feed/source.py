@@ -12,16 +12,16 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
 from feed.categories import CategoryMap
-from feed.formats import read_records
+from feed.formats import FeedFormatError, RawRecord, read_records
 from feed.grouping import FeedProduct, group_items
-from feed.items import FeedItem, parse_item
+from feed.items import FeedItem, first, parse_item, split_money
 from search import FieldError
 
 USER_AGENT = "LookalikeFeedSync/1.0"
@@ -78,6 +78,7 @@ def read_feed(
     max_images: int,
     max_bytes: int,
     timeout: float = 120.0,
+    zone: tzinfo = UTC,
 ) -> FeedContents:
     """Every usable product of the feed; unusable rows in `skipped` with their reason.
     Raises FeedSourceError or feed.formats.FeedFormatError (nothing may be changed then)."""
@@ -87,30 +88,67 @@ def read_feed(
             raise FeedSourceError(f"there is no feed file {source[:200]}")
         if path.stat().st_size > max_bytes:
             raise FeedSourceError(f"the feed is larger than {max_bytes} bytes")
-        return _read(path, categories, default_currency, now, max_images)
+        return _read(path, categories, default_currency, now, max_images, zone)
     handle, name = tempfile.mkstemp(prefix="lookalike-feed-", suffix=".feed")
     os.close(handle)
     try:
         download_feed(source, Path(name), max_bytes=max_bytes, timeout=timeout)
-        return _read(Path(name), categories, default_currency, now, max_images)
+        return _read(Path(name), categories, default_currency, now, max_images, zone)
     finally:
         Path(name).unlink(missing_ok=True)
 
 
 def _read(
-    path: Path, categories: CategoryMap, default_currency: str, now: datetime, max_images: int
+    path: Path,
+    categories: CategoryMap,
+    default_currency: str,
+    now: datetime,
+    max_images: int,
+    zone: tzinfo,
 ) -> FeedContents:
     contents = FeedContents()
+    currencies = _CurrencyCheck()
 
     def items() -> Iterator[tuple[str, FeedItem]]:
         for record in read_records(path):
             contents.rows += 1
+            currencies.see(record)
             try:
-                yield record.label, parse_item(record.row, default_currency=default_currency)
+                item = parse_item(record.row, default_currency=default_currency, zone=zone)
             except FieldError as exc:
                 contents.skipped.append((record.label, str(exc)))
+                continue
+            yield record.label, item
 
     grouped = group_items(items(), categories=categories, now=now, max_images=max_images)
+    currencies.check()
     contents.products = grouped.products
     contents.skipped.extend(grouped.skipped)
     return contents
+
+
+@dataclass
+class _CurrencyCheck:
+    """A feed that writes the currency with its prices but lacks it in one row was cut or
+    mangled there ("45.00 INR" cut to "4"): the shop's default currency would be a guess, so
+    the whole file is refused."""
+
+    with_currency: int = 0
+    without: str | None = None  # the first row whose price lacks it
+
+    def see(self, record: RawRecord) -> None:
+        for name in ("price", "sale_price"):
+            text = first(record.row, name)
+            if not text:
+                continue
+            if split_money(text)[1] is None:
+                self.without = self.without or f"{record.label}: {name} {text[:30]!r}"
+            else:
+                self.with_currency += 1
+
+    def check(self) -> None:
+        if self.with_currency and self.without is not None:
+            raise FeedFormatError(
+                f"{self.without} has no currency while the feed's other prices give one: the "
+                "file looks cut or mangled"
+            )

@@ -152,6 +152,7 @@ async def _sync(
             now=datetime.now(UTC),
             max_images=options.max_images,
             max_bytes=options.max_feed_bytes,
+            zone=options.time_zone,
         )
     except (FeedSourceError, FeedFormatError) as exc:
         return SyncSummary("failed", f"the feed could not be read: {exc}; nothing changed")
