@@ -113,18 +113,25 @@ def _read(
         for record in read_records(path):
             contents.rows += 1
             currencies.see(record)
+            label = _label(record)
             try:
                 item = parse_item(record.row, default_currency=default_currency, zone=zone)
             except FieldError as exc:
-                contents.skipped.append((record.label, str(exc)))
+                contents.skipped.append((label, str(exc)))
                 continue
-            yield record.label, item
+            yield label, item
 
     grouped = group_items(items(), categories=categories, now=now, max_images=max_images)
     currencies.check()
     contents.products = grouped.products
     contents.skipped.extend(grouped.skipped)
     return contents
+
+
+def _label(record: RawRecord) -> str:
+    """'line 14 (id 'A2300 Red US')': the row, and the shop's id that finds it in its file."""
+    shop_id = first(record.row, "id")
+    return f"{record.label} (id {shop_id[:60]!r})" if shop_id else record.label
 
 
 @dataclass

@@ -22,10 +22,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from feed.apply import FEED_USER_ID, apply_changes, finish_new_products, import_photos
+from feed.apply import (
+    FEED_USER_ID,
+    apply_changes,
+    close_killed_runs,
+    finish_new_products,
+    import_photos,
+)
 from feed.diff import SyncPlan, plan_sync
 from feed.formats import FeedFormatError
 from feed.options import SyncOptions
+from feed.retire import retire_replaced_photos
 from feed.source import FeedContents, FeedSourceError, describe_source, read_feed
 from feed.state import FeedStore, catalogue_snapshot, new_holder
 from search import SearchEngine
@@ -84,6 +91,9 @@ async def sync_feed(
                     now=datetime.now(UTC),
                 )
                 try:
+                    killed = await engine.run(close_killed_runs, engine, store, run_id)
+                    if killed:
+                        log.warning("feed sync: closed the killed run(s) %s", killed)
                     summary = await _sync(engine, store, options, hooks)
                 except Exception as exc:  # a database or engine failure: recorded, not raised
                     log.exception("feed sync failed")
@@ -169,8 +179,10 @@ async def _sync(
     problems = list(contents.skipped)
     refusal = _refusal(contents, plan, options)
     if refusal is not None and not options.force:
-        status: Status = "dry-run" if options.dry_run else "refused"
-        return SyncSummary(status, refusal, counts, problems, plan)
+        # A dry run of a feed the real run would refuse says so (and the CLI exits 3).
+        prefix = "dry run: " if options.dry_run else ""
+        message = f"{prefix}{refusal}; nothing changed; use --force if this is right"
+        return SyncSummary("refused", message, counts, problems, plan)
     if options.dry_run:
         message = "dry run: nothing changed" + (f" (forced past: {refusal})" if refusal else "")
         return SyncSummary("dry-run", message, counts, problems, plan)
@@ -190,7 +202,17 @@ async def _sync(
         progress=hooks.advance,
     )
     await engine.run(finish_new_products, engine, plan, imported)
+    retired = await engine.run(
+        retire_replaced_photos,
+        engine,
+        store,
+        contents.products,
+        images,
+        failed=image_counts.failed_skus,
+        skipped=set(plan.kept_removed),
+    )
     problems.extend(image_counts.problems)
+    problems.extend(retired.problems)
     counts.update(
         {
             "added": len(imported.added),
@@ -201,6 +223,7 @@ async def _sync(
             "images_failed": image_counts.failed,
             "images_rejected": len(imported.skipped),
             "featurised": imported.featurised,
+            "photos_retired": retired.photos,
             "not_added": len(plan.add) - len(imported.added),
             "change_errors": len(failed),
         }
@@ -214,12 +237,11 @@ def _refusal(contents: FeedContents, plan: SyncPlan, options: SyncOptions) -> st
     if not contents.products:
         return (
             f"the feed lists no usable product ({contents.rows} rows); refusing to hide the "
-            "catalogue; use --force if this is right"
+            "catalogue"
         )
     if plan.hide_share > options.max_hide_share:
         return (
             f"the feed would hide {len(plan.hide)} of {plan.active_before} active products "
-            f"({plan.hide_share:.0%} > FEED_MAX_HIDE_SHARE {options.max_hide_share:.0%}); "
-            "nothing changed; use --force if this is right"
+            f"({plan.hide_share:.0%} > FEED_MAX_HIDE_SHARE {options.max_hide_share:.0%})"
         )
     return None

@@ -51,6 +51,7 @@ from search.importer import (
     import_directory,
     import_entries,
 )
+from search.photo_retirement import retire_photos
 from search.reindexing import ReindexSummary, reindex
 from search.results import ResultItem, SearchResult
 from search.retention import ForgottenRows, PurgeReport
@@ -105,4 +106,5 @@ __all__ = [
     "import_directory",
     "import_entries",
     "reindex",
+    "retire_photos",
 ]

@@ -117,9 +117,16 @@ class Catalog:
         return self.store(fields, prepared, vector)
 
     def store(
-        self, fields: ProductFields, prepared: PreparedImage, vector: np.ndarray
+        self,
+        fields: ProductFields,
+        prepared: PreparedImage,
+        vector: np.ndarray,
+        *,
+        in_stock: bool = True,
     ) -> AddOutcome:
-        """`add` for an image whose raw (dim,) vector is already computed."""
+        """`add` for an image whose raw (dim,) vector is already computed. `in_stock`: the
+        flag a product created by this photo starts with (in the same transaction, so it is
+        never shown in stock when it is not)."""
         with self._models.write_lock:
             model = self._models.active
             index_vector = model.post.transform(vector)  # (dim,) what the index compares
@@ -153,7 +160,7 @@ class Catalog:
                     row = repo.get_product(session, sku=fields.sku)
                     created_product = row is None
                     if row is None:
-                        row = repo.create_product(session, fields=fields)
+                        row = repo.create_product(session, fields=fields, in_stock=in_stock)
                     image_row = repo.add_image(
                         session,
                         product=row,

@@ -220,5 +220,8 @@ def test_group_ids_and_item_ids_are_separate_namespaces(tmp_path: Path) -> None:
     assert sorted(contents.products) == ["RUN", "TRAIL"]
     assert contents.products["RUN"].fields.name == "Running socks"
     assert contents.products["RUN"].variants == ("RUN",)
-    assert [label for label, _ in contents.skipped] == ["line 2", "line 4"]
+    assert [label for label, _ in contents.skipped] == [
+        "line 2 (id 'RUN-red')",
+        "line 4 (id 'RUN-blue')",
+    ]
     assert "item_group_id 'RUN' is also the id" in contents.skipped[0][1]
