@@ -1,13 +1,16 @@
-"""Getting the feed: a local file, or an http(s) URL downloaded (size-limited) to a temporary
-file, then read row by row into catalogue products (blocking: run it through engine.run).
+"""Getting the feed: a local file, or an http(s) URL downloaded (size-limited, one deadline
+for the whole download) to a temporary file, then read row by row into catalogue products
+(blocking: run it through engine.run).
 
-The feed's address is the shop's own configuration (FEED_URL or the command's argument), so
-it may point inside the shop's network; photo URLs inside the feed are another matter and go
-through the SSRF-safe fetcher (feed.images).
+The download goes through the engine's SSRF-safe fetcher (search.fetch_to_file), as the
+photos do: every address of every redirect hop is checked, so a redirect cannot lead to a
+private or local address unless URL_FETCH_ALLOW_PRIVATE allows those (a feed served inside
+the shop's own network needs it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from collections.abc import Iterator
@@ -16,13 +19,11 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-
 from feed.categories import CategoryMap
 from feed.formats import FeedFormatError, RawRecord, read_records
 from feed.grouping import FeedProduct, group_items
 from feed.items import FeedItem, first, parse_item, split_money
-from search import FieldError
+from search import FieldError, UrlFetchError, fetch_to_file
 
 USER_AGENT = "LookalikeFeedSync/1.0"
 
@@ -50,23 +51,23 @@ def describe_source(source: str) -> str:
     return Path(source).name[:300]
 
 
-def download_feed(url: str, destination: Path, *, max_bytes: int, timeout: float) -> None:
+def download_feed(
+    url: str, destination: Path, *, max_bytes: int, timeout: float, allow_private: bool
+) -> None:
+    """Blocking (its own event loop: read_feed runs in a worker thread)."""
     try:
-        with (
-            httpx.Client(timeout=timeout, follow_redirects=True, trust_env=False) as client,
-            client.stream("GET", url, headers={"User-Agent": USER_AGENT}) as response,
-        ):
-            if response.status_code != 200:
-                raise FeedSourceError(f"the feed server answered HTTP {response.status_code}")
-            size = 0
-            with destination.open("wb") as handle:
-                for chunk in response.iter_bytes(64 * 1024):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise FeedSourceError(f"the feed is larger than {max_bytes} bytes")
-                    handle.write(chunk)
-    except httpx.HTTPError as exc:
-        raise FeedSourceError(f"cannot download the feed: {type(exc).__name__}") from None
+        asyncio.run(
+            fetch_to_file(
+                url,
+                destination,
+                max_bytes=max_bytes,
+                timeout=timeout,
+                allow_private=allow_private,
+                user_agent=USER_AGENT,
+            )
+        )
+    except UrlFetchError as exc:
+        raise FeedSourceError(f"cannot download the feed: {str(exc).rstrip('.')}") from None
 
 
 def read_feed(
@@ -79,6 +80,7 @@ def read_feed(
     max_bytes: int,
     timeout: float = 120.0,
     zone: tzinfo = UTC,
+    allow_private: bool = False,
 ) -> FeedContents:
     """Every usable product of the feed; unusable rows in `skipped` with their reason.
     Raises FeedSourceError or feed.formats.FeedFormatError (nothing may be changed then)."""
@@ -92,7 +94,9 @@ def read_feed(
     handle, name = tempfile.mkstemp(prefix="lookalike-feed-", suffix=".feed")
     os.close(handle)
     try:
-        download_feed(source, Path(name), max_bytes=max_bytes, timeout=timeout)
+        download_feed(
+            source, Path(name), max_bytes=max_bytes, timeout=timeout, allow_private=allow_private
+        )
         return _read(Path(name), categories, default_currency, now, max_images, zone)
     finally:
         Path(name).unlink(missing_ok=True)

@@ -3,7 +3,9 @@ broken export, applying it (feed.apply), and the summary every door renders.
 
 `sync_feed` is the one call doors make (the CLI, the bot's /sync and its scheduled job).
 Only one process syncs at a time: a lease row (db.Leases, "feed-sync") taken with a
-conditional UPDATE/INSERT and renewed while the sync runs; a dry run takes no lease and
+conditional UPDATE/INSERT and renewed while the sync runs; a sync whose lease another process
+took (it was stalled past the lease's time) stops at once, keeping what it did (every change
+is its own atomic write) and recording the run as failed; a dry run takes no lease and
 changes nothing (it does not even record a run).
 
 The guard: a feed that lists no usable product, or that would hide more than
@@ -17,10 +19,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from feed.apply import (
     FEED_USER_ID,
@@ -83,7 +85,7 @@ async def sync_feed(
         if busy is not None:
             return SyncSummary("busy", f"a sync is already running ({busy}); nothing done")
         try:
-            async with _renewing(engine, store, holder, options.lease_ttl):
+            async with _renewing(engine, store, holder, options.lease_ttl) as lost:
                 run_id = await engine.run(
                     store.start_run,
                     source=describe_source(options.source),
@@ -94,7 +96,7 @@ async def sync_feed(
                     killed = await engine.run(close_killed_runs, engine, store, run_id)
                     if killed:
                         log.warning("feed sync: closed the killed run(s) %s", killed)
-                    summary = await _sync(engine, store, options, hooks)
+                    summary = await _while_leased(_sync(engine, store, options, hooks), lost)
                 except Exception as exc:  # a database or engine failure: recorded, not raised
                     log.exception("feed sync failed")
                     summary = SyncSummary(
@@ -127,21 +129,42 @@ async def sync_feed(
     return summary
 
 
+async def _while_leased(work: Coroutine[Any, Any, SyncSummary], lost: asyncio.Event) -> SyncSummary:
+    """The sync's summary, or a failure as soon as the lease is lost (the sync cancelled)."""
+    working = asyncio.ensure_future(work)
+    watching = asyncio.ensure_future(lost.wait())
+    await asyncio.wait({working, watching}, return_when=asyncio.FIRST_COMPLETED)
+    watching.cancel()
+    if not working.done():
+        working.cancel()
+        await asyncio.gather(working, return_exceptions=True)
+        return SyncSummary(
+            "failed",
+            "the sync stopped: another process took the feed lease (this one stalled past "
+            "its time); what was done is kept, the next sync finishes it",
+        )
+    return working.result()
+
+
 @contextlib.asynccontextmanager
 async def _renewing(
     engine: SearchEngine, store: FeedStore, holder: str, ttl: timedelta
-) -> AsyncIterator[None]:
-    """Renew the lease every third of its time while the body runs."""
+) -> AsyncIterator[asyncio.Event]:
+    """Renew the lease every third of its time while the body runs; the event is set once
+    it is lost."""
+    lost = asyncio.Event()
 
     async def renew() -> None:
         while True:
             await asyncio.sleep(ttl.total_seconds() / 3)
             if not await engine.run(store.renew_lease, holder, now=datetime.now(UTC), ttl=ttl):
-                log.warning("feed sync: the lease was lost (another process took it)")
+                log.warning("feed sync: the lease was lost (another process took it); stopping")
+                lost.set()
+                return
 
     task = asyncio.create_task(renew())
     try:
-        yield
+        yield lost
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -163,6 +186,7 @@ async def _sync(
             max_images=options.max_images,
             max_bytes=options.max_feed_bytes,
             zone=options.time_zone,
+            allow_private=options.fetch.allow_private,
         )
     except (FeedSourceError, FeedFormatError) as exc:
         return SyncSummary("failed", f"the feed could not be read: {exc}; nothing changed")

@@ -56,7 +56,7 @@ from search.reindexing import ReindexSummary, reindex
 from search.results import ResultItem, SearchResult
 from search.retention import ForgottenRows, PurgeReport
 from search.searcher import CLI, Requester, Searcher, SearchQuery
-from search.urlfetch import FetchedImage, fetch_image, fetch_image_conditional
+from search.urlfetch import FetchedImage, fetch_image, fetch_image_conditional, fetch_to_file
 
 __all__ = [
     "CLI",
@@ -103,6 +103,7 @@ __all__ = [
     "featurise_files",
     "fetch_image",
     "fetch_image_conditional",
+    "fetch_to_file",
     "import_directory",
     "import_entries",
     "reindex",

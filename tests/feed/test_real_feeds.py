@@ -12,10 +12,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bench.fake_shop import ShopItem, ShopServer, feed_bytes
 from feed.categories import load_category_map
 from feed.formats import FeedFormatError, read_records
 from feed.items import parse_item
-from feed.source import FeedContents, read_feed
+from feed.source import FeedContents, FeedSourceError, read_feed
 
 NOW = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
 G = 'xmlns:g="http://base.google.com/ns/1.0"'
@@ -225,3 +226,30 @@ def test_group_ids_and_item_ids_are_separate_namespaces(tmp_path: Path) -> None:
         "line 4 (id 'RUN-blue')",
     ]
     assert "item_group_id 'RUN' is also the id" in contents.skipped[0][1]
+
+
+def _fetch(url: str, *, allow_private: bool, timeout: float = 10.0) -> FeedContents:
+    return read_feed(
+        url,
+        categories=load_category_map(None),
+        default_currency="EUR",
+        now=NOW,
+        max_images=10,
+        max_bytes=1 << 20,
+        timeout=timeout,
+        allow_private=allow_private,
+    )
+
+
+def test_the_feed_is_fetched_like_a_photo_never_from_a_private_address(
+    shop: ShopServer, demo: list[ShopItem]
+) -> None:
+    """The feed's download goes through the SSRF-safe fetcher: 127.0.0.1 is refused unless
+    URL_FETCH_ALLOW_PRIVATE allows it, and one deadline bounds the whole download."""
+    url = shop.publish("/feed.xml", feed_bytes("rss", demo[:3], shop.base))
+    with pytest.raises(FeedSourceError, match="private or local network address"):
+        _fetch(url, allow_private=False)
+    assert shop.full["/feed.xml"] == 0  # refused before any connection
+    assert sorted(_fetch(url, allow_private=True).products) == sorted(i.id for i in demo[:3])
+    with pytest.raises(FeedSourceError, match=r"did not send the file within 0\.5 s"):
+        _fetch(f"{shop.base}/hang/feed.xml", allow_private=True, timeout=0.5)

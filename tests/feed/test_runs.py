@@ -1,17 +1,22 @@
 """A sync's record and what the catalogue shows while it runs: new products are created with
 the feed's stock flag (never shown in stock meanwhile), and a run a kill left "running" is
-closed by the next one, which also writes the feed-add audit rows the killed run did not."""
+closed by the next one, which also writes the feed-add audit rows the killed run did not; a
+sync whose lease another process took stops."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import dataclasses
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
 from bench.fake_shop import ShopItem, ShopServer, changed, feed_bytes
+from db import Leases
 from db.tables import AuditEntry, FeedRun
 from feed import sync_options
-from feed.state import FeedStore
+from feed.state import LEASE_NAME, FeedStore
 from feed.sync import ProgressHooks, sync_feed
 from lookalike.settings import Settings
 from search import SearchEngine, clean_product_fields
@@ -72,3 +77,50 @@ async def test_the_next_run_closes_a_killed_run_and_audits_what_it_added(
     assert adds[items[0].id] == {"by_killed_run": [killed]}
     assert {adds[item.id]["in_stock"] for item in items[1:]} == {True}
     assert len(adds) == 3  # one row per product, none twice
+
+
+class _Seen(logging.Handler):
+    """Sets `event` when a record with `text` is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.event = text, threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+async def test_a_sync_whose_lease_was_taken_stops(
+    engine: SearchEngine, settings: Settings, shop: ShopServer, demo: list[ShopItem]
+) -> None:
+    url = shop.publish("/feed.xml", feed_bytes("rss", demo[:12], shop.base))
+    options = dataclasses.replace(sync_options(settings, url), lease_ttl=timedelta(seconds=0.6))
+    leases = Leases(engine.sessions)
+    lost = _Seen("the lease was lost")
+    logging.getLogger("feed.sync").addHandler(lost)
+    taken = threading.Event()
+
+    def steal(_n: int) -> None:
+        """At the first stored photo (the import's writer thread): another process takes the
+        lease, as after a stall past its time; the sync goes on only once it has noticed."""
+        if taken.is_set():
+            return
+        taken.set()
+        now = datetime.now(UTC)
+        current = leases.holder(LEASE_NAME, now=now)
+        assert current is not None
+        leases.replace_holder(
+            LEASE_NAME, old=current, new="thief", now=now, ttl=timedelta(minutes=10)
+        )
+        assert lost.event.wait(60), "the sync never noticed"
+
+    try:
+        summary = await sync_feed(engine, options, progress=ProgressHooks(advance=steal))
+    finally:
+        logging.getLogger("feed.sync").removeHandler(lost)
+    assert summary.status == "failed"
+    assert "another process took the feed lease" in summary.message
+    assert leases.holder(LEASE_NAME, now=datetime.now(UTC)) == "thief"
+    run = FeedStore(engine.sessions).last_run()
+    assert run is not None and run.status == "failed"
