@@ -248,12 +248,30 @@ class ShopServer:
         with self.served_event:
             return self.served_event.wait_for(lambda: self.images_served >= count, timeout)
 
+    def _trickle(self, request: BaseHTTPRequestHandler) -> None:
+        """A byte every 0.1 s for 3 s: each read is quick, the whole download is not."""
+        request.send_response(200)
+        request.send_header("Content-Type", "application/xml")
+        request.send_header("Content-Length", "30")
+        request.end_headers()
+        try:
+            for _ in range(30):
+                request.wfile.write(b" ")
+                request.wfile.flush()
+                if self._stop.wait(0.1):
+                    return
+        except OSError:
+            return  # the client gave up
+
     def _answer(self, request: BaseHTTPRequestHandler) -> None:
         path = request.path
         if path.startswith("/hang/"):
             with self.served_event:
                 self.hung += 1
             self._stop.wait()  # never answers while the test runs
+            return
+        if path.startswith("/trickle/"):
+            self._trickle(request)
             return
         served = self.files.get(path)
         if served is None and self.fallback is not None:

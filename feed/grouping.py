@@ -10,6 +10,9 @@ A group is stored as one product whose SKU is the group id:
 - in stock: when any variant is;
 - photos: every variant's image_link and additional_image_link, in feed order, without
   repeats, at most `max_images` (the variants' own SKUs and colours are not stored).
+Each variant is kept as a FeedVariant (its id, colour, link, price now, stock and photos), and
+`variant_of(url)` says which variant a photo came from, for what a photo should say about
+itself (its colour, its own link and price) once the catalogue stores it.
 An item without item_group_id is a product of its own with its id as SKU. Group ids and item
 ids are separate namespaces (Google's rule): a standalone item whose id is also some group's
 item_group_id is not merged into that group; since both would be the same catalogue key, the
@@ -29,18 +32,38 @@ from search import ProductFields
 
 
 @dataclass(frozen=True, slots=True)
+class FeedVariant:
+    """One row of a product: a variant (or the product itself when it has none)."""
+
+    id: str
+    color: str | None
+    link: str | None
+    price: Decimal  # what the customer pays now (sale applied)
+    in_stock: bool
+    image_urls: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class FeedProduct:
     """One catalogue product as the feed describes it."""
 
     fields: ProductFields
     in_stock: bool
     image_urls: tuple[str, ...]
-    variants: tuple[str, ...]  # the items' ids (one for a product without variants)
+    variants: tuple[FeedVariant, ...]  # in feed order (one for a product without variants)
     label: str  # where it starts in the feed, for messages ("item 12")
 
     @property
     def sku(self) -> str:
         return self.fields.sku
+
+    @property
+    def variant_ids(self) -> tuple[str, ...]:
+        return tuple(variant.id for variant in self.variants)
+
+    def variant_of(self, url: str) -> FeedVariant | None:
+        """The first variant (in feed order) that lists this photo."""
+        return next((v for v in self.variants if url in v.image_urls), None)
 
 
 @dataclass
@@ -121,6 +144,16 @@ def _product(
         ),
         in_stock=bool(in_stock),
         image_urls=tuple(urls[:max_images]),
-        variants=tuple(item.sku for item in group.items),
+        variants=tuple(
+            FeedVariant(
+                id=item.sku,
+                color=item.color,
+                link=item.link,
+                price=item.price_at(now),
+                in_stock=item.in_stock,
+                image_urls=item.image_links,
+            )
+            for item in group.items
+        ),
         label=group.label,
     )

@@ -210,7 +210,16 @@ def test_variants_become_one_product() -> None:
     )
     assert sorted(grouped.products) == ["RUN", "SOLO"]
     run = grouped.products["RUN"]
-    assert run.variants == ("RUN-red", "RUN-blue", "RUN-black")
+    assert run.variant_ids == ("RUN-red", "RUN-blue", "RUN-black")
+    blue = run.variant_of("https://img.example/blue.jpg")
+    assert blue is not None
+    assert (blue.id, blue.color, blue.price, blue.in_stock) == (
+        "RUN-blue",
+        "blue",
+        Decimal("60.00"),
+        False,
+    )
+    assert run.variant_of("https://img.example/nowhere.jpg") is None
     assert run.fields.name == "Runner red"
     assert run.fields.price == Decimal("70.00")  # cheapest in stock (blue is out of stock)
     assert run.fields.category == "sneaker"

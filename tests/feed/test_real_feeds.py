@@ -67,7 +67,7 @@ def test_ids_with_spaces_and_slashes_are_kept_as_the_shop_wrote_them(tmp_path: P
         "Runner Group 1",
         "Ωmega 7 ü",
     ]
-    assert contents.products["Runner Group 1"].variants == ("MG-1/blue/42",)
+    assert contents.products["Runner Group 1"].variant_ids == ("MG-1/blue/42",)
 
 
 def test_googles_atom_example_is_read_through_its_id(tmp_path: Path) -> None:
@@ -220,7 +220,7 @@ def test_group_ids_and_item_ids_are_separate_namespaces(tmp_path: Path) -> None:
     )
     assert sorted(contents.products) == ["RUN", "TRAIL"]
     assert contents.products["RUN"].fields.name == "Running socks"
-    assert contents.products["RUN"].variants == ("RUN",)
+    assert contents.products["RUN"].variant_ids == ("RUN",)
     assert [label for label, _ in contents.skipped] == [
         "line 2 (id 'RUN-red')",
         "line 4 (id 'RUN-blue')",
@@ -253,3 +253,6 @@ def test_the_feed_is_fetched_like_a_photo_never_from_a_private_address(
     assert sorted(_fetch(url, allow_private=True).products) == sorted(i.id for i in demo[:3])
     with pytest.raises(FeedSourceError, match=r"did not send the file within 0\.5 s"):
         _fetch(f"{shop.base}/hang/feed.xml", allow_private=True, timeout=0.5)
+    # A byte every 0.1 s: no single read waits 0.5 s, the whole download would take 3 s.
+    with pytest.raises(FeedSourceError, match=r"did not send the file within 0\.5 s"):
+        _fetch(f"{shop.base}/trickle/feed.xml", allow_private=True, timeout=0.5)
