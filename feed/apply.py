@@ -43,6 +43,7 @@ class ImageCounts:
     same_bytes: int = 0  # downloaded, but the catalogue already holds these bytes
     failed: int = 0
     failed_skus: set[str] = field(default_factory=set)  # products with a photo that failed
+    downloaded_skus: set[str] = field(default_factory=set)  # products with a photo sent in full
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -213,6 +214,7 @@ def _classify(
         counts.not_modified += 1
         return None
     counts.downloaded += 1
+    counts.downloaded_skus.add(job.sku)
     data = result.fetched.data
     record = FeedImageRecord(
         sku=job.sku,

@@ -6,7 +6,9 @@ A photo is the feed's when a sync downloaded it for that product (feed_images, b
 sync or now); one an admin added by hand is never retired. Of the feed's photos a product
 keeps those of the URLs it lists now; the others go. Nothing is retired for a product with
 a photo that could not be downloaded this time (what it shows now is not known), and a
-product always keeps at least one photo.
+product always keeps at least one photo. Only products with a photo downloaded in full now, or
+with a photo URL no longer listed, are looked at: an unchanged sync (every photo answered 304)
+reads nothing more.
 """
 
 from __future__ import annotations
@@ -33,12 +35,28 @@ def retire_replaced_photos(
     feed: Mapping[str, FeedProduct],
     before: Mapping[tuple[str, str], StoredImage],
     *,
+    downloaded: set[str],
     failed: set[str],
     skipped: set[str],
 ) -> Retired:
-    """`before`: the validators as this sync found them; `failed`: SKUs with a photo whose
-    download failed now; `skipped`: SKUs the sync left alone (removed by an admin)."""
+    """`before`: the validators as this sync found them; `downloaded` / `failed`: SKUs with a
+    photo downloaded in full / whose download failed now; `skipped`: SKUs the sync left alone
+    (removed by an admin)."""
     retired = Retired()
+    listed_before: dict[str, set[str]] = {}
+    for sku, url in before:
+        listed_before.setdefault(sku, set()).add(url)
+    candidates = (
+        {
+            sku
+            for sku, product in feed.items()
+            if sku in downloaded or listed_before.get(sku, set()) - set(product.image_urls)
+        }
+        - failed
+        - skipped
+    )
+    if not candidates:
+        return retired
     now = store.images()
     feeds_photos: dict[str, set[str]] = {}  # sku -> content hashes the feed brought
     ledger_urls: dict[str, set[str]] = {}  # sku -> photo URLs with a validator row
@@ -49,9 +67,9 @@ def retire_replaced_photos(
             if stored.content_hash is not None:
                 feeds_photos.setdefault(sku, set()).add(stored.content_hash)
     catalogue: Mapping[str, CatalogueProduct] = catalogue_snapshot(engine)
-    for sku, product in feed.items():
-        held = catalogue.get(sku)
-        if held is None or sku in failed or sku in skipped:
+    for sku in sorted(candidates):
+        product, held = feed[sku], catalogue.get(sku)
+        if held is None:
             continue
         listed = {
             record.content_hash

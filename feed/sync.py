@@ -232,6 +232,7 @@ async def _sync(
         store,
         contents.products,
         images,
+        downloaded=image_counts.downloaded_skus,
         failed=image_counts.failed_skus,
         skipped=set(plan.kept_removed),
     )

@@ -56,6 +56,11 @@ async def test_replaced_and_dropped_photos_are_retired_hand_added_ones_kept(
     assert third.counts["featurised"] == 0
     assert len(hashes(engine, items[2].id)) == 2  # the feed's photo and the admin's
 
+    # A photo dropped while nothing is downloaded (every other photo answers 304).
+    fourth = await sync(changed(items, 0, extra_images=()))
+    assert (fourth.counts["photos_retired"], fourth.counts["images_downloaded"]) == (1, 0)
+    assert hashes(engine, items[0].id) == {main_0}
+
 
 async def test_a_photo_two_products_share_is_featurised_once(
     sync: Syncer, engine: SearchEngine, demo: list[ShopItem]
