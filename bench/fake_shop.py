@@ -159,14 +159,19 @@ def text_feed(items: Iterable[ShopItem], base: str, *, delimiter: str) -> bytes:
         "color",
         "condition",
     ]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
-    writer.writerow(names)
+    rows: list[list[str]] = []
     for item in items:
         values: dict[str, str] = {}
         for name, value in _attributes(item, base):
             values[name] = f"{values[name]},{value}" if name in values else value
-        writer.writerow([values.get(name, "") for name in names])
+        rows.append([values.get(name, "") for name in names])
+    if delimiter == "\t":
+        # A TSV as Google defines it: one line per product, tabs, no quoting.
+        lines = ["\t".join(" ".join(cell.split()) for cell in cells) for cells in [names, *rows]]
+        return ("\n".join(lines) + "\n").encode("utf-8")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerows([names, *rows])
     return buffer.getvalue().encode("utf-8")
 
 
@@ -243,12 +248,30 @@ class ShopServer:
         with self.served_event:
             return self.served_event.wait_for(lambda: self.images_served >= count, timeout)
 
+    def _trickle(self, request: BaseHTTPRequestHandler) -> None:
+        """A byte every 0.1 s for 3 s: each read is quick, the whole download is not."""
+        request.send_response(200)
+        request.send_header("Content-Type", "application/xml")
+        request.send_header("Content-Length", "30")
+        request.end_headers()
+        try:
+            for _ in range(30):
+                request.wfile.write(b" ")
+                request.wfile.flush()
+                if self._stop.wait(0.1):
+                    return
+        except OSError:
+            return  # the client gave up
+
     def _answer(self, request: BaseHTTPRequestHandler) -> None:
         path = request.path
         if path.startswith("/hang/"):
             with self.served_event:
                 self.hung += 1
             self._stop.wait()  # never answers while the test runs
+            return
+        if path.startswith("/trickle/"):
+            self._trickle(request)
             return
         served = self.files.get(path)
         if served is None and self.fallback is not None:

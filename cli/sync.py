@@ -1,5 +1,6 @@
-"""`lookalike catalog sync SOURCE [--dry-run] [--force]`: the command-line door of the feed
-sync. Parses, makes one call into the feed service (`feed.sync_feed`), renders its summary.
+"""`lookalike catalog sync SOURCE [--dry-run] [--force] [--report FILE]`: the command-line
+door of the feed sync. Parses, makes one call into the feed service (`feed.sync_feed`),
+renders its summary (and, with --report, every problem to a file).
 
 Wiring (cli/main.py): `cli.sync.register(catalog_subparsers)` adds the `sync` action with
 `handler=cli.sync.run`; `run(args, settings)` returns the exit code.
@@ -10,10 +11,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from cli.common import ProgressBar
-from feed import CategoryMapError, ProgressHooks, render_summary, sync_feed, sync_options
+from feed import (
+    CategoryMapError,
+    ProgressHooks,
+    render_summary,
+    report_lines,
+    sync_feed,
+    sync_options,
+)
 from lookalike.settings import Settings
 
 EXIT_OK = 0
@@ -34,6 +43,12 @@ def register(catalog_subparsers: argparse._SubParsersAction) -> None:  # type: i
         "--force",
         action="store_true",
         help="apply a feed the guard refuses (empty, or hiding more than FEED_MAX_HIDE_SHARE)",
+    )
+    sync.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write every skipped row and failed photo, with why, to FILE (tab-separated)",
     )
     sync.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sync.set_defaults(handler=run)
@@ -60,6 +75,14 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None)
     finally:
         engine.close()
     out.write(render_summary(summary))
+    if args.report is not None:
+        try:
+            with args.report.open("w", encoding="utf-8") as handle:
+                handle.writelines(report_lines(summary.problems))
+        except OSError as exc:
+            print(f"error: cannot write the report {args.report}: {exc.strerror}", file=sys.stderr)
+            return EXIT_ERROR
+        out.write(f"report of {len(summary.problems)} problem(s): {args.report}\n")
     if summary.status in ("ok", "dry-run"):
         return EXIT_OK
     return EXIT_REFUSED if summary.status in ("refused", "busy") else EXIT_ERROR

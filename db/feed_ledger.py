@@ -3,7 +3,9 @@
 - feed_products: the SKUs the feed owns, and which of them the feed hid;
 - feed_images: per (SKU, photo URL) the validators (ETag, Last-Modified) and content hash of
   the last download, for conditional requests;
-- feed_runs: one row per sync, for /stats and the audit of what happened.
+- feed_runs: one row per sync, for /stats and the audit of what happened. A run killed before
+  it finished stays "running" until the next run (which holds the lease, so the killed one
+  is dead) closes it as "killed".
 
 One short transaction per call. Times are UTC and come from the caller (`now`).
 """
@@ -16,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.database import as_utc
-from db.tables import FeedImage, FeedProduct, FeedRun
+from db.tables import AuditEntry, FeedImage, FeedProduct, FeedRun, Product
 
 __all__ = ["FeedImageRecord", "FeedLedger", "FeedRunRecord"]
 
@@ -129,6 +131,17 @@ class FeedLedger:
                 row.content_hash = record.content_hash
                 row.checked_at = now
 
+    def forget_images(self, sku: str, *, keep: Iterable[str]) -> int:
+        """Delete the SKU's validator rows of photo URLs not in `keep` (no longer listed);
+        returns how many."""
+        kept = {url_hash(url) for url in keep}
+        with self._sessions.begin() as session:
+            rows = session.scalars(select(FeedImage).where(FeedImage.sku == sku)).all()
+            gone = [row for row in rows if row.url_hash not in kept]
+            for row in gone:
+                session.delete(row)
+            return len(gone)
+
     # ---- sync runs -----------------------------------------------------------------------------
 
     def start_run(self, *, source: str, forced: bool, now: datetime) -> int:
@@ -154,6 +167,31 @@ class FeedLedger:
                 return
             row.status, row.counts, row.errors, row.message = status, counts, errors, message
             row.finished_at = now
+
+    def close_killed_runs(self, *, current: int, now: datetime) -> list[tuple[int, datetime]]:
+        """Mark every run still "running" but `current` as killed; returns their (id,
+        started_at). Call it only while holding the sync's lease."""
+        with self._sessions.begin() as session:
+            rows = session.scalars(
+                select(FeedRun).where(FeedRun.status == "running", FeedRun.id != current)
+            ).all()
+            for row in rows:
+                row.status, row.finished_at = "killed", now
+                row.message = f"killed before it finished; closed by run {current}"
+            return [(int(row.id), as_utc(row.started_at)) for row in rows]
+
+    def unaudited_additions(self, *, since: datetime, action: str) -> list[str]:
+        """SKUs the feed owns whose product was created at or after `since` and has no audit
+        row `action` (what a killed run added without saying so), sorted."""
+        with self._sessions.begin() as session:
+            audited = exists().where(AuditEntry.action == action, AuditEntry.target == Product.sku)
+            rows = session.scalars(
+                select(Product.sku)
+                .join(FeedProduct, FeedProduct.sku == Product.sku)
+                .where(Product.created_at >= since, ~audited)
+                .order_by(Product.sku)
+            )
+            return list(rows)
 
     def last_run(self) -> FeedRunRecord | None:
         with self._sessions.begin() as session:

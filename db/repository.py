@@ -91,10 +91,10 @@ def search_products(session: Session, *, text: str, limit: int = 20) -> list[Pro
     return [ProductRecord.from_row(row) for row in session.scalars(query)]
 
 
-def create_product(session: Session, *, fields: ProductFields) -> Product:
+def create_product(session: Session, *, fields: ProductFields, in_stock: bool = True) -> Product:
     product = Product(
         **{name: getattr(fields, name) for name in PRODUCT_FIELD_NAMES},
-        in_stock=True,
+        in_stock=in_stock,
         removed=False,
     )
     session.add(product)

@@ -13,7 +13,7 @@ from feed.categories import CategoryMap, CategoryMapError, load_category_map
 from feed.formats import FeedFormatError
 from feed.images import FetchOptions
 from feed.options import SyncOptions, sync_options
-from feed.report import last_sync_text, render_summary
+from feed.report import last_sync_text, render_summary, report_lines
 from feed.schedule import sync_every
 from feed.source import FeedSourceError
 from feed.sync import ProgressHooks, SyncSummary, sync_feed
@@ -30,6 +30,7 @@ __all__ = [
     "last_sync_text",
     "load_category_map",
     "render_summary",
+    "report_lines",
     "sync_every",
     "sync_feed",
     "sync_options",

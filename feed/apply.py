@@ -8,7 +8,8 @@ Order, chosen so a sync killed at any moment leaves nothing the next one cannot 
    marked hidden_by_feed before it is hidden, so it is restored when it comes back;
 3. photos: downloaded concurrently (conditional requests), their validators saved before the
    photo is handed to the pipelined import, which featurises and stores them. The next sync
-   trusts a saved validator only when the catalogue holds that photo for that product.
+   trusts a saved validator only when the catalogue holds that photo for that product;
+4. photos the feed replaced or dropped are retired (feed.retire).
 
 Audit actions: feed-update, feed-stock, feed-hide, feed-restore, feed-add (a new product),
 feed-photos (new photos of an existing product); the run itself is audited as feed-sync.
@@ -41,6 +42,8 @@ class ImageCounts:
     not_modified: int = 0
     same_bytes: int = 0  # downloaded, but the catalogue already holds these bytes
     failed: int = 0
+    failed_skus: set[str] = field(default_factory=set)  # products with a photo that failed
+    downloaded_skus: set[str] = field(default_factory=set)  # products with a photo sent in full
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -89,15 +92,23 @@ def apply_changes(
     return failed
 
 
+def close_killed_runs(engine: SearchEngine, store: FeedStore, run_id: int) -> list[int]:
+    """Close the runs a kill left "running" (this run holds the lease: they are dead) and
+    write the feed-add audit rows they did not get to; returns their ids."""
+    killed = store.close_killed_runs(current=run_id, now=datetime.now(UTC))
+    if killed:
+        since = min(started for _, started in killed)
+        for sku in store.unaudited_additions(since=since, action="feed-add"):
+            audit(engine, "feed-add", sku, by_killed_run=[number for number, _ in killed])
+    return [number for number, _ in killed]
+
+
 def finish_new_products(engine: SearchEngine, plan: SyncPlan, summary: ImportSummary) -> None:
-    """Audit what the import added; new products the feed says are out of stock are marked
-    so (a product is created in stock by its first photo)."""
+    """Audit what the import added (created with the feed's stock flag by its first photo)."""
     added = set(summary.added)
     for product in plan.add:
         if product.sku not in added:
             continue
-        if not product.in_stock:
-            engine.catalog.set_stock(product.sku, in_stock=False)
         audit(engine, "feed-add", product.sku, in_stock=product.in_stock)
     for sku in sorted(set(summary.images_added) - added):
         audit(engine, "feed-photos", sku, photos=summary.images_added.count(sku))
@@ -166,6 +177,7 @@ async def import_photos(
                     fields=feed[record.sku].fields,
                     load=_loader(data),
                     update_fields=False,
+                    in_stock=feed[record.sku].in_stock,
                 )
                 pending.append((record, entry))
             if len(pending) >= batch_size:
@@ -195,12 +207,14 @@ def _classify(
     job: ImageJob = result.job
     if result.fetched is None:
         counts.failed += 1
+        counts.failed_skus.add(job.sku)
         counts.problems.append((f"{job.sku} photo {job.position + 1}", result.error or "failed"))
         return None
     if result.fetched.data is None:
         counts.not_modified += 1
         return None
     counts.downloaded += 1
+    counts.downloaded_skus.add(job.sku)
     data = result.fetched.data
     record = FeedImageRecord(
         sku=job.sku,

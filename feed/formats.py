@@ -3,10 +3,18 @@ tab- or comma-separated text feed with the attribute names as its header. Which 
 detected from the first bytes.
 
 The XML is parsed with expat in chunks (bounded memory however long the feed); a document
-type declaration is refused outright, so no entity can be declared, expanded or fetched
-(billion laughs, external entities). Rows come out as RawRecord: a label for messages
+type declaration may be there (some exporters write a harmless public one), but any entity
+declaration is refused before it could be expanded, and no external entity or DTD is ever
+read (billion laughs, external entities). Rows come out as RawRecord: a label for messages
 ("item 12", "line 14") and attribute name -> values. A file that cannot be read as a feed at
 all raises FeedFormatError; the sync then changes nothing.
+
+Tab-separated feeds are read as Google defines them: one product per line, cells split on
+tabs, no csv quoting rules (an unbalanced '"' swallows nothing); a cell wholly inside quotes
+("a ""b"" c") is unquoted, Google's quoted-fields option, within one line. A row with fewer
+cells than the header (a file cut mid-row) or with more non-empty cells breaks the whole file.
+In text feeds a repeated attribute's values share one cell, comma-separated
+(additional_image_link); XML repeats the element instead, so an XML value is never split.
 """
 
 from __future__ import annotations
@@ -23,8 +31,11 @@ from feed.items import RawRow
 
 G_NAMESPACE = "http://base.google.com/ns/1.0"
 ATOM_NAMESPACE = "http://www.w3.org/2005/Atom"
-# Item children taken without the g: prefix (RSS's and Atom's own elements); g: wins.
-PLAIN_ATTRIBUTES = frozenset({"title", "link", "description"})
+# Item children taken without the g: prefix (RSS's and Atom's own elements, Atom's <id> as
+# in Google's Atom example); g: wins.
+PLAIN_ATTRIBUTES = frozenset({"title", "link", "description", "id"})
+# Text feeds' attributes whose one cell holds several comma-separated values.
+COMMA_LISTS = frozenset({"additional_image_link"})
 CHUNK_BYTES = 64 * 1024
 HEAD_BYTES = 4096
 
@@ -92,15 +103,21 @@ def _split(name: str) -> tuple[str, str]:
     return namespace, local
 
 
-def _refuse_doctype(*_args: object) -> None:
-    raise FeedFormatError("the XML declares a document type; feeds must not (entities refused)")
+def _refuse_entities(*_args: object) -> None:
+    raise FeedFormatError("the XML declares an entity; feeds must not (entities refused)")
+
+
+def _refuse_external(*_args: object) -> int:
+    raise FeedFormatError("the XML refers to an external entity; feeds must not")
 
 
 def _xml_records(handle: io.BufferedReader) -> Iterator[RawRecord]:
     state = _XmlState()
     parser = expat.ParserCreate(namespace_separator=" ")
-    parser.StartDoctypeDeclHandler = _refuse_doctype
-    parser.EntityDeclHandler = _refuse_doctype
+    parser.EntityDeclHandler = _refuse_entities
+    parser.UnparsedEntityDeclHandler = _refuse_entities
+    parser.ExternalEntityRefHandler = _refuse_external
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     parser.buffer_text = True
 
     def start(name: str, attrs: dict[str, str]) -> None:
@@ -116,6 +133,8 @@ def _xml_records(handle: io.BufferedReader) -> Iterator[RawRecord]:
         if namespace == G_NAMESPACE:
             state.key, state.key_is_g = local, True
         elif namespace in ("", ATOM_NAMESPACE) and local in PLAIN_ATTRIBUTES:
+            if local == "id" and namespace != ATOM_NAMESPACE:
+                return  # only Atom's <id> is the product's; an RSS <id> is nobody's
             state.key, state.key_is_g = local, False
             href = attrs.get("href")
             if local == "link" and href and attrs.get("rel", "alternate") == "alternate":
@@ -166,23 +185,58 @@ def _column_name(header: str) -> str:
 
 def _text_records(handle: io.BufferedReader, *, delimiter: str) -> Iterator[RawRecord]:
     text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")
-    reader = csv.reader(text, delimiter=delimiter)
+    lines: Iterator[tuple[int, list[str]]]
+    if delimiter == "\t":
+        lines = _tsv_lines(text)
+    else:
+        reader = csv.reader(text, delimiter=delimiter)
+        lines = ((reader.line_num, cells) for cells in reader)
     try:
-        header = next(reader, None)
-        if header is None:
+        first_line = next(lines, None)
+        if first_line is None:
             raise FeedFormatError("the feed is empty")
-        names = [_column_name(cell) for cell in header]
+        names = [_column_name(cell) for cell in first_line[1]]
         if "id" not in names:
             raise FeedFormatError("the feed's header has no id column")
-        for cells in reader:
+        for number, cells in lines:
             if not any(cell.strip() for cell in cells):
                 continue
+            _check_width(number, cells, len(names))
             row: RawRow = {}
             for name, cell in zip(names, cells, strict=False):
-                if name and cell.strip():
-                    row.setdefault(name, []).append(cell)
-            yield RawRecord(label=f"line {reader.line_num}", row=row)
+                if not name or not cell.strip():
+                    continue
+                values = cell.split(",") if name in COMMA_LISTS else [cell]
+                row.setdefault(name, []).extend(value for value in values if value.strip())
+            yield RawRecord(label=f"line {number}", row=row)
     except csv.Error as exc:
-        raise FeedFormatError(f"the feed is broken at line {reader.line_num}: {exc}") from None
+        raise FeedFormatError(f"the feed is broken: {exc}") from None
     finally:
         text.detach()
+
+
+def _tsv_lines(text: io.TextIOWrapper) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of each line, split on tabs."""
+    for number, line in enumerate(text, start=1):
+        yield number, [_unquote(cell) for cell in line.rstrip("\r\n").split("\t")]
+
+
+def _unquote(cell: str) -> str:
+    if len(cell) >= 2 and cell.startswith('"') and cell.endswith('"'):
+        return cell[1:-1].replace('""', '"')
+    return cell
+
+
+def _check_width(number: int, cells: list[str], width: int) -> None:
+    """A row has a cell for each column of the header (fewer: the file was cut mid-row); more
+    non-empty cells mean a stray separator, which shifts every value after it."""
+    if len(cells) < width:
+        raise FeedFormatError(
+            f"line {number} has {len(cells)} cells but the header {width}: the file is cut or "
+            "broken; nothing changed"
+        )
+    if any(cell.strip() for cell in cells[width:]):
+        raise FeedFormatError(
+            f"line {number} has {len(cells)} cells but the header {width} (a stray tab or "
+            "comma?); nothing changed"
+        )

@@ -10,7 +10,13 @@ A group is stored as one product whose SKU is the group id:
 - in stock: when any variant is;
 - photos: every variant's image_link and additional_image_link, in feed order, without
   repeats, at most `max_images` (the variants' own SKUs and colours are not stored).
-An item without item_group_id is a product of its own with its id as SKU.
+Each variant is kept as a FeedVariant (its id, colour, link, price now, stock and photos), and
+`variant_of(url)` says which variant a photo came from, for what a photo should say about
+itself (its colour, its own link and price) once the catalogue stores it.
+An item without item_group_id is a product of its own with its id as SKU. Group ids and item
+ids are separate namespaces (Google's rule): a standalone item whose id is also some group's
+item_group_id is not merged into that group; since both would be the same catalogue key, the
+group's rows are skipped with that reason and the standalone product kept.
 """
 
 from __future__ import annotations
@@ -26,24 +32,45 @@ from search import ProductFields
 
 
 @dataclass(frozen=True, slots=True)
+class FeedVariant:
+    """One row of a product: a variant (or the product itself when it has none)."""
+
+    id: str
+    color: str | None
+    link: str | None
+    price: Decimal  # what the customer pays now (sale applied)
+    in_stock: bool
+    image_urls: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class FeedProduct:
     """One catalogue product as the feed describes it."""
 
     fields: ProductFields
     in_stock: bool
     image_urls: tuple[str, ...]
-    variants: tuple[str, ...]  # the items' ids (one for a product without variants)
+    variants: tuple[FeedVariant, ...]  # in feed order (one for a product without variants)
     label: str  # where it starts in the feed, for messages ("item 12")
 
     @property
     def sku(self) -> str:
         return self.fields.sku
 
+    @property
+    def variant_ids(self) -> tuple[str, ...]:
+        return tuple(variant.id for variant in self.variants)
+
+    def variant_of(self, url: str) -> FeedVariant | None:
+        """The first variant (in feed order) that lists this photo."""
+        return next((v for v in self.variants if url in v.image_urls), None)
+
 
 @dataclass
 class _Group:
     label: str
     items: list[FeedItem] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # each item's row, for messages
 
 
 @dataclass
@@ -59,7 +86,7 @@ def group_items(
     now: datetime,
     max_images: int,
 ) -> GroupingResult:
-    groups: dict[str, _Group] = {}
+    groups: dict[tuple[bool, str], _Group] = {}  # (is a group, its id) -> its rows
     seen_ids: set[str] = set()
     skipped: list[tuple[str, str]] = []
     for label, item in labelled:
@@ -67,7 +94,7 @@ def group_items(
             skipped.append((label, f"id {item.sku!r} appears twice in the feed"))
             continue
         seen_ids.add(item.sku)
-        key = item.group_id or item.sku
+        key = (True, item.group_id) if item.group_id else (False, item.sku)
         group = groups.setdefault(key, _Group(label=label))
         if group.items and group.items[0].currency != item.currency:
             skipped.append(
@@ -78,10 +105,14 @@ def group_items(
             )
             continue
         group.items.append(item)
-    products = {
-        key: _product(key, group, categories=categories, now=now, max_images=max_images)
-        for key, group in groups.items()
-    }
+        group.labels.append(label)
+    products: dict[str, FeedProduct] = {}
+    for (is_group, sku), group in groups.items():
+        if is_group and (False, sku) in groups:
+            reason = f"item_group_id {sku!r} is also the id of a product without variants"
+            skipped.extend((label, reason) for label in group.labels)
+            continue
+        products[sku] = _product(sku, group, categories=categories, now=now, max_images=max_images)
     return GroupingResult(products=products, skipped=skipped)
 
 
@@ -113,6 +144,16 @@ def _product(
         ),
         in_stock=bool(in_stock),
         image_urls=tuple(urls[:max_images]),
-        variants=tuple(item.sku for item in group.items),
+        variants=tuple(
+            FeedVariant(
+                id=item.sku,
+                color=item.color,
+                link=item.link,
+                price=item.price_at(now),
+                in_stock=item.in_stock,
+                image_urls=item.image_links,
+            )
+            for item in group.items
+        ),
         label=group.label,
     )

@@ -4,7 +4,8 @@ settings (FEED_*, the image limits, the shop's currency) for every door that sta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 from feed.categories import CategoryMap, load_category_map
 from feed.images import FetchOptions
@@ -27,6 +28,7 @@ class SyncOptions:
     max_feed_bytes: int = 512 * 1024 * 1024
     batch_size: int = 32
     lease_ttl: timedelta = timedelta(minutes=5)
+    time_zone: tzinfo = UTC  # of sale dates written without one
 
 
 def sync_options(
@@ -50,4 +52,5 @@ def sync_options(
         max_images=settings.feed_max_images_per_product,
         max_feed_bytes=settings.feed_max_bytes,
         batch_size=settings.inference_batch_size,
+        time_zone=ZoneInfo(settings.feed_time_zone),
     )

@@ -1,17 +1,42 @@
 """What a sync did, for people: the summary every door renders (`render_summary`: the CLI
-prints it, the bot escapes it) and the last run's line for /stats (`last_sync_text`)."""
+prints it, the bot escapes it), every problem as lines of a report file (`report_lines`,
+`lookalike catalog sync --report FILE`), and the last run's line for /stats
+(`last_sync_text`).
+
+Problems are shown per kind: a kind is the reason with its quoted values blanked, so 154 rows
+refused for one rule read as one line with the first few rows, not as 10 lines of the same
+rule and "155 more".
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 from feed.state import FeedStore
 from feed.sync import SyncSummary
 from search import SearchEngine
 
-__all__ = ["SHOWN_ROWS", "last_sync_text", "render_summary"]
+__all__ = ["SHOWN_ROWS", "last_sync_text", "problem_kinds", "render_summary", "report_lines"]
 
 SHOWN_ROWS = 5
+_PARTICULARS = re.compile(r"'[^']*'|\"[^\"]*\"")  # the quoted values of a reason
+
+
+def problem_kinds(problems: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """[(kind, labels)], the most frequent kind first (first seen first among equals)."""
+    kinds: dict[str, list[str]] = {}
+    for label, reason in problems:
+        kinds.setdefault(_PARTICULARS.sub("…", reason), []).append(label)
+    return sorted(kinds.items(), key=lambda kind: -len(kind[1]))
+
+
+def report_lines(problems: Iterable[tuple[str, str]]) -> Iterator[str]:
+    """Every problem as a tab-separated line (row or photo, reason), after a header line."""
+    yield "row\treason\n"
+    for label, reason in problems:
+        yield f"{' '.join(label.split())}\t{' '.join(reason.split())}\n"
 
 
 def render_summary(summary: SyncSummary, *, shown: int = SHOWN_ROWS) -> str:
@@ -36,10 +61,13 @@ def render_summary(summary: SyncSummary, *, shown: int = SHOWN_ROWS) -> str:
                 more = f" (+{len(rows) - shown} more)" if len(rows) > shown else ""
                 lines.append(f"{kind}: {'; '.join(rows[:shown])}{more}")
     if summary.problems:
-        lines.append(f"{len(summary.problems)} problem(s):")
-        lines.extend(f"  {label}: {reason}" for label, reason in summary.problems[: 2 * shown])
-        if len(summary.problems) > 2 * shown:
-            lines.append(f"  ... and {len(summary.problems) - 2 * shown} more")
+        problems = problem_kinds(summary.problems)
+        lines.append(f"{len(summary.problems)} problem(s) of {len(problems)} kind(s):")
+        for kind, labels in problems[: 2 * shown]:
+            more = f" (+{len(labels) - shown} more)" if len(labels) > shown else ""
+            lines.append(f"  {len(labels)} × {kind}: {'; '.join(labels[:shown])}{more}")
+        if len(problems) > 2 * shown:
+            lines.append(f"  ... and {len(problems) - 2 * shown} more kinds")
     lines.append(f"in {summary.seconds:.1f} s")
     return "\n".join(lines) + "\n"
 

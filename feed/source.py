@@ -1,28 +1,29 @@
-"""Getting the feed: a local file, or an http(s) URL downloaded (size-limited) to a temporary
-file, then read row by row into catalogue products (blocking: run it through engine.run).
+"""Getting the feed: a local file, or an http(s) URL downloaded (size-limited, one deadline
+for the whole download) to a temporary file, then read row by row into catalogue products
+(blocking: run it through engine.run).
 
-The feed's address is the shop's own configuration (FEED_URL or the command's argument), so
-it may point inside the shop's network; photo URLs inside the feed are another matter and go
-through the SSRF-safe fetcher (feed.images).
+The download goes through the engine's SSRF-safe fetcher (search.fetch_to_file), as the
+photos do: every address of every redirect hop is checked, so a redirect cannot lead to a
+private or local address unless URL_FETCH_ALLOW_PRIVATE allows those (a feed served inside
+the shop's own network needs it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-
 from feed.categories import CategoryMap
-from feed.formats import read_records
+from feed.formats import FeedFormatError, RawRecord, read_records
 from feed.grouping import FeedProduct, group_items
-from feed.items import FeedItem, parse_item
-from search import FieldError
+from feed.items import FeedItem, first, parse_item, split_money
+from search import FieldError, UrlFetchError, fetch_to_file
 
 USER_AGENT = "LookalikeFeedSync/1.0"
 
@@ -50,23 +51,23 @@ def describe_source(source: str) -> str:
     return Path(source).name[:300]
 
 
-def download_feed(url: str, destination: Path, *, max_bytes: int, timeout: float) -> None:
+def download_feed(
+    url: str, destination: Path, *, max_bytes: int, timeout: float, allow_private: bool
+) -> None:
+    """Blocking (its own event loop: read_feed runs in a worker thread)."""
     try:
-        with (
-            httpx.Client(timeout=timeout, follow_redirects=True, trust_env=False) as client,
-            client.stream("GET", url, headers={"User-Agent": USER_AGENT}) as response,
-        ):
-            if response.status_code != 200:
-                raise FeedSourceError(f"the feed server answered HTTP {response.status_code}")
-            size = 0
-            with destination.open("wb") as handle:
-                for chunk in response.iter_bytes(64 * 1024):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise FeedSourceError(f"the feed is larger than {max_bytes} bytes")
-                    handle.write(chunk)
-    except httpx.HTTPError as exc:
-        raise FeedSourceError(f"cannot download the feed: {type(exc).__name__}") from None
+        asyncio.run(
+            fetch_to_file(
+                url,
+                destination,
+                max_bytes=max_bytes,
+                timeout=timeout,
+                allow_private=allow_private,
+                user_agent=USER_AGENT,
+            )
+        )
+    except UrlFetchError as exc:
+        raise FeedSourceError(f"cannot download the feed: {str(exc).rstrip('.')}") from None
 
 
 def read_feed(
@@ -78,6 +79,8 @@ def read_feed(
     max_images: int,
     max_bytes: int,
     timeout: float = 120.0,
+    zone: tzinfo = UTC,
+    allow_private: bool = False,
 ) -> FeedContents:
     """Every usable product of the feed; unusable rows in `skipped` with their reason.
     Raises FeedSourceError or feed.formats.FeedFormatError (nothing may be changed then)."""
@@ -87,30 +90,76 @@ def read_feed(
             raise FeedSourceError(f"there is no feed file {source[:200]}")
         if path.stat().st_size > max_bytes:
             raise FeedSourceError(f"the feed is larger than {max_bytes} bytes")
-        return _read(path, categories, default_currency, now, max_images)
+        return _read(path, categories, default_currency, now, max_images, zone)
     handle, name = tempfile.mkstemp(prefix="lookalike-feed-", suffix=".feed")
     os.close(handle)
     try:
-        download_feed(source, Path(name), max_bytes=max_bytes, timeout=timeout)
-        return _read(Path(name), categories, default_currency, now, max_images)
+        download_feed(
+            source, Path(name), max_bytes=max_bytes, timeout=timeout, allow_private=allow_private
+        )
+        return _read(Path(name), categories, default_currency, now, max_images, zone)
     finally:
         Path(name).unlink(missing_ok=True)
 
 
 def _read(
-    path: Path, categories: CategoryMap, default_currency: str, now: datetime, max_images: int
+    path: Path,
+    categories: CategoryMap,
+    default_currency: str,
+    now: datetime,
+    max_images: int,
+    zone: tzinfo,
 ) -> FeedContents:
     contents = FeedContents()
+    currencies = _CurrencyCheck()
 
     def items() -> Iterator[tuple[str, FeedItem]]:
         for record in read_records(path):
             contents.rows += 1
+            currencies.see(record)
+            label = _label(record)
             try:
-                yield record.label, parse_item(record.row, default_currency=default_currency)
+                item = parse_item(record.row, default_currency=default_currency, zone=zone)
             except FieldError as exc:
-                contents.skipped.append((record.label, str(exc)))
+                contents.skipped.append((label, str(exc)))
+                continue
+            yield label, item
 
     grouped = group_items(items(), categories=categories, now=now, max_images=max_images)
+    currencies.check()
     contents.products = grouped.products
     contents.skipped.extend(grouped.skipped)
     return contents
+
+
+def _label(record: RawRecord) -> str:
+    """'line 14 (id 'A2300 Red US')': the row, and the shop's id that finds it in its file."""
+    shop_id = first(record.row, "id")
+    return f"{record.label} (id {shop_id[:60]!r})" if shop_id else record.label
+
+
+@dataclass
+class _CurrencyCheck:
+    """A feed that writes the currency with its prices but lacks it in one row was cut or
+    mangled there ("45.00 INR" cut to "4"): the shop's default currency would be a guess, so
+    the whole file is refused."""
+
+    with_currency: int = 0
+    without: str | None = None  # the first row whose price lacks it
+
+    def see(self, record: RawRecord) -> None:
+        for name in ("price", "sale_price"):
+            text = first(record.row, name)
+            if not text:
+                continue
+            if split_money(text)[1] is None:
+                self.without = self.without or f"{record.label}: {name} {text[:30]!r}"
+            else:
+                self.with_currency += 1
+
+    def check(self) -> None:
+        if self.with_currency and self.without is not None:
+            raise FeedFormatError(
+                f"{self.without} has no currency while the feed's other prices give one: the "
+                "file looks cut or mangled"
+            )

@@ -92,6 +92,9 @@ class FeedStore:
     def save_images(self, records: Iterable[FeedImageRecord], now: datetime) -> None:
         self._ledger.save_images(records, now=now)
 
+    def forget_images(self, sku: str, *, keep: Iterable[str]) -> int:
+        return self._ledger.forget_images(sku, keep=keep)
+
     def start_run(self, *, source: str, forced: bool, now: datetime) -> int:
         return self._ledger.start_run(source=source, forced=forced, now=now)
 
@@ -108,6 +111,12 @@ class FeedStore:
         self._ledger.finish_run(
             run_id, status=status, counts=counts, errors=errors, message=message, now=now
         )
+
+    def close_killed_runs(self, *, current: int, now: datetime) -> list[tuple[int, datetime]]:
+        return self._ledger.close_killed_runs(current=current, now=now)
+
+    def unaudited_additions(self, *, since: datetime, action: str) -> list[str]:
+        return self._ledger.unaudited_additions(since=since, action=action)
 
     def last_run(self) -> FeedRunRecord | None:
         return self._ledger.last_run()

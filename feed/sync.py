@@ -3,7 +3,9 @@ broken export, applying it (feed.apply), and the summary every door renders.
 
 `sync_feed` is the one call doors make (the CLI, the bot's /sync and its scheduled job).
 Only one process syncs at a time: a lease row (db.Leases, "feed-sync") taken with a
-conditional UPDATE/INSERT and renewed while the sync runs; a dry run takes no lease and
+conditional UPDATE/INSERT and renewed while the sync runs; a sync whose lease another process
+took (it was stalled past the lease's time) stops at once, keeping what it did (every change
+is its own atomic write) and recording the run as failed; a dry run takes no lease and
 changes nothing (it does not even record a run).
 
 The guard: a feed that lists no usable product, or that would hide more than
@@ -17,15 +19,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from feed.apply import FEED_USER_ID, apply_changes, finish_new_products, import_photos
+from feed.apply import (
+    FEED_USER_ID,
+    apply_changes,
+    close_killed_runs,
+    finish_new_products,
+    import_photos,
+)
 from feed.diff import SyncPlan, plan_sync
 from feed.formats import FeedFormatError
 from feed.options import SyncOptions
+from feed.retire import retire_replaced_photos
 from feed.source import FeedContents, FeedSourceError, describe_source, read_feed
 from feed.state import FeedStore, catalogue_snapshot, new_holder
 from search import SearchEngine
@@ -76,7 +85,7 @@ async def sync_feed(
         if busy is not None:
             return SyncSummary("busy", f"a sync is already running ({busy}); nothing done")
         try:
-            async with _renewing(engine, store, holder, options.lease_ttl):
+            async with _renewing(engine, store, holder, options.lease_ttl) as lost:
                 run_id = await engine.run(
                     store.start_run,
                     source=describe_source(options.source),
@@ -84,7 +93,10 @@ async def sync_feed(
                     now=datetime.now(UTC),
                 )
                 try:
-                    summary = await _sync(engine, store, options, hooks)
+                    killed = await engine.run(close_killed_runs, engine, store, run_id)
+                    if killed:
+                        log.warning("feed sync: closed the killed run(s) %s", killed)
+                    summary = await _while_leased(_sync(engine, store, options, hooks), lost)
                 except Exception as exc:  # a database or engine failure: recorded, not raised
                     log.exception("feed sync failed")
                     summary = SyncSummary(
@@ -117,21 +129,42 @@ async def sync_feed(
     return summary
 
 
+async def _while_leased(work: Coroutine[Any, Any, SyncSummary], lost: asyncio.Event) -> SyncSummary:
+    """The sync's summary, or a failure as soon as the lease is lost (the sync cancelled)."""
+    working = asyncio.ensure_future(work)
+    watching = asyncio.ensure_future(lost.wait())
+    await asyncio.wait({working, watching}, return_when=asyncio.FIRST_COMPLETED)
+    watching.cancel()
+    if not working.done():
+        working.cancel()
+        await asyncio.gather(working, return_exceptions=True)
+        return SyncSummary(
+            "failed",
+            "the sync stopped: another process took the feed lease (this one stalled past "
+            "its time); what was done is kept, the next sync finishes it",
+        )
+    return working.result()
+
+
 @contextlib.asynccontextmanager
 async def _renewing(
     engine: SearchEngine, store: FeedStore, holder: str, ttl: timedelta
-) -> AsyncIterator[None]:
-    """Renew the lease every third of its time while the body runs."""
+) -> AsyncIterator[asyncio.Event]:
+    """Renew the lease every third of its time while the body runs; the event is set once
+    it is lost."""
+    lost = asyncio.Event()
 
     async def renew() -> None:
         while True:
             await asyncio.sleep(ttl.total_seconds() / 3)
             if not await engine.run(store.renew_lease, holder, now=datetime.now(UTC), ttl=ttl):
-                log.warning("feed sync: the lease was lost (another process took it)")
+                log.warning("feed sync: the lease was lost (another process took it); stopping")
+                lost.set()
+                return
 
     task = asyncio.create_task(renew())
     try:
-        yield
+        yield lost
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -152,6 +185,8 @@ async def _sync(
             now=datetime.now(UTC),
             max_images=options.max_images,
             max_bytes=options.max_feed_bytes,
+            zone=options.time_zone,
+            allow_private=options.fetch.allow_private,
         )
     except (FeedSourceError, FeedFormatError) as exc:
         return SyncSummary("failed", f"the feed could not be read: {exc}; nothing changed")
@@ -168,8 +203,10 @@ async def _sync(
     problems = list(contents.skipped)
     refusal = _refusal(contents, plan, options)
     if refusal is not None and not options.force:
-        status: Status = "dry-run" if options.dry_run else "refused"
-        return SyncSummary(status, refusal, counts, problems, plan)
+        # A dry run of a feed the real run would refuse says so (and the CLI exits 3).
+        prefix = "dry run: " if options.dry_run else ""
+        message = f"{prefix}{refusal}; nothing changed; use --force if this is right"
+        return SyncSummary("refused", message, counts, problems, plan)
     if options.dry_run:
         message = "dry run: nothing changed" + (f" (forced past: {refusal})" if refusal else "")
         return SyncSummary("dry-run", message, counts, problems, plan)
@@ -189,7 +226,18 @@ async def _sync(
         progress=hooks.advance,
     )
     await engine.run(finish_new_products, engine, plan, imported)
+    retired = await engine.run(
+        retire_replaced_photos,
+        engine,
+        store,
+        contents.products,
+        images,
+        downloaded=image_counts.downloaded_skus,
+        failed=image_counts.failed_skus,
+        skipped=set(plan.kept_removed),
+    )
     problems.extend(image_counts.problems)
+    problems.extend(retired.problems)
     counts.update(
         {
             "added": len(imported.added),
@@ -200,6 +248,7 @@ async def _sync(
             "images_failed": image_counts.failed,
             "images_rejected": len(imported.skipped),
             "featurised": imported.featurised,
+            "photos_retired": retired.photos,
             "not_added": len(plan.add) - len(imported.added),
             "change_errors": len(failed),
         }
@@ -213,12 +262,11 @@ def _refusal(contents: FeedContents, plan: SyncPlan, options: SyncOptions) -> st
     if not contents.products:
         return (
             f"the feed lists no usable product ({contents.rows} rows); refusing to hide the "
-            "catalogue; use --force if this is right"
+            "catalogue"
         )
     if plan.hide_share > options.max_hide_share:
         return (
             f"the feed would hide {len(plan.hide)} of {plan.active_before} active products "
-            f"({plan.hide_share:.0%} > FEED_MAX_HIDE_SHARE {options.max_hide_share:.0%}); "
-            "nothing changed; use --force if this is right"
+            f"({plan.hide_share:.0%} > FEED_MAX_HIDE_SHARE {options.max_hide_share:.0%})"
         )
     return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -109,6 +110,17 @@ class Settings(BaseSettings):
     feed_image_retries: Annotated[int, Field(ge=0, le=10)] = 2
     feed_max_images_per_product: Annotated[int, Field(ge=1, le=50)] = 10
     feed_max_bytes: Annotated[int, Field(gt=0)] = 512 * 1024 * 1024
+    # IANA zone of sale dates written without one (Google applies the country's zone).
+    feed_time_zone: str = "UTC"
+
+    @field_validator("feed_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value[:60]!r} (like Europe/Berlin)") from None
+        return value
 
     @field_validator("admin_ids", "support_ids", mode="before")
     @classmethod

@@ -56,11 +56,12 @@ from search.importer import (
     import_entries,
 )
 from search.refeaturizing import RefeaturizeSummary, refeaturize, refeaturize_reason
+from search.photo_retirement import retire_photos
 from search.reindexing import ReindexSummary, reindex
 from search.results import ResultItem, SearchResult
 from search.retention import ForgottenRows, PurgeReport
 from search.searcher import CLI, Requester, Searcher, SearchQuery
-from search.urlfetch import FetchedImage, fetch_image, fetch_image_conditional
+from search.urlfetch import FetchedImage, fetch_image, fetch_image_conditional, fetch_to_file
 
 __all__ = [
     "CLI",
@@ -111,6 +112,7 @@ __all__ = [
     "featurise_files",
     "fetch_image",
     "fetch_image_conditional",
+    "fetch_to_file",
     "fill_colours",
     "import_directory",
     "import_entries",
@@ -118,4 +120,5 @@ __all__ = [
     "refeaturize",
     "refeaturize_reason",
     "reindex",
+    "retire_photos",
 ]

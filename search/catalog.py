@@ -118,9 +118,16 @@ class Catalog:
         return self.store(fields, prepared, vector)
 
     def store(
-        self, fields: ProductFields, prepared: PreparedImage, vector: np.ndarray
+        self,
+        fields: ProductFields,
+        prepared: PreparedImage,
+        vector: np.ndarray,
+        *,
+        in_stock: bool = True,
     ) -> AddOutcome:
-        """`add` for an image whose raw (dim,) vector is already computed."""
+        """`add` for an image whose raw (dim,) vector is already computed. `in_stock`: the
+        flag a product created by this photo starts with (in the same transaction, so it is
+        never shown in stock when it is not)."""
         colour, colour_name = (
             stored_colour(prepared.colour) if prepared.colour is not None else (None, None)
         )
@@ -157,7 +164,7 @@ class Catalog:
                     row = repo.get_product(session, sku=fields.sku)
                     created_product = row is None
                     if row is None:
-                        row = repo.create_product(session, fields=fields)
+                        row = repo.create_product(session, fields=fields, in_stock=in_stock)
                     image_row = repo.add_image(
                         session,
                         product=row,

@@ -85,6 +85,9 @@ class ImportEntry:
     # An existing product's name, price, URL and category are replaced by these fields
     # (False for a plain folder of photos, whose names are made up from file names).
     update_fields: bool = True
+    # The stock flag of a product this entry creates (a feed's out_of_stock item is created
+    # out of stock, never shown in stock meanwhile); an existing product's is left alone.
+    in_stock: bool = True
 
 
 def _humanise(stem: str) -> str:
@@ -250,7 +253,9 @@ def import_entries(
         sku_ids = {
             sku: product_id for sku, product_id in session.execute(select(Product.sku, Product.id))
         }
+    owners = {product_id: f"product {sku}" for sku, product_id in sku_ids.items()}
     in_flight: dict[str, ImportEntry] = {}
+    in_this_import: dict[str, str] = {}  # content hash -> the SKU it is being imported for
 
     def to_featurise() -> Iterator[tuple[str, bytes]]:
         """(label, bytes) of the entries that need the model, loaded one at a time."""
@@ -263,9 +268,19 @@ def import_entries(
             except (CatalogError, InvalidImageError) as exc:
                 writer.put(_Skip(entry.label, str(exc)))
                 continue
-            owner = known.get(content_hash(data))
+            data_hash = content_hash(data)
+            owner = known.get(data_hash)
             if owner is not None and owner == sku_ids.get(entry.fields.sku):
                 writer.put(_Unchanged(entry))
+                continue
+            # Refused by the store anyway (a photo belongs to one product): not worth the
+            # model's time, whether stored before or earlier in this import.
+            holder = owners.get(owner, str(owner)) if owner is not None else None
+            earlier = in_this_import.setdefault(data_hash, entry.fields.sku)
+            if earlier != entry.fields.sku:
+                holder = holder or f"product {earlier}"
+            if holder is not None:
+                writer.put(_Skip(entry.label, f"this exact photo already belongs to {holder}"))
                 continue
             in_flight[entry.label] = entry
             yield entry.label, data
@@ -394,7 +409,7 @@ class _Writer:
     def _store(self, entry: ImportEntry, prepared: PreparedImage, vector: np.ndarray) -> None:
         summary, catalog = self._summary, self._catalog
         try:
-            outcome = catalog.store(entry.fields, prepared, vector)
+            outcome = catalog.store(entry.fields, prepared, vector, in_stock=entry.in_stock)
         except CatalogError as exc:
             summary.skipped.append((entry.label, str(exc)))
             return

@@ -14,6 +14,9 @@ The body is streamed and abandoned as soon as it passes `max_bytes`; a Content-L
 says too much is refused before any body byte is read. The whole fetch, DNS included, must
 finish within `timeout` seconds. Whether the bytes are really an image is for
 `search.featurize.preprocess` to decide; here only the Content-Type must say ``image/*``.
+
+`fetch_to_file` fetches any other document (a shop's product feed) the same way, streamed to
+a file rather than held in memory, under one deadline for the whole download.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from pathlib import Path
+from typing import Final, TypeVar
 
 import httpcore
 import httpx
@@ -41,6 +45,7 @@ __all__ = [
     "address_allowed",
     "fetch_image",
     "fetch_image_conditional",
+    "fetch_to_file",
     "system_resolver",
 ]
 
@@ -145,18 +150,73 @@ async def fetch_image_conditional(
     back as FetchedImage(data=None) without its body. Raises UrlFetchError."""
     conditions = [(b"If-None-Match", etag), (b"If-Modified-Since", last_modified)]
     headers = _HEADERS + [(name, value.encode("latin-1")) for name, value in conditions if value]
+
+    async def image(response: httpcore.Response) -> FetchedImage:
+        return await _image_body(
+            response, max_bytes=max_bytes, conditional=bool(etag or last_modified)
+        )
+
     backend = _CheckedBackend(allow_private=allow_private, resolver=resolver, inner=network_backend)
+    return await _fetch(url, backend, timeout=timeout, headers=headers, handle=image, what="image")
+
+
+async def fetch_to_file(
+    url: str,
+    destination: Path,
+    *,
+    max_bytes: int,
+    timeout: float,  # noqa: ASYNC109 - one deadline for the whole download, asyncio.timeout
+    allow_private: bool,
+    user_agent: str,
+    resolver: Resolver = system_resolver,
+    network_backend: httpcore.AsyncNetworkBackend | None = None,
+) -> None:
+    """Stream the document at `url` (HTTP 200 only) into `destination`, at most `max_bytes`,
+    with the same address checks as fetch_image. Raises UrlFetchError."""
+    headers = [(b"User-Agent", user_agent.encode("latin-1")), (b"Accept-Encoding", b"identity")]
+
+    async def to_file(response: httpcore.Response) -> None:
+        if response.status != 200:
+            raise UrlFetchError(
+                f"the server answered with HTTP status {response.status}.",
+                retryable=response.status == 429 or response.status >= 500,
+            )
+        _refuse_announced(response, max_bytes, what="the file")
+        size = 0
+        with destination.open("wb") as handle:
+            async for chunk in response.aiter_stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise UrlFetchError(f"the file is larger than {_megabytes(max_bytes)}.")
+                handle.write(chunk)  # a worker thread's own event loop: blocking is fine
+
+    backend = _CheckedBackend(allow_private=allow_private, resolver=resolver, inner=network_backend)
+    await _fetch(url, backend, timeout=timeout, headers=headers, handle=to_file, what="file")
+
+
+_T = TypeVar("_T")
+
+
+async def _fetch(
+    url: str,
+    backend: _CheckedBackend,
+    *,
+    timeout: float,  # noqa: ASYNC109 - applied with asyncio.timeout
+    headers: list[tuple[bytes, bytes]],
+    handle: Callable[[httpcore.Response], Awaitable[_T]],
+    what: str,
+) -> _T:
+    """`handle`'s result for the response `url` redirects to (each hop checked); transport
+    failures become UrlFetchError."""
     try:
         async with (
             asyncio.timeout(timeout),
             httpcore.AsyncConnectionPool(network_backend=backend, retries=0) as pool,
         ):
-            return await _follow(
-                pool, _parse(url), max_bytes=max_bytes, seconds=timeout, headers=headers
-            )
+            return await _follow(pool, _parse(url), seconds=timeout, headers=headers, handle=handle)
     except (TimeoutError, httpcore.TimeoutException):
         raise UrlFetchError(
-            f"the server did not send the image within {timeout:g} s.", retryable=True
+            f"the server did not send the {what} within {timeout:g} s.", retryable=True
         ) from None
     except httpcore.ConnectError as exc:
         log.info("url fetch: cannot connect: %s", exc)
@@ -174,10 +234,10 @@ async def _follow(
     pool: httpcore.AsyncConnectionPool,
     url: httpx.URL,
     *,
-    max_bytes: int,
     seconds: float,
     headers: list[tuple[bytes, bytes]],
-) -> FetchedImage:
+    handle: Callable[[httpcore.Response], Awaitable[_T]],
+) -> _T:
     extensions = {
         "timeout": {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
     }
@@ -194,25 +254,36 @@ async def _follow(
                 except httpx.InvalidURL:
                     raise UrlFetchError("the server redirected to an invalid link.") from None
                 continue
-            etag = _header(response, b"etag")
-            last_modified = _header(response, b"last-modified")
-            if response.status == 304 and len(headers) > len(_HEADERS):
-                return FetchedImage(data=None, etag=etag, last_modified=last_modified)
-            if not 200 <= response.status < 300:
-                raise UrlFetchError(
-                    f"the server answered with HTTP status {response.status}.",
-                    retryable=response.status == 429 or response.status >= 500,
-                )
-            content_type = (_header(response, b"content-type") or "").split(";")[0].strip()
-            if not content_type.lower().startswith("image/"):
-                shown = content_type[:50] or "no content type"
-                raise UrlFetchError(f"that link is not an image ({shown}).")
-            length = _header(response, b"content-length")
-            if length is not None and length.strip().isdigit() and int(length) > max_bytes:
-                raise UrlFetchError(f"the image is larger than {_megabytes(max_bytes)}.")
-            data = await _read_limited(response, max_bytes)
-            return FetchedImage(data=data, etag=etag, last_modified=last_modified)
+            return await handle(response)
     raise UrlFetchError(f"the link redirects more than {MAX_REDIRECTS} times.")
+
+
+async def _image_body(
+    response: httpcore.Response, *, max_bytes: int, conditional: bool
+) -> FetchedImage:
+    etag = _header(response, b"etag")
+    last_modified = _header(response, b"last-modified")
+    if response.status == 304 and conditional:
+        return FetchedImage(data=None, etag=etag, last_modified=last_modified)
+    if not 200 <= response.status < 300:
+        raise UrlFetchError(
+            f"the server answered with HTTP status {response.status}.",
+            retryable=response.status == 429 or response.status >= 500,
+        )
+    content_type = (_header(response, b"content-type") or "").split(";")[0].strip()
+    if not content_type.lower().startswith("image/"):
+        shown = content_type[:50] or "no content type"
+        raise UrlFetchError(f"that link is not an image ({shown}).")
+    _refuse_announced(response, max_bytes, what="the image")
+    data = await _read_limited(response, max_bytes)
+    return FetchedImage(data=data, etag=etag, last_modified=last_modified)
+
+
+def _refuse_announced(response: httpcore.Response, max_bytes: int, *, what: str) -> None:
+    """A Content-Length over the limit is refused before any body byte is read."""
+    length = _header(response, b"content-length")
+    if length is not None and length.strip().isdigit() and int(length) > max_bytes:
+        raise UrlFetchError(f"{what} is larger than {_megabytes(max_bytes)}.")
 
 
 async def _read_limited(response: httpcore.Response, max_bytes: int) -> bytes:

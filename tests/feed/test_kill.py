@@ -18,9 +18,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from bench.fake_shop import ShopItem, ShopServer, feed_bytes
+from db.tables import AuditEntry, FeedRun
 from feed import sync_options
+from feed.state import FeedStore
 from feed.sync import sync_feed
 from lookalike.settings import Settings
 from search import SearchEngine
@@ -170,3 +173,51 @@ async def test_killed_syncs_end_in_the_same_catalogue(
 
 def _hash(shop: ShopServer, path: str) -> str:
     return hashlib.sha256(shop.files[path].body).hexdigest()
+
+
+async def test_a_first_sync_killed_never_shows_out_of_stock_products_in_stock(
+    tmp_path: Path, models_dir: Path, extractor: Featurizer, shop: ShopServer, demo: list[ShopItem]
+) -> None:
+    """kill -9 during a first sync of 120 products, every third out of stock: what it stored
+    before the kill is out of stock where the feed says so, its run stays "running" until the
+    next run closes it as killed and writes the feed-add rows it did not get to."""
+    items = [
+        replace(item, availability="out_of_stock") if n % 3 == 0 else item
+        for n, item in enumerate(demo[:120])
+    ]
+    out = {item.id for item in items if item.availability == "out_of_stock"}
+    url = shop.publish("/first.xml", feed_bytes("rss", items, shop.base))
+    settings = feed_settings(tmp_path / "first", models_dir)
+    open_test_engine(settings, extractor).close()  # the database, migrated
+    process = run_subprocess(settings, url, tmp_path)
+    try:
+        reached = False
+        for _ in range(300):
+            reached = shop.wait_for_images(100, timeout=1.0)
+            if reached or process.poll() is not None:
+                break
+    finally:
+        process.kill()
+        process.wait()
+    assert reached, (tmp_path / "sync.err").read_text()[-3000:]
+
+    engine = open_test_engine(settings, extractor)
+    try:
+        stored = {p.sku: p.in_stock for p in engine.catalog.products()}
+        assert 0 < len(stored) < 120, len(stored)
+        assert {sku for sku, in_stock in stored.items() if not in_stock} == out & set(stored)
+        store = FeedStore(engine.sessions)
+        killed = store.last_run()
+        assert killed is not None and killed.status == "running"
+
+        await sync_in_process(engine, settings, url)
+        with engine.sessions() as session:
+            status = session.get(FeedRun, killed.id)
+            added = session.scalars(
+                select(AuditEntry.target).where(AuditEntry.action == "feed-add")
+            ).all()
+        assert status is not None and status.status == "killed"
+        assert sorted(added) == sorted(item.id for item in items)  # each product once
+        assert {p.sku for p in engine.catalog.products() if not p.in_stock} == out
+    finally:
+        engine.close()

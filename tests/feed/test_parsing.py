@@ -65,7 +65,7 @@ def test_an_empty_file_has_no_rows(tmp_path: Path) -> None:
 
 
 def test_an_entity_declaration_is_refused(tmp_path: Path) -> None:
-    """Billion laughs: the document type is refused before any entity is expanded."""
+    """Billion laughs: the entity declaration is refused before any entity is expanded."""
     bomb = (
         '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
         '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
@@ -74,7 +74,7 @@ def test_an_entity_declaration_is_refused(tmp_path: Path) -> None:
     )
     path = tmp_path / "bomb.xml"
     path.write_text(bomb)
-    with pytest.raises(FeedFormatError, match="document type"):
+    with pytest.raises(FeedFormatError, match="declares an entity"):
         list(read_records(path))
 
 
@@ -152,7 +152,8 @@ def test_availability(availability: str, in_stock: bool) -> None:
         ({"sale_price": "10 USD"}, "sale_price is in USD"),
         ({"sale_price": "10 EUR", "sale_price_effective_date": "2026-11-01"}, "START/END"),
         ({"image_link": "ftp://x/a.jpg"}, "http"),
-        ({"id": "bad id with spaces"}, "SKU"),
+        ({"id": "x" * 51}, "at most 50"),
+        ({"id": "tab\there"}, "control character"),
     ],
 )
 def test_a_bad_row_is_refused_with_its_reason(values: dict[str, str], reason: str) -> None:
@@ -209,7 +210,16 @@ def test_variants_become_one_product() -> None:
     )
     assert sorted(grouped.products) == ["RUN", "SOLO"]
     run = grouped.products["RUN"]
-    assert run.variants == ("RUN-red", "RUN-blue", "RUN-black")
+    assert run.variant_ids == ("RUN-red", "RUN-blue", "RUN-black")
+    blue = run.variant_of("https://img.example/blue.jpg")
+    assert blue is not None
+    assert (blue.id, blue.color, blue.price, blue.in_stock) == (
+        "RUN-blue",
+        "blue",
+        Decimal("60.00"),
+        False,
+    )
+    assert run.variant_of("https://img.example/nowhere.jpg") is None
     assert run.fields.name == "Runner red"
     assert run.fields.price == Decimal("70.00")  # cheapest in stock (blue is out of stock)
     assert run.fields.category == "sneaker"

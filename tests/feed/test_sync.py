@@ -3,6 +3,7 @@ featurising, hiding and restoring, conditional photo downloads, the guard."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -81,7 +82,11 @@ async def test_changes_are_applied_and_only_new_photos_featurised(
     assert engine.catalog.require(items[4].id).in_stock is False
     assert engine.catalog.require(items[5].id).category == "heel"
     assert engine.catalog.require(items[6].id).removed
-    assert len(engine.catalog.require(items[1].id).images) == 2  # the old photo is kept too
+    # The replaced photo is retired: the product holds only the one the feed lists now.
+    assert [image.content_hash for image in engine.catalog.require(items[1].id).images] == [
+        hashlib.sha256(shop.files[items[1].image].body).hexdigest()
+    ]
+    assert summary.counts["photos_retired"] == 1
     assert new_item.id in visible(engine)
 
     back = await sync([*feed, items[6]])
@@ -118,9 +123,11 @@ async def test_a_broken_export_changes_nothing_without_force(
     assert "would hide 10 of 20" in half.message
     assert visible(engine) == {item.id for item in items}
     dry = await sync(items[:10], dry_run=True)
-    assert dry.status == "dry-run" and visible(engine) == {item.id for item in items}
+    assert dry.status == "refused" and dry.message.startswith("dry run: the feed would hide")
+    assert visible(engine) == {item.id for item in items}
     forced = await sync(items[:10], force=True)
     assert forced.status == "ok"
+    assert "nothing changed" not in forced.message  # it did change things
     assert visible(engine) == {item.id for item in items[:10]}
 
 
@@ -224,14 +231,32 @@ def test_the_command_line_dry_run(
     from cli.sync import EXIT_OK, register, run
 
     path = tmp_path / "feed.tsv"
-    path.write_bytes(feed_bytes("tsv", demo[:3], shop.base))
+    good = feed_bytes("tsv", demo[:3], shop.base).decode()
+    header, *rows = good.splitlines()
+    first, second = rows[0].split("\t"), rows[1].split("\t")
+    bad = ["\t".join([f"BAD {n}", *first[1:]]).replace("in_stock", "maybe") for n in range(7)]
+    untitled = "\t".join(["NO TITLE", "", *second[2:]])  # id, title, ...
+    path.write_text("\n".join([header, *rows, *bad, untitled]) + "\n")
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     out = io.StringIO()
-    code = run(parser.parse_args(["sync", str(path), "--dry-run", "-q"]), settings, out)
+    report = tmp_path / "report.tsv"
+    args = ["sync", str(path), "--dry-run", "-q", "--report", str(report)]
+    code = run(parser.parse_args(args), settings, out)
     assert code == EXIT_OK
-    assert out.getvalue().startswith("dry-run: dry run: nothing changed\n")
-    assert "add 3" in out.getvalue()
+    text = out.getvalue()
+    assert text.startswith("dry-run: dry run: nothing changed\n")
+    assert "add 3" in text
+    assert "8 problem(s) of 2 kind(s):\n" in text
+    assert "  7 × availability … is not one of" in text and "(+2 more)" in text
+    assert "  1 × lacks the required attribute(s) title: line 12 (id 'NO TITLE')\n" in text
+    lines = report.read_text().splitlines()
+    assert lines[0] == "row\treason" and len(lines) == 9
+    assert lines[1].startswith("line 5 (id 'BAD 0')\tavailability 'maybe' is not one of")
+    path.write_text("\n".join([header, *bad]) + "\n")
+    out = io.StringIO()
+    assert run(parser.parse_args(["sync", str(path), "--dry-run", "-q"]), settings, out) == 3
+    assert out.getvalue().startswith("refused: dry run: the feed lists no usable product")
     missing = parser.parse_args(["sync", str(tmp_path / "nope.xml"), "-q"])
     out = io.StringIO()
     assert run(missing, settings, out) == 1
