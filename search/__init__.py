@@ -55,8 +55,8 @@ from search.importer import (
     import_directory,
     import_entries,
 )
-from search.refeaturizing import RefeaturizeSummary, refeaturize, refeaturize_reason
 from search.photo_retirement import retire_photos
+from search.refeaturizing import RefeaturizeSummary, refeaturize, refeaturize_reason
 from search.reindexing import ReindexSummary, reindex
 from search.results import ResultItem, SearchResult
 from search.retention import ForgottenRows, PurgeReport
