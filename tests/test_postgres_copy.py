@@ -24,6 +24,7 @@ from db.embedded_pg import EmbeddedPostgres, free_port
 from db.tables import (
     AdminDraft,
     ApiKey,
+    AppSecret,
     AuditEntry,
     CatalogChange,
     Embedding,
@@ -37,6 +38,7 @@ from db.tables import (
     ResultOpen,
     SearchDaily,
     SearchLog,
+    UserLanguage,
 )
 from lookalike.settings import Settings
 from search.featurize.featurizer import Featurizer
@@ -118,6 +120,8 @@ def fill_every_table(engine: Engine) -> None:
                 JobLease(
                     name="feed-sync", holder="host:1", expires_at=datetime(2026, 11, 29, tzinfo=UTC)
                 ),
+                AppSecret(name="web-user-ref", value=bytes(range(32))),
+                UserLanguage(user_ref="u-1", language="fa"),
             ]
         )
         # The post-processed vectors the searches compare: whatever the engine stored, and a
