@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from lookalike.i18n import ENGLISH, Translator
+from lookalike.i18n import ENGLISH, N_, Translator
 from lookalike.i18n.vocabulary import vocabulary
 from search import ProductRecord, ResultItem, SearchResult
 
@@ -34,6 +34,42 @@ def category_text(category: str, t: Translator = ENGLISH) -> str:
     return vocabulary(t.language).category_name(category)
 
 
+# The 17 colour names of search.colour.NAMES, marked for the catalogues (the engine's names are
+# codes: "navy" is shown "темно-синий" in Russian); tests/test_i18n.py checks the two agree.
+COLOUR_NAMES: Mapping[str, str] = {
+    "black": N_("black"),
+    "white": N_("white"),
+    "grey": N_("grey"),
+    "beige": N_("beige"),
+    "brown": N_("brown"),
+    "tan": N_("tan"),
+    "red": N_("red"),
+    "pink": N_("pink"),
+    "orange": N_("orange"),
+    "yellow": N_("yellow"),
+    "green": N_("green"),
+    "blue": N_("blue"),
+    "navy": N_("navy"),
+    "purple": N_("purple"),
+    "gold": N_("gold"),
+    "silver": N_("silver"),
+    "multicolour": N_("multicolour"),
+}
+
+
+def colour_text(colour: str, t: Translator = ENGLISH) -> str:
+    """A colour name as the customer's language says it ("navy": "темно-синий")."""
+    return t(COLOUR_NAMES[colour]) if colour in COLOUR_NAMES else colour
+
+
+def _price_and_colour(product: ProductRecord, t: Translator) -> str:
+    """ "€78.99 · red", or the price alone for a product with no colour yet (escaped)."""
+    shown = [price_text(product, t)]
+    if product.colour:
+        shown.append(colour_text(product.colour, t))
+    return escape(" · ".join(shown))
+
+
 def _utf16_len(text: str) -> int:
     """Telegram counts message lengths in UTF-16 code units (an emoji can count twice)."""
     return len(text.encode("utf-16-le")) // 2
@@ -45,13 +81,13 @@ def _shorten(text: str, limit: int) -> str:
 
 def result_caption(item: ResultItem, t: Translator = ENGLISH) -> str:
     """The caption under one photo of the album: rank, name (as the shop wrote it), price,
-    similarity."""
+    colour, similarity."""
     # Names are at most 200 characters; shortened before escaping so no entity is ever cut.
     name = _shorten(item.product.name, CAPTION_LIMIT // 2)
     similar = t("{percent} similar", percent=t.percent(item.similarity))
     return (
         f"<b>{t.number(item.rank)}.</b> {escape(name)}\n"
-        f"{escape(price_text(item.product, t))} · {escape(similar)}"
+        f"{_price_and_colour(item.product, t)} · {escape(similar)}"
     )
 
 
@@ -80,7 +116,7 @@ def results_message(
     link_ranks: Mapping[int, int] | None = None,
     t: Translator = ENGLISH,
 ) -> str:
-    """The follow-up message: every result with its link, price and similarity.
+    """The follow-up message: every result with its link, price, colour and similarity.
 
     A logged search's names link to `o_` deep links that open the product in the bot (rank
     as logged: `link_ranks` maps product ids to it when the shown ranks differ, as in a shared
@@ -101,8 +137,8 @@ def results_message(
             name = f'<a href="{escape(link, quote=True)}">{name}</a>'
         elif product.url:
             name = f'<a href="{escape(product.url, quote=True)}">{name}</a>'
-        price, percent = price_text(product, t), t.percent(item.similarity)
-        line = f"{t.number(item.rank)}. {name} · {escape(price)} · {escape(percent)}"
+        price, percent = _price_and_colour(product, t), t.percent(item.similarity)
+        line = f"{t.number(item.rank)}. {name} · {price} · {escape(percent)}"
         shown = _utf16_len(f"{item.rank}. {product.name} · {price} · {percent}") + 1
         if visible + shown > MESSAGE_LIMIT - 2:
             lines.append("…")
@@ -188,6 +224,9 @@ def product_card(product: ProductRecord, *, staff: bool = False, t: Translator =
     if product.category:
         category = product.category if staff else category_text(product.category, t)
         lines.append(t("Category: {category}", category=escape(category)))
+    if product.colour:
+        colour = product.colour if staff else colour_text(product.colour, t)
+        lines.append(t("Colour: {colour}", colour=escape(colour)))
     if product.url:
         url = escape(product.url, quote=True)
         lines.append(f'<a href="{url}">{escape(t("Product page"))}</a>')

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from cli import evaluate_colours
 from cli.common import ProgressBar
 from search.index import METRICS
 
@@ -90,6 +91,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ev.add_argument("--chart", metavar="OUT.png", help="per-category precision@k bars")
     ev.add_argument("--batch-size", type=int, default=0, help="images per model batch")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    evaluate_colours.register_options(ev)
     ev.set_defaults(handler=cmd_evaluate)
 
 
@@ -115,8 +117,16 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
             shrinkage=args.shrinkage,
         )
         methods = parse_methods(live.name if args.postprocess is None else args.postprocess)
-        vectors, labels, source, skipped = _load_input(args, settings)
+        evaluate_colours.check_options(args)
+        vectors, names, labels, source, skipped = _load_input(args, settings)
         report = evaluate(vectors, labels, methods, options, source=source, live=live)
+        colours = (
+            evaluate_colours.colour_report(
+                args, settings, vectors, names, labels, methods, options, live
+            )
+            if args.colours
+            else None
+        )
     except EvaluationError as exc:
         raise CommandError(str(exc), EXIT_BAD_INPUT) from exc
 
@@ -128,14 +138,20 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         payload = report.to_dict()
         payload["skipped"] = [{"file": name, "reason": reason} for name, reason in skipped]
+        if colours is not None:
+            payload["colour"] = colours.to_dict()
         json.dump(payload, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print_report(report, sys.stdout)
+        if colours is not None:
+            evaluate_colours.print_colour_report(colours, sys.stdout)
         for name, reason in skipped:
             print(f"  skipped {name}: {reason}")
         if args.chart:
             print(f"chart saved to {args.chart}")
+        if args.rankings:
+            print(f"rankings of the live chain saved to {args.rankings}")
     return EXIT_OK
 
 
@@ -154,8 +170,9 @@ def _live_method(settings: Settings) -> Method:
 
 def _load_input(
     args: argparse.Namespace, settings: Settings
-) -> tuple[Any, list[str], dict[str, Any], list[tuple[str, str]]]:
-    """(vectors, labels, source description, skipped files) from a folder or from files."""
+) -> tuple[Any, list[str], list[str], dict[str, Any], list[tuple[str, str]]]:
+    """(vectors, file names, labels, source description, skipped files) from a folder or from
+    files."""
     from search.evaluation import EvaluationError, labels_for, read_labels, read_vectors
 
     precomputed = (args.vectors, args.names, args.labels)
@@ -170,12 +187,12 @@ def _load_input(
     vectors, names = read_vectors(Path(args.vectors), Path(args.names))
     labels = labels_for(names, read_labels(Path(args.labels)))
     source = {"vectors": args.vectors, "names": args.names, "labels": args.labels}
-    return vectors, labels, source, []
+    return vectors, names, labels, source, []
 
 
 def _featurise(
     folder: Path, args: argparse.Namespace, settings: Settings
-) -> tuple[Any, list[str], dict[str, Any], list[tuple[str, str]]]:
+) -> tuple[Any, list[str], list[str], dict[str, Any], list[tuple[str, str]]]:
     from lookalike import composition
     from search.evaluation import EvaluationError, featurise_folder
     from search.featurize import get_backbone
@@ -203,7 +220,7 @@ def _featurise(
         np.save(target, data.vectors)
         target.with_suffix(".txt").write_text("\n".join(data.names) + "\n", encoding="utf-8")
     source = {"folder": str(folder), "model": spec.model_name}
-    return data.vectors, data.labels, source, data.skipped
+    return data.vectors, data.names, data.labels, source, data.skipped
 
 
 # ---- output --------------------------------------------------------------------------------

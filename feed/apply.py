@@ -172,12 +172,14 @@ async def import_photos(
                 progress(1)
                 pending.append((record, None))
             else:
+                variant = feed[record.sku].variant_of(result.job.url)
                 entry = ImportEntry(
                     label=f"{record.sku} photo {result.job.position + 1}",
                     fields=feed[record.sku].fields,
                     load=_loader(data),
                     update_fields=False,
                     in_stock=feed[record.sku].in_stock,
+                    colour_name=variant.colour_name if variant is not None else None,
                 )
                 pending.append((record, entry))
             if len(pending) >= batch_size:

@@ -9,7 +9,9 @@ A group is stored as one product whose SKU is the group id:
   colour costs less than 60;
 - in stock: when any variant is;
 - photos: every variant's image_link and additional_image_link, in feed order, without
-  repeats, at most `max_images` (the variants' own SKUs and colours are not stored).
+  repeats, at most `max_images` (the variants' own SKUs are not stored); a photo's named colour
+  is its variant's `color` when the palette's synonyms know that word (it wins over the colour
+  computed from the pixels), otherwise the computed one, and the row is reported.
 Each variant is kept as a FeedVariant (its id, colour, link, price now, stock and photos), and
 `variant_of(url)` says which variant a photo came from, for what a photo should say about
 itself (its colour, its own link and price) once the catalogue stores it.
@@ -28,7 +30,7 @@ from decimal import Decimal
 
 from feed.categories import CategoryMap
 from feed.items import FeedItem
-from search import ProductFields
+from search import ProductFields, parse_colour_synonym
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,8 @@ class FeedVariant:
     """One row of a product: a variant (or the product itself when it has none)."""
 
     id: str
-    color: str | None
+    color: str | None  # as the feed writes it ("Navy Blue")
+    colour_name: str | None  # that colour as one of the colour NAMES ("navy"); None: unknown
     link: str | None
     price: Decimal  # what the customer pays now (sale applied)
     in_stock: bool
@@ -77,6 +80,8 @@ class _Group:
 class GroupingResult:
     products: dict[str, FeedProduct]
     skipped: list[tuple[str, str]]  # (label, reason)
+    # Rows used, with something of theirs ignored: (label, reason), e.g. an unknown colour.
+    problems: list[tuple[str, str]] = field(default_factory=list)
 
 
 def group_items(
@@ -89,6 +94,7 @@ def group_items(
     groups: dict[tuple[bool, str], _Group] = {}  # (is a group, its id) -> its rows
     seen_ids: set[str] = set()
     skipped: list[tuple[str, str]] = []
+    problems: list[tuple[str, str]] = []
     for label, item in labelled:
         if item.sku in seen_ids:
             skipped.append((label, f"id {item.sku!r} appears twice in the feed"))
@@ -106,6 +112,14 @@ def group_items(
             continue
         group.items.append(item)
         group.labels.append(label)
+        if item.color and parse_colour_synonym(item.color) is None:
+            problems.append(
+                (
+                    label,
+                    f"colour {item.color[:60]!r} is not a colour name or synonym we know; "
+                    "the colour seen in its photos is used",
+                )
+            )
     products: dict[str, FeedProduct] = {}
     for (is_group, sku), group in groups.items():
         if is_group and (False, sku) in groups:
@@ -113,7 +127,7 @@ def group_items(
             skipped.extend((label, reason) for label in group.labels)
             continue
         products[sku] = _product(sku, group, categories=categories, now=now, max_images=max_images)
-    return GroupingResult(products=products, skipped=skipped)
+    return GroupingResult(products=products, skipped=skipped, problems=problems)
 
 
 def _product(
@@ -148,6 +162,7 @@ def _product(
             FeedVariant(
                 id=item.sku,
                 color=item.color,
+                colour_name=parse_colour_synonym(item.color) if item.color else None,
                 link=item.link,
                 price=item.price_at(now),
                 in_stock=item.in_stock,

@@ -37,6 +37,7 @@ class FeedContents:
     rows: int = 0
     products: dict[str, FeedProduct] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (label, reason)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # rows used, e.g. a colour
 
 
 def is_url(source: str) -> bool:
@@ -129,6 +130,7 @@ def _read(
     currencies.check()
     contents.products = grouped.products
     contents.skipped.extend(grouped.skipped)
+    contents.problems.extend(grouped.problems)
     return contents
 
 

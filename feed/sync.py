@@ -200,7 +200,7 @@ async def _sync(
         "skipped_rows": len(contents.skipped),
         **plan.counts(),
     }
-    problems = list(contents.skipped)
+    problems = [*contents.skipped, *contents.problems]
     refusal = _refusal(contents, plan, options)
     if refusal is not None and not options.force:
         # A dry run of a feed the real run would refuse says so (and the CLI exits 3).

@@ -124,13 +124,17 @@ class Catalog:
         vector: np.ndarray,
         *,
         in_stock: bool = True,
+        colour_name: str | None = None,
     ) -> AddOutcome:
         """`add` for an image whose raw (dim,) vector is already computed. `in_stock`: the
         flag a product created by this photo starts with (in the same transaction, so it is
-        never shown in stock when it is not)."""
-        colour, colour_name = (
+        never shown in stock when it is not). `colour_name`: the photo's colour as its source
+        names it (a feed's `color`, one of the colour NAMES): stored instead of the name
+        computed from the pixels, whose descriptor is still stored for the ranking."""
+        colour, computed_name = (
             stored_colour(prepared.colour) if prepared.colour is not None else (None, None)
         )
+        colour_name = colour_name or computed_name
         with self._models.write_lock:
             model = self._models.active
             index_vector = model.post.transform(vector)  # (dim,) what the index compares

@@ -88,6 +88,9 @@ class ImportEntry:
     # The stock flag of a product this entry creates (a feed's out_of_stock item is created
     # out of stock, never shown in stock meanwhile); an existing product's is left alone.
     in_stock: bool = True
+    # The photo's colour as the source names it (a feed's `color` read as one of the colour
+    # NAMES): stored instead of the colour named from its pixels. None: the computed one.
+    colour_name: str | None = None
 
 
 def _humanise(stem: str) -> str:
@@ -409,7 +412,13 @@ class _Writer:
     def _store(self, entry: ImportEntry, prepared: PreparedImage, vector: np.ndarray) -> None:
         summary, catalog = self._summary, self._catalog
         try:
-            outcome = catalog.store(entry.fields, prepared, vector, in_stock=entry.in_stock)
+            outcome = catalog.store(
+                entry.fields,
+                prepared,
+                vector,
+                in_stock=entry.in_stock,
+                colour_name=entry.colour_name,
+            )
         except CatalogError as exc:
             summary.skipped.append((entry.label, str(exc)))
             return

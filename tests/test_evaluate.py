@@ -383,3 +383,41 @@ def test_category_inference_step_restricts_to_the_majority_category() -> None:
     # b0 0 / 0 (its neighbours are all As); b1 1/3 / 0.
     assert report.methods[0].precision == pytest.approx((3 * 2 / 3 + 0 + 1 / 3) / 5)
     assert report.methods[1].precision == pytest.approx((3 * 2 / 3 + 0 + 0) / 5)
+
+
+def test_cli_colours_score_the_live_chain_with_its_colour_blend(
+    footwear: Path, no_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The 150 colour-labelled photos as the catalogue; the live search measured the same figures
+    # through the engine (docs/evaluation.md, "Colour"): with colour 0.456 / 0.410 / 0.870.
+    rankings = no_env / "rankings.json"
+    colour_args = ["--colours", str(footwear / "colours.csv")]
+    colour_args += ["--images", str(footwear / "catalog"), "--rankings", str(rankings)]
+    assert main([*reference_args(footwear), *colour_args, "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)["colour"]
+    assert payload["photos"] == 150 and payload["colour_weight"] == 0.6
+    scores = {(m["method"], m["colour_weight"]): m for m in payload["methods"]}
+    live = scores[(payload["live"], 0.6)]
+    before = scores[(payload["live"], 0.0)]
+    assert live["colour_precision"] >= 0.45 and live["category_colour_precision"] >= 0.40
+    assert live["category_precision"] >= 0.86
+    assert before["colour_precision"] < 0.30 and before["category_colour_precision"] < 0.26
+    written = json.loads(rankings.read_text(encoding="utf-8"))
+    assert written["method"] == payload["live"] and written["k"] == 8
+    labelled = {line.split(",")[0] for line in (footwear / "colours.csv").open()} - {"file"}
+    assert set(written["rankings"]) == labelled
+    for query, found in written["rankings"].items():
+        assert len(found) == 8 and query not in found and set(found) <= labelled
+
+
+def test_cli_colours_bad_input(
+    footwear: Path, no_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*reference_args(footwear), "--colours", str(footwear / "colours.csv")]) == 2
+    assert "--colours needs --images" in capsys.readouterr().err
+    bad = no_env / "bad.csv"
+    bad.write_text("file,colour\nfootwear_0000.jpg,mauve\n", encoding="utf-8")
+    args = [*reference_args(footwear), "--colours", str(bad), "--images", str(no_env)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "'mauve' is not one of" in err and "Traceback" not in err

@@ -123,3 +123,18 @@ def test_every_language_names_every_demo_category() -> None:
     for language in LANGUAGES[1:]:
         names = vocabulary(language).category_names
         assert set(CATEGORIES) <= set(names), language
+
+
+def test_every_colour_name_is_translated_and_understood_back() -> None:
+    # The bot names a result's colour in the customer's language; a customer who types that
+    # word in a caption gets that colour (search.colour's synonyms know these languages).
+    from bot.render import COLOUR_NAMES, colour_text
+    from search.colour import NAMES, parse_colour_synonym
+
+    assert tuple(COLOUR_NAMES) == NAMES
+    for language in LANGUAGES:
+        t = translator(language)
+        for name in NAMES:
+            shown = colour_text(name, t)
+            assert parse_colour_synonym(shown) == name, (language, name, shown)
+    assert colour_text("navy", translator("fa")) == "سرمه‌ای"

@@ -5,10 +5,18 @@ docs/evaluation.md has the figures.
 
 - search.evaluation.report: `evaluate` and the reports it returns;
 - search.evaluation.methods: the methods compared and the live chain (`live_method`);
+- search.evaluation.colours: colour P@k of each method with the live colour blend;
 - search.evaluation.inputs: labels, vectors and folders read as the evaluation needs them.
 """
 
 from search.errors import EvaluationError
+from search.evaluation.colours import (
+    ColourScores,
+    colour_neighbours,
+    describe_files,
+    read_colour_labels,
+    score_colours,
+)
 from search.evaluation.inputs import (
     FolderData,
     featurise_folder,
@@ -36,6 +44,7 @@ from search.evaluation.report import (
 __all__ = [
     "ALL_METHODS",
     "CategoryScores",
+    "ColourScores",
     "EvaluationError",
     "EvaluationOptions",
     "EvaluationReport",
@@ -43,13 +52,17 @@ __all__ = [
     "FolderData",
     "Method",
     "MethodReport",
+    "colour_neighbours",
+    "describe_files",
     "evaluate",
     "featurise_folder",
     "labels_for",
     "leave_one_out_neighbours",
     "live_method",
     "parse_methods",
+    "read_colour_labels",
     "read_labels",
     "read_vectors",
+    "score_colours",
     "score_neighbours",
 ]

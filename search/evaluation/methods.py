@@ -305,19 +305,33 @@ def _ranked(
     out = np.empty((rows.size, options.k), dtype=np.intp)
     for start in range(0, rows.size, _ROW_CHUNK):
         chunk = rows[start : start + _ROW_CHUNK]
-        distances = pairwise_distances(z[chunk], z, options.metric)  # (c, n)
-        _exclude_self(distances, chunk)
-        if method.rerank == "qe":
-            first = _top(distances, options.qe_neighbours)  # (c, m)
-            stack = np.concatenate([z[chunk][:, None, :], z[first]], axis=1)  # (c, m + 1, d)
-            if options.metric == "cosine":
-                stack = l2_normalise(stack)
-            distances = pairwise_distances(stack.mean(axis=1), z, options.metric)
-            _exclude_self(distances, chunk)
-        if method.category and codes is not None:
-            _restrict_to_majority(distances, codes, options.k)
+        distances = ranked_distances(z, chunk, method, options, codes)
         out[start : start + chunk.size] = _top(distances, options.k)
     return out
+
+
+def ranked_distances(
+    z: FloatArray,
+    chunk: IntArray,
+    method: Method,
+    options: EvaluationOptions,
+    codes: IntArray | None = None,
+) -> FloatArray:
+    """(c, n) distances of z[chunk] to every row of z after the method's qe and cat steps, the
+    query itself at infinity (not krr). The cat step moves the other categories behind: their
+    distances exceed every distance of the inferred category."""
+    distances = pairwise_distances(z[chunk], z, options.metric)  # (c, n)
+    _exclude_self(distances, chunk)
+    if method.rerank == "qe":
+        first = _top(distances, options.qe_neighbours)  # (c, m)
+        stack = np.concatenate([z[chunk][:, None, :], z[first]], axis=1)  # (c, m + 1, d)
+        if options.metric == "cosine":
+            stack = l2_normalise(stack)
+        distances = pairwise_distances(stack.mean(axis=1), z, options.metric)
+        _exclude_self(distances, chunk)
+    if method.category and codes is not None:
+        _restrict_to_majority(distances, codes, options.k)
+    return distances
 
 
 def leave_one_out_neighbours(

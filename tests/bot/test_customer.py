@@ -467,9 +467,15 @@ async def test_a_colour_in_the_caption_puts_that_colour_first(
 ) -> None:
     red_pump = query_image(footwear, "search_image_01.jpg")
     _, plain = await search(bot, red_pump)
-    _, in_black = await search(bot, red_pump, caption="in black")
+    album, in_black = await search(bot, red_pump, caption="in black")
     shown = [item.product.colour for item in listing_search(bot, plain).items]
     asked = [item.product.colour for item in listing_search(bot, in_black).items]
     assert shown[0] == "red" and asked[0] == "black"
+    # Each result shows its colour: under its photo, beside its price, and in the listing.
+    for caption, colour in zip(captions(album), asked, strict=True):
+        assert f"price on request · {colour} · " in caption, caption
+    listed = str(in_black.params["text"]).split("\n")[1:]
+    for line, colour in zip(listed, asked, strict=True):
+        assert f" · price on request · {colour} · " in line, line
     assert asked.count("black") > shown.count("black")
     assert listing_search(bot, in_black).filters["colour"] == "black"

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from bot.handlers import customer, privacy
+from bot.render import colour_text
 from db import UserLanguages
 from lookalike.i18n import translator
 from tests.bot.conftest import BotHarness
@@ -15,6 +16,7 @@ from tests.bot.test_customer import (
     buttons,
     captions,
     direct_search,
+    listing_search,
     query_image,
     reply_text,
     search,
@@ -65,6 +67,11 @@ async def test_a_russian_customer_is_answered_in_russian_and_can_switch_and_forg
     assert names == ["Rain boot 1", "Rain boot 3", "Rain boot 7"]  # the shop's own names
     assert sorted(prices(captions(album))) == [Decimal("40.00"), Decimal("50.00"), Decimal("65.00")]
     assert all("сходство" in c and "\xa0%" in c for c in captions(album))
+    # Each result's colour, as Russian says it, beside its price.
+    colours = [item.product.colour for item in listing_search(bot, listing).items]
+    for caption, colour in zip(captions(album), colours, strict=True):
+        assert colour is not None and f" · {colour_text(colour, translator('ru'))} · " in caption
+    assert colour_text("navy", translator("ru")) == "тёмно-синий"
     assert listing.params["text"].startswith("<b>Самые похожие товары: резиновые сапоги до 70</b>")
     labels = [b["text"] for b in buttons(listing)]
     assert "👍 Хорошо подобрано" in labels and "👎 Не то" in labels

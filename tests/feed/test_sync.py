@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.fake_shop import ShopItem, ShopServer, changed
+from feed.report import problem_kinds
 from lookalike.settings import Settings
 from search import SearchEngine
 from tests.feed.conftest import Syncer
@@ -215,6 +216,30 @@ async def test_variants_are_one_product_with_every_colour_photo(
     # A customer's photo of the blue one finds the one product, once.
     found = engine.searcher.search_image(shop_photo(sync, demo[1]))
     assert [item.product.sku for item in found.items].count("RUNNER") == 1
+
+
+async def test_the_feeds_colour_wins_over_the_photos_and_an_unknown_one_is_reported(
+    sync: Syncer, engine: SearchEngine, demo: list[ShopItem]
+) -> None:
+    # footwear_0002 is red to the eye and to the descriptor, footwear_0000 black
+    # (tests/test_colour.py): the shop calls the red one "Navy Blue", and the others words that
+    # are no colour we know.
+    variants = [
+        replace(demo[n], id=f"PUMP-{n}", group="PUMP", color=colour)
+        for n, colour in [(2, "Navy Blue"), (0, "Sparkle"), (4, "Galaxy")]
+    ]
+    summary = await sync(variants)
+    assert summary.status == "ok", summary
+    pump = engine.catalog.require("PUMP")
+    named = {image.content_hash: image.colour_name for image in pump.images}
+    photo = {n: hashlib.sha256(shop_photo(sync, demo[n])).hexdigest() for n in (2, 0)}
+    assert named[photo[2]] == "navy"  # the feed's word, through the synonyms
+    assert named[photo[0]] == "black"  # the photo's own colour, kept
+    # Both unknown words are reported against their rows, as one kind of problem.
+    kinds = problem_kinds(summary.problems)
+    assert len(kinds) == 1 and "is not a colour name or synonym we know" in kinds[0][0]
+    assert [label.split("(id ")[1] for label in kinds[0][1]] == ["'PUMP-0')", "'PUMP-4')"]
+    assert summary.counts["skipped_rows"] == 0
 
 
 def shop_photo(sync: Syncer, item: ShopItem) -> bytes:
