@@ -313,6 +313,38 @@ def test_embed_js_mounts_the_widget_in_a_host_page(
     assert "?s=" not in page.url  # embedded: the host page's address is left alone
 
 
+SHOP_SHARE_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Lookalikes at our shop</title></head>
+<body><div id="lookalike"></div>
+<script src="/embed.js" data-target="#lookalike" data-share-page="/shop/lookalikes.html"
+  async></script></body></html>"""
+
+
+def test_the_widgets_share_link_leads_to_the_shops_page(
+    browser: BrowserContext, server: LiveServer, footwear: Path
+) -> None:
+    """embed.js with data-share-page: the share link is that page of the shop with
+    ?lookalike=TOKEN, and the widget embedded there shows the shared results. (The shop's page
+    is served on the server's origin by the browser's route, so no CORS setting is needed.)"""
+    shop_page = server.url + "/shop/lookalikes.html"
+    browser.route(
+        shop_page + "*",
+        lambda route: route.fulfill(content_type="text/html", body=SHOP_SHARE_PAGE),
+    )
+    page = browser.new_page()
+    page.goto(shop_page)
+    page.wait_for_selector("#lookalike.lk-widget .lk-file", state="attached")
+    page.set_input_files("#lookalike .lk-file", str(footwear / "queries" / "search_image_02.jpg"))
+    wait_for_results(page, "8 lookalikes")
+    found = cards(page)
+    share_url = page.input_value(".lk-share-url")
+    assert share_url.startswith(shop_page + "?lookalike=") and page.url == shop_page
+    shared = browser.new_page()
+    shared.goto(share_url)
+    wait_for_results(shared, "Shared results")
+    assert [c["sku"] for c in cards(shared)] == [c["sku"] for c in found]
+
+
 HOST_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>A shop</title>
 <style>

@@ -67,7 +67,10 @@
   ].join("\n"); }
 
   var counter = 0;
-  var ALL_CATEGORIES = "*";  // the category select's value for the API's all_categories
+  var ALL_CATEGORIES = "*";
+  // The query parameter of a share link to the shop's own page (embed.js data-share-page):
+  // not "s", which shops' own pages often use for their text search.
+  var SHARED_ON_SHOP_PAGE = "lookalike";  // the category select's value for the API's all_categories
 
   /* An error the shopper reads: `retry` says whether sending the same request again may help
      (the server busy or unreachable), `badPhoto` that the photo itself was refused. */
@@ -102,6 +105,7 @@
     this.root = root;
     this.api = (options.apiBase || "").replace(/\/$/, "");
     this.useLocation = Boolean(options.useLocation);
+    this.sharePage = options.sharePage || "";  // embedded: share links lead to this page
     this.photo = null;
     this.sequence = 0;       // the newest request's number; older answers are dropped
     this.controller = null;  // aborts the newest request when another one starts
@@ -113,7 +117,9 @@
     this.$ = function (selector) { return root.querySelector(selector); };
     this.bind();
     this.loadCategories();
-    var token = this.useLocation ? new URLSearchParams(window.location.search).get("s") : null;
+    var params = new URLSearchParams(window.location.search);
+    var token = this.useLocation ? params.get("s") :
+      (this.sharePage ? params.get(SHARED_ON_SHOP_PAGE) : null);
     if (token) { this.loadShared(token); }
   }
 
@@ -350,13 +356,22 @@
       _("Nothing matches these filters."));
     if (body.share_url) {
       this.$(".lk-share").hidden = false;
-      this.$(".lk-share-url").value = body.share_url;
+      this.$(".lk-share-url").value = this.shareUrl(body);
       if (this.useLocation && body.share_token) {
         var params = new URLSearchParams(window.location.search);  // keeps ?lang=
         params.set("s", body.share_token);
         history.replaceState(null, "", "?" + params.toString());
       }
     }
+  };
+
+  /* The link that shows these results: on the shop's page when embed.js names one
+     (data-share-page), else the Lookalike server's page. */
+  Widget.prototype.shareUrl = function (body) {
+    if (!this.sharePage || !body.share_token) { return body.share_url; }
+    var url = new URL(this.sharePage, window.location.href);
+    url.searchParams.set(SHARED_ON_SHOP_PAGE, body.share_token);
+    return url.toString();
   };
 
   Widget.prototype.card = function (item) {
@@ -419,7 +434,8 @@
   }
 
   window.Lookalike = {
-    /* Mounts the widget once its words are loaded; options: apiBase, useLocation, language. */
+    /* Mounts the widget once its words are loaded; options: apiBase, useLocation, language,
+       sharePage. */
     mount: function (element, options) {
       options = options || {};
       return loadWords(options.apiBase, options.language).then(function () {
