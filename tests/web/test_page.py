@@ -4,6 +4,7 @@ one", open the shared link; screenshots on a desktop and a phone-sized viewport.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from decimal import Decimal
@@ -36,7 +37,8 @@ if not CHROMIUM.is_file():
         pytest.fail(f"{_MISSING}: CI must test the page in a browser", pytrace=False)
     pytest.skip(_MISSING, allow_module_level=True)
 
-from playwright.sync_api import BrowserContext, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import BrowserContext, Page, Route, sync_playwright  # noqa: E402
+from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 
 
 @pytest.fixture
@@ -68,15 +70,17 @@ def cards(page: Page) -> list[dict[str, str]]:
                 price: card.dataset.price,
                 priceText: card.querySelector('.lk-card-price').textContent,
                 alt: card.querySelector('img').alt,
+                name: card.querySelector('.lk-card-name').textContent,
                 link: (card.querySelector('a') || {}).href || ''}))""",
         )
     )
 
 
 def wait_for_results(page: Page, status_text: str) -> None:
-    page.wait_for_function(
-        "text => document.querySelector('.lk-status').textContent.includes(text)"
-        " && !document.querySelector('.lk-widget').hasAttribute('aria-busy')",
+    page.wait_for_function(  # the widget is drawn once its words have come (/i18n.json)
+        "text => { const status = document.querySelector('.lk-status');"
+        " return status && status.textContent.includes(text)"
+        " && !document.querySelector('.lk-widget').hasAttribute('aria-busy'); }",
         arg=status_text,
     )
 
@@ -121,10 +125,10 @@ def test_search_by_photo_filter_cheaper_and_share(
 
     most_expensive = max(heels, key=lambda card: Decimal(card["price"]))
     page.click(f'.lk-card[data-sku="{most_expensive["sku"]}"] .lk-cheaper')
-    page.wait_for_function(
-        "sku => document.querySelector('.lk-results-title').textContent.includes('cheaper than '"
-        " + sku)",
-        arg=most_expensive["sku"],
+    page.wait_for_function(  # the product's name, not its SKU
+        "name => document.querySelector('.lk-results-title').textContent.includes("
+        "'cheaper than ' + name)",
+        arg=most_expensive["name"],
     )
     cheaper = cards(page)
     assert cheaper, "there are cheaper heels"
@@ -137,6 +141,109 @@ def test_search_by_photo_filter_cheaper_and_share(
     wait_for_results(shared, "Shared results")
     assert [c["sku"] for c in cards(shared)] == [c["sku"] for c in cheaper]
     assert errors == []
+
+
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+SERVER_DOWN = {
+    "status": 503,
+    "headers": {"Content-Type": "application/problem+json"},
+    "body": '{"type": "/problems/unavailable", "status": 503, "detail": "model loading"}',
+}
+
+
+def test_a_file_that_is_not_a_photo_and_a_server_that_is_down(
+    browser: BrowserContext, server: LiveServer, footwear: Path, tmp_path: Path
+) -> None:
+    """The error state: after a PDF the earlier results are gone, no broken preview, a sentence
+    without MIME types, and the PDF is forgotten (the filters do not send it again); a server
+    that answers 503 gives "Try again", which searches again with the same photo."""
+    page = browser.new_page()
+    page.goto(server.url + "/")
+    page.set_input_files(".lk-file", str(footwear / "queries" / "search_image_01.jpg"))
+    wait_for_results(page, "8 lookalikes")
+
+    pdf = tmp_path / "catalogue.pdf"
+    pdf.write_bytes(PDF)
+    page.set_input_files(".lk-file", str(pdf))
+    page.wait_for_function(
+        "document.querySelector('.lk-status').classList.contains('lk-error')"
+        " && !document.querySelector('.lk-widget').hasAttribute('aria-busy')"
+    )
+    message = page.text_content(".lk-status") or ""
+    assert "not a photo we can read" in message and "application/" not in message
+    assert page.locator(".lk-results-section").is_hidden() and not cards(page)
+    assert page.locator(".lk-preview").is_hidden()
+    assert page.locator(".lk-retry").is_hidden()  # the same PDF again would fail the same way
+    page.screenshot(path=str(tmp_path / "page-error.png"), full_page=True)
+    page.click(".lk-apply")
+    assert "Choose a photo first" in (page.text_content(".lk-status") or "")
+
+    answers = [SERVER_DOWN]  # the next search is answered 503, the one after by the server
+    page.route(
+        "**/api/v1/search",
+        lambda route: route.fulfill(**answers.pop()) if answers else route.continue_(),
+    )
+    page.set_input_files(".lk-file", str(footwear / "queries" / "search_image_02.jpg"))
+    page.wait_for_selector(".lk-retry", state="visible")
+    assert "not available right now" in (page.text_content(".lk-status") or "")
+    page.click(".lk-retry")
+    wait_for_results(page, "8 lookalikes")
+    assert len(cards(page)) == 8 and page.locator(".lk-retry").is_hidden()
+
+
+def test_a_late_answer_to_an_older_photo_never_replaces_a_newer_one(
+    browser: BrowserContext, server: LiveServer, footwear: Path
+) -> None:
+    """Photo 1's answer is held back (a slow server) while photo 2 is chosen: photo 2's request
+    aborts photo 1's, photo 2's results are drawn, and releasing photo 1's answer changes
+    nothing."""
+    page = browser.new_page()
+    held: list[Route] = []
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+
+    def hold_the_first(route: Route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)  # answered only at the end of the test
+
+    page.route("**/api/v1/search", hold_the_first)
+    page.goto(server.url + "/")
+    page.set_input_files(".lk-file", str(footwear / "queries" / "search_image_01.jpg"))
+    page.wait_for_function("document.querySelector('.lk-widget').hasAttribute('aria-busy')")
+    page.set_input_files(".lk-file", str(footwear / "queries" / "search_image_02.jpg"))
+    wait_for_results(page, "8 lookalikes")
+    newer = cards(page)
+    assert held and any(url.endswith("/api/v1/search") for url in failed)
+    with contextlib.suppress(PlaywrightError):  # the browser has given that request up
+        held[0].continue_()
+    wait_for_results(page, "8 lookalikes")
+    assert cards(page) == newer
+
+
+def test_all_categories_is_offered_and_sent(
+    browser: BrowserContext, server: LiveServer, footwear: Path
+) -> None:
+    """The category list offers the guess (the default) and all categories; the latter sends
+    all_categories, so the results are not narrowed to a guessed category."""
+    page = browser.new_page()
+    page.goto(server.url + "/")
+    with page.expect_response("**/api/v1/search") as guessed:
+        page.set_input_files(".lk-file", str(footwear / "queries" / "search_image_01.jpg"))
+    assert guessed.value.json()["category_inferred"]  # this photo's lookalikes share one
+    wait_for_results(page, "8 lookalikes")
+    assert "(our guess)" in (page.text_content(".lk-results-title") or "")
+    labels = page.eval_on_selector_all(".lk-category option", "os => os.map(o => o.textContent)")
+    assert labels[:2] == ["Our guess from the photo", "All categories"]
+    page.select_option(".lk-category", "*")
+    # (Chromium gives Playwright no body of a multipart upload: the answer says what was sent.)
+    with page.expect_response("**/api/v1/search") as everywhere:
+        page.click(".lk-apply")
+    answer = everywhere.value.json()
+    assert answer["category"] is None and not answer["category_inferred"]
+    wait_for_results(page, "8 lookalikes")
+    assert page.text_content(".lk-results-title") == "Lookalikes"
 
 
 @pytest.mark.parametrize("browser", ["enforce-csp"], indirect=True)
@@ -204,6 +311,38 @@ def test_embed_js_mounts_the_widget_in_a_host_page(
     wait_for_results(page, "8 lookalikes")
     assert len(cards(page)) == 8
     assert "?s=" not in page.url  # embedded: the host page's address is left alone
+
+
+SHOP_SHARE_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Lookalikes at our shop</title></head>
+<body><div id="lookalike"></div>
+<script src="/embed.js" data-target="#lookalike" data-share-page="/shop/lookalikes.html"
+  async></script></body></html>"""
+
+
+def test_the_widgets_share_link_leads_to_the_shops_page(
+    browser: BrowserContext, server: LiveServer, footwear: Path
+) -> None:
+    """embed.js with data-share-page: the share link is that page of the shop with
+    ?lookalike=TOKEN, and the widget embedded there shows the shared results. (The shop's page
+    is served on the server's origin by the browser's route, so no CORS setting is needed.)"""
+    shop_page = server.url + "/shop/lookalikes.html"
+    browser.route(
+        shop_page + "*",
+        lambda route: route.fulfill(content_type="text/html", body=SHOP_SHARE_PAGE),
+    )
+    page = browser.new_page()
+    page.goto(shop_page)
+    page.wait_for_selector("#lookalike.lk-widget .lk-file", state="attached")
+    page.set_input_files("#lookalike .lk-file", str(footwear / "queries" / "search_image_02.jpg"))
+    wait_for_results(page, "8 lookalikes")
+    found = cards(page)
+    share_url = page.input_value(".lk-share-url")
+    assert share_url.startswith(shop_page + "?lookalike=") and page.url == shop_page
+    shared = browser.new_page()
+    shared.goto(share_url)
+    wait_for_results(shared, "Shared results")
+    assert [c["sku"] for c in cards(shared)] == [c["sku"] for c in found]
 
 
 HOST_PAGE = """<!doctype html>

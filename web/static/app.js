@@ -3,6 +3,8 @@
  * Used by the page (/) and by embed.js on other sites. Plain JavaScript, no build step.
  * The last photo stays in memory so the filters and "cheaper than this one" search again
  * with it; a result set's share link (?s=TOKEN) shows that set without the photo.
+ * Each request has a sequence number and aborts the one before it: only the newest request's
+ * answer is drawn, so a slow answer to an older photo never replaces a newer photo's results.
  *
  * Words come from the server in the visitor's language (GET /i18n.json: Accept-Language, or
  * the `language` option, or ?lang= on the page), marked _("...") here for the catalogues
@@ -41,7 +43,9 @@
     '  <form class="lk-filters">',
     '    <div class="lk-field"><label for="lk-category-ID">' + _("Category") + '</label>',
     '      <select id="lk-category-ID" class="lk-category" name="category">',
-    '        <option value="">' + _("Any category") + '</option></select></div>',
+    '        <option value="">' + _("Our guess from the photo") + '</option>',
+    '        <option value="' + ALL_CATEGORIES + '">' + _("All categories") + '</option>',
+    '      </select></div>',
     '    <div class="lk-field"><label for="lk-max-price-ID">' + _("Under price") + '</label>',
     '      <input id="lk-max-price-ID" class="lk-max-price" name="max_price" type="number"',
     '        min="0.01" step="0.01" inputmode="decimal" placeholder="' + _("any") + '"></div>',
@@ -49,6 +53,8 @@
     '  </form>',
     '</section>',
     '<p class="lk-status" role="status" aria-live="polite"></p>',
+    '<p class="lk-retry-line" hidden><button class="lk-button lk-secondary lk-retry" type="button">' +
+      _("Try again") + '</button></p>',
     '<section class="lk-results-section" aria-labelledby="lk-results-title-ID" hidden>',
     '  <h2 id="lk-results-title-ID" class="lk-results-title">' + _("Lookalikes") + '</h2>',
     '  <p class="lk-share" hidden><label for="lk-share-ID">' + _("Share these results:") +
@@ -61,6 +67,21 @@
   ].join("\n"); }
 
   var counter = 0;
+  var ALL_CATEGORIES = "*";
+  // The query parameter of a share link to the shop's own page (embed.js data-share-page):
+  // not "s", which shops' own pages often use for their text search.
+  var SHARED_ON_SHOP_PAGE = "lookalike";  // the category select's value for the API's all_categories
+
+  /* An error the shopper reads: `retry` says whether sending the same request again may help
+     (the server busy or unreachable), `badPhoto` that the photo itself was refused. */
+  function ShopperError(message, retry, badPhoto) {
+    var error = new Error(message);
+    error.retry = Boolean(retry);
+    error.badPhoto = Boolean(badPhoto);
+    return error;
+  }
+
+  function isAbort(error) { return error && error.name === "AbortError"; }
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -84,7 +105,11 @@
     this.root = root;
     this.api = (options.apiBase || "").replace(/\/$/, "");
     this.useLocation = Boolean(options.useLocation);
+    this.sharePage = options.sharePage || "";  // embedded: share links lead to this page
     this.photo = null;
+    this.sequence = 0;       // the newest request's number; older answers are dropped
+    this.controller = null;  // aborts the newest request when another one starts
+    this.again = null;       // repeats the last request (the "Try again" button)
     root.classList.add("lk-widget");
     root.lang = I18N.language;
     root.dir = I18N.direction;
@@ -92,7 +117,9 @@
     this.$ = function (selector) { return root.querySelector(selector); };
     this.bind();
     this.loadCategories();
-    var token = this.useLocation ? new URLSearchParams(window.location.search).get("s") : null;
+    var params = new URLSearchParams(window.location.search);
+    var token = this.useLocation ? params.get("s") :
+      (this.sharePage ? params.get(SHARED_ON_SHOP_PAGE) : null);
     if (token) { this.loadShared(token); }
   }
 
@@ -136,6 +163,12 @@
         self.status(_("Choose a photo first: the filters narrow a photo search."));
       }
     });
+    this.$(".lk-retry").addEventListener("click", function () {
+      if (self.again) { self.again(); }
+    });
+    this.$(".lk-preview").addEventListener("error", function (event) {
+      event.target.hidden = true;  // a file the browser cannot draw: no broken image
+    });
     this.$(".lk-copy").addEventListener("click", function () {
       var input = self.$(".lk-share-url");
       input.select();
@@ -151,31 +184,88 @@
     var node = this.$(".lk-status");
     node.textContent = text;
     node.classList.toggle("lk-error", Boolean(isError));
+    this.$(".lk-retry-line").hidden = true;
+  };
+
+  /* A new request's number; the request before it is aborted. */
+  Widget.prototype.begin = function () {
+    if (this.controller) { this.controller.abort(); }
+    this.controller = window.AbortController ? new AbortController() : null;
+    this.sequence += 1;
+    this.root.setAttribute("aria-busy", "true");
+    this.$(".lk-apply").disabled = true;
+    return this.sequence;
+  };
+
+  /* Whether the request numbered `sequence` is still the newest (its answer may be drawn). */
+  Widget.prototype.current = function (sequence) { return sequence === this.sequence; };
+
+  Widget.prototype.finish = function (sequence) {
+    if (!this.current(sequence)) { return; }
+    this.root.removeAttribute("aria-busy");
+    this.$(".lk-apply").disabled = false;
+  };
+
+  /* The error state: no results of an earlier search stay under the message; a refused photo
+     is forgotten (so "cheaper than this one" and the filters never send it again); a retry
+     button when sending the same request again may help. */
+  Widget.prototype.fail = function (error, retry) {
+    this.$(".lk-results-section").hidden = true;
+    this.$(".lk-results").innerHTML = "";
+    this.$(".lk-share").hidden = true;
+    if (error.badPhoto) {
+      this.photo = null;
+      this.$(".lk-preview").hidden = true;
+    }
+    this.status(error.message, true);
+    this.again = error.retry ? retry : null;
+    this.$(".lk-retry-line").hidden = !error.retry;
   };
 
   Widget.prototype.request = function (path, init) {
     init = init || {};
     // The API's error details in the page's language (problem+json "detail").
     init.headers = { "Accept-Language": I18N.language };
+    if (this.controller) { init.signal = this.controller.signal; }
     var api = this.api;
     return fetch(api + path, init).catch(function (error) {
+      if (isAbort(error)) { throw error; }
       // A refused cross-origin request and an unreachable server look alike to a page
       // (fetch rejects); the shopper gets a sentence, the shop's developer the likely cause.
       if (api && console && console.error) {
         console.error("Lookalike: " + api + " could not be reached from this page (" + error +
           "); if the server is up, add this page's origin to its WEB_CORS_ORIGINS");
       }
-      throw new Error(_("The photo search is not available right now. Please try again later."));
+      throw ShopperError(
+        _("The photo search is not available right now. Please try again later."), true);
     }).then(function (response) {
-      return response.json().catch(function () { return {}; }).then(function (body) {
-        if (!response.ok) {
-          throw new Error(body.detail || _("The server answered {status}.",
-            { status: response.status }));
-        }
+      return response.json().catch(function (error) {
+        if (isAbort(error)) { throw error; }
+        return {};
+      }).then(function (body) {
+        if (!response.ok) { throw shopperError(response.status, body); }
         return body;
       });
     });
   };
+
+  /* What the shopper reads for an error answer (RFC 9457 problem details). */
+  function shopperError(status, body) {
+    var kind = String(body.type || "").replace(/^.*\//, "");
+    if (status === 415 || kind === "invalid-image") {
+      return ShopperError(
+        _("This file is not a photo we can read. Choose a JPEG, PNG or WebP photo."), false, true);
+    }
+    if (status === 413) { return ShopperError(body.detail || "", false, true); }
+    if (status === 429) {
+      return ShopperError(body.detail || _("Too many searches. Please wait a moment."), true);
+    }
+    if (status >= 500) {
+      return ShopperError(
+        _("The photo search is not available right now. Please try again later."), true);
+    }
+    return ShopperError(body.detail || _("The server answered {status}.", { status: status }));
+  }
 
   Widget.prototype.loadCategories = function () {
     var select = this.$(".lk-category");
@@ -198,30 +288,42 @@
     this.search({});
   };
 
+  /* extra.cheaperThan: the card's product ({sku, name}) whose price the results stay under. */
   Widget.prototype.search = function (extra) {
     var self = this;
     var form = new FormData();
     form.append("photo", this.photo, this.photo.name || "photo.jpg");
     var category = this.$(".lk-category").value;
     var maxPrice = this.$(".lk-max-price").value;
-    if (category) { form.append("category", category); }
+    if (category === ALL_CATEGORIES) {
+      form.append("all_categories", "true");
+    } else if (category) {
+      form.append("category", category);
+    }
     if (maxPrice) { form.append("max_price", Number(maxPrice).toFixed(2)); }
-    if (extra.cheaperThan) { form.append("cheaper_than", extra.cheaperThan); }
+    if (extra.cheaperThan) { form.append("cheaper_than", extra.cheaperThan.sku); }
+    var sequence = this.begin();
     this.status(_("Searching…"));
-    this.root.setAttribute("aria-busy", "true");
     return this.request("/api/v1/search", { method: "POST", body: form }).then(function (body) {
-      self.show(body, extra.cheaperThan);
+      if (self.current(sequence)) { self.show(body, extra.cheaperThan); }
     }).catch(function (error) {
-      self.status(error.message, true);
-    }).then(function () { self.root.removeAttribute("aria-busy"); });
+      if (self.current(sequence) && !isAbort(error)) {
+        self.fail(error, function () { self.search(extra); });
+      }
+    }).then(function () { self.finish(sequence); });
   };
 
   Widget.prototype.loadShared = function (token) {
     var self = this;
+    var sequence = this.begin();
     this.status(_("Loading shared results…"));
     return this.request("/api/v1/searches/" + encodeURIComponent(token)).then(function (body) {
-      self.show(body, null, true);
-    }).catch(function (error) { self.status(error.message, true); });
+      if (self.current(sequence)) { self.show(body, null, true); }
+    }).catch(function (error) {
+      if (self.current(sequence) && !isAbort(error)) {
+        self.fail(error, function () { self.loadShared(token); });
+      }
+    }).then(function () { self.finish(sequence); });
   };
 
   Widget.prototype.show = function (body, cheaperThan, shared) {
@@ -229,14 +331,21 @@
     var list = this.$(".lk-results");
     list.innerHTML = "";
     body.results.forEach(function (item) { list.appendChild(self.card(item)); });
-    this.$(".lk-results-section").hidden = false;
+    var section = this.$(".lk-results-section");
+    section.hidden = false;
+    // On a phone the results start below the photo and filters: bring them into view.
+    if (!shared && section.getBoundingClientRect().top > window.innerHeight * 0.75) {
+      section.scrollIntoView({ block: "start" });
+    }
     var title = _("Lookalikes");
     if (body.category) {
       var named = { category: categoryName(body.category) };
       title = body.category_inferred ? _("Lookalikes in {category} (our guess)", named) :
         _("Lookalikes in {category}", named);
     }
-    if (cheaperThan) { title = _("{title}, cheaper than {sku}", { title: title, sku: cheaperThan }); }
+    if (cheaperThan) {
+      title = _("{title}, cheaper than {name}", { title: title, name: cheaperThan.name });
+    }
     this.$(".lk-results-title").textContent = title;
     var count = body.results.length;
     // No plural rules in the browser: each language words these so that one form fits
@@ -247,13 +356,22 @@
       _("Nothing matches these filters."));
     if (body.share_url) {
       this.$(".lk-share").hidden = false;
-      this.$(".lk-share-url").value = body.share_url;
+      this.$(".lk-share-url").value = this.shareUrl(body);
       if (this.useLocation && body.share_token) {
         var params = new URLSearchParams(window.location.search);  // keeps ?lang=
         params.set("s", body.share_token);
         history.replaceState(null, "", "?" + params.toString());
       }
     }
+  };
+
+  /* The link that shows these results: on the shop's page when embed.js names one
+     (data-share-page), else the Lookalike server's page. */
+  Widget.prototype.shareUrl = function (body) {
+    if (!this.sharePage || !body.share_token) { return body.share_url; }
+    var url = new URL(this.sharePage, window.location.href);
+    url.searchParams.set(SHARED_ON_SHOP_PAGE, body.share_token);
+    return url.toString();
   };
 
   Widget.prototype.card = function (item) {
@@ -271,9 +389,12 @@
     card.appendChild(image);
     card.appendChild(el("h3", "lk-card-name", item.name));
     card.appendChild(el("p", "lk-card-price", formatPrice(item.price, item.currency)));
-    var percent = new Intl.NumberFormat(I18N.language, { style: "percent" })
-      .format(Math.round(item.similarity) / 100);
-    card.appendChild(el("p", "lk-card-similarity", _("{percent} similar", { percent: percent })));
+    var rounded = Math.round(item.similarity);
+    if (rounded > 0) {  // "0% similar" tells a shopper nothing: the rank says enough
+      var percent = new Intl.NumberFormat(I18N.language, { style: "percent" })
+        .format(rounded / 100);
+      card.appendChild(el("p", "lk-card-similarity", _("{percent} similar", { percent: percent })));
+    }
     var actions = el("div", "lk-card-actions");
     if (item.url) {
       var link = el("a", "lk-button", _("View in shop"));
@@ -288,7 +409,9 @@
       cheaper.type = "button";
       cheaper.setAttribute("aria-label",
         _("Show lookalikes cheaper than {name}", { name: item.name }));
-      cheaper.addEventListener("click", function () { self.search({ cheaperThan: item.sku }); });
+      cheaper.addEventListener("click", function () {
+        self.search({ cheaperThan: { sku: item.sku, name: item.name } });
+      });
       actions.appendChild(cheaper);
     }
     card.appendChild(actions);
@@ -311,7 +434,8 @@
   }
 
   window.Lookalike = {
-    /* Mounts the widget once its words are loaded; options: apiBase, useLocation, language. */
+    /* Mounts the widget once its words are loaded; options: apiBase, useLocation, language,
+       sharePage. */
     mount: function (element, options) {
       options = options || {};
       return loadWords(options.apiBase, options.language).then(function () {

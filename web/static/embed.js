@@ -5,6 +5,9 @@
  *
  * data-language="ru" (en, ru, es, fa) fixes the widget's language; without it the visitor's
  * browser chooses (Accept-Language).
+ * data-share-page="https://shop.example/lookalikes" makes the widget's share links lead to that
+ * page of the shop (?lookalike=TOKEN), where the widget (embedded there too, with the same
+ * attribute) shows the shared results; without it they lead to the Lookalike server's page.
  * Loads the widget's style and code from the server this script came from and mounts the
  * search-by-photo widget in the target element. The host page's origin must be listed in
  * the server's WEB_CORS_ORIGINS setting.
@@ -25,7 +28,8 @@
     window.Lookalike.mount(target, {
       apiBase: origin,
       useLocation: false,
-      language: script.getAttribute("data-language") || ""
+      language: script.getAttribute("data-language") || "",
+      sharePage: script.getAttribute("data-share-page") || ""
     });
   }
 
