@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,10 +23,10 @@ import numpy as np
 
 from db import repository as repo
 from db.locks import hold_catalogue_exclusively
-from db.media import MediaStoreError
 from search.active_model import producer_runtime
 from search.errors import CatalogError
-from search.featurize import Featurizer, InvalidImageError, PreparedImage
+from search.featurize import Featurizer
+from search.stored_photos import prepared_batches
 
 if TYPE_CHECKING:
     from search.engine import SearchEngine
@@ -133,33 +133,17 @@ def _featurize(
     spec = engine.models.active.backbone
     vectors: dict[int, np.ndarray] = {}
 
-    def read_all() -> Iterator[tuple[str, bytes]]:
-        for image_id, file_name in images:
-            try:
-                yield str(image_id), engine.media.path_for(file_name).read_bytes()
-            except (OSError, MediaStoreError) as exc:
-                summary.failed.append((image_id, f"cannot read {file_name}: {exc}"))
-                advance(1)
-
-    def store(batch: list[tuple[int, PreparedImage]]) -> None:
+    for batch in prepared_batches(
+        engine,
+        images,
+        backbone=spec,
+        batch_size=batch_size,
+        failed=summary.failed,
+        advance=advance,
+    ):
         prepared = [item for _, item in batch]
         out = engine.models.embed(prepared, backbone=spec, featurizer=featurizer)  # (n, dim)
         vectors.update((image_id, out[row]) for row, (image_id, _) in enumerate(batch))
         summary.computed += len(batch)
         advance(len(batch))
-
-    batch: list[tuple[int, PreparedImage]] = []
-    for key, result in engine.models.prepare_many(
-        read_all(), lookahead=2 * batch_size, backbone=spec
-    ):
-        if isinstance(result, InvalidImageError):
-            summary.failed.append((int(key), str(result)))
-            advance(1)
-            continue
-        batch.append((int(key), result))
-        if len(batch) >= batch_size:
-            store(batch)
-            batch = []
-    if batch:
-        store(batch)
     return vectors

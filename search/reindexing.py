@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from db import repository as repo
 from db.locks import hold_catalogue_exclusively
-from db.media import MediaStoreError
 from db.tables import ProductImage, SearchModel
 from search.colour import stored_colour
 from search.errors import CatalogError
-from search.featurize import BackboneSpec, InvalidImageError, PreparedImage, get_backbone
+from search.featurize import BackboneSpec, PreparedImage, get_backbone
+from search.stored_photos import prepared_batches
 
 if TYPE_CHECKING:
     from search.engine import SearchEngine
@@ -125,30 +125,14 @@ def _compute(
 ) -> None:
     """Featurise `missing` (image id, file name) in batches, committing each batch."""
 
-    def read_all() -> Iterator[tuple[str, bytes]]:
-        """(image id, bytes), one file at a time (files are read lazily)."""
-        for image_id, file_name in missing:
-            try:
-                data = engine.media.path_for(file_name).read_bytes()
-            except (OSError, MediaStoreError) as exc:
-                summary.failed.append((image_id, f"cannot read {file_name}: {exc}"))
-                advance(1)
-                continue
-            yield str(image_id), data
-
-    batch: list[tuple[int, PreparedImage]] = []
-    for key, result in engine.models.prepare_many(
-        read_all(), lookahead=2 * batch_size, backbone=spec
+    for batch in prepared_batches(
+        engine,
+        missing,
+        backbone=spec,
+        batch_size=batch_size,
+        failed=summary.failed,
+        advance=advance,
     ):
-        if isinstance(result, InvalidImageError):
-            summary.failed.append((int(key), str(result)))
-            advance(1)
-            continue
-        batch.append((int(key), result))
-        if len(batch) >= batch_size:
-            _store_batch(engine, spec, batch, summary, advance)
-            batch = []
-    if batch:
         _store_batch(engine, spec, batch, summary, advance)
 
 
