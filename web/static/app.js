@@ -18,7 +18,7 @@
   "use strict";
 
   var I18N = { language: "en", direction: "ltr", messages: {}, categories: {}, colours: {} };
-  var COLOURS = window.LookalikeColours;
+  var Colours = window.LookalikeColours;  // colours.js: the chips and swatches
 
   /* The English text in the visitor's language, {name}s filled from `values`. */
   function _(text, values) {
@@ -195,7 +195,7 @@
 
   Widget.prototype.drawChips = function () {
     var self = this;
-    COLOURS.drawChips(this.$(".lk-chips"), _("Any colour"), colourName, function (code) {
+    Colours.drawChips(this.$(".lk-chips"), _("Any colour"), colourName, function (code) {
       self.chooseColour(code);
     });
     this.chooseColour("", true);
@@ -205,7 +205,7 @@
      (unless `quiet`: the widget is only being drawn). */
   Widget.prototype.chooseColour = function (code, quiet) {
     this.colour = code;
-    COLOURS.pressChip(this.$(".lk-chips"), code);
+    Colours.pressChip(this.$(".lk-chips"), code);
     this.$(".lk-colour-chosen").textContent = code ? colourName(code) : _("Any colour");
     if (this.photo && !quiet) { this.search({}); }
   };
@@ -428,7 +428,7 @@
     card.appendChild(el("p", "lk-card-price", formatPrice(item.price, item.currency)));
     if (item.colour) {  // null: not computed yet
       var named = { colour: colourName(item.colour) };
-      card.appendChild(COLOURS.cardLine(item.colour, named.colour, _("Colour: {colour}", named)));
+      card.appendChild(Colours.cardLine(item.colour, named.colour, _("Colour: {colour}", named)));
     }
     var rounded = Math.round(item.similarity);
     if (rounded > 0) {  // "0% similar" tells a shopper nothing: the rank says enough
