@@ -8,7 +8,8 @@ from urllib.parse import urlencode
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from lookalike.i18n import ENGLISH, N_, Translator
+from lookalike.i18n import ENGLISH, Translator
+from lookalike.i18n.colours import colour_text
 from lookalike.i18n.vocabulary import vocabulary
 from search import ProductRecord, ResultItem, SearchResult
 
@@ -32,34 +33,6 @@ def price_text(product: ProductRecord, t: Translator = ENGLISH) -> str:
 def category_text(category: str, t: Translator = ENGLISH) -> str:
     """A category code as the customer's language names it ("rain_boot": "резиновые сапоги")."""
     return vocabulary(t.language).category_name(category)
-
-
-# The 17 colour names of search.colour.NAMES, marked for the catalogues (the engine's names are
-# codes: "navy" is shown "темно-синий" in Russian); tests/test_i18n.py checks the two agree.
-COLOUR_NAMES: Mapping[str, str] = {
-    "black": N_("black"),
-    "white": N_("white"),
-    "grey": N_("grey"),
-    "beige": N_("beige"),
-    "brown": N_("brown"),
-    "tan": N_("tan"),
-    "red": N_("red"),
-    "pink": N_("pink"),
-    "orange": N_("orange"),
-    "yellow": N_("yellow"),
-    "green": N_("green"),
-    "blue": N_("blue"),
-    "navy": N_("navy"),
-    "purple": N_("purple"),
-    "gold": N_("gold"),
-    "silver": N_("silver"),
-    "multicolour": N_("multicolour"),
-}
-
-
-def colour_text(colour: str, t: Translator = ENGLISH) -> str:
-    """A colour name as the customer's language says it ("navy": "темно-синий")."""
-    return t(COLOUR_NAMES[colour]) if colour in COLOUR_NAMES else colour
 
 
 def _price_and_colour(product: ProductRecord, t: Translator) -> str:

@@ -152,6 +152,8 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
             print(f"chart saved to {args.chart}")
         if args.rankings:
             print(f"rankings of the live chain saved to {args.rankings}")
+        if args.plot:
+            print(f"plot of the live chain's rankings saved to {args.plot}")
     return EXIT_OK
 
 

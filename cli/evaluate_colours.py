@@ -1,7 +1,8 @@
 """`lookalike evaluate --colours FILE --images DIR`: colour P@k and category+colour P@k of every
 method without colour and with the live colour blend (COLOUR_WEIGHT), on the colour-labelled
 photos as a closed catalogue; `--rankings OUT.json` writes each query's top-k file names for the
-live chain with colour, to be scored against anyone's labels. See docs/evaluation.md."""
+live chain with colour, to be scored against anyone's labels; `--plot OUT.png` draws a few of
+those queries with their results and colour chips. See docs/evaluation.md."""
 
 from __future__ import annotations
 
@@ -37,6 +38,19 @@ def register_options(ev: argparse.ArgumentParser) -> None:
         metavar="OUT.json",
         help="--colours: write each query's top-k file names for the live chain with colour",
     )
+    ev.add_argument(
+        "--plot",
+        metavar="OUT.png",
+        help="--colours: draw a few queries (a seeded choice) with their top-k of the live chain "
+        "with colour, each photo with its named colour's chip, its label and a tick or cross",
+    )
+    ev.add_argument(
+        "--plot-queries",
+        type=int,
+        default=6,
+        metavar="N",
+        help="--plot: how many queries (default 6)",
+    )
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -44,8 +58,14 @@ def check_options(args: argparse.Namespace) -> None:
 
     if args.colours and not args.images:
         raise EvaluationError("--colours needs --images DIR, the folder of those photos")
-    if not args.colours and (args.images or args.rankings or args.colour_weight is not None):
-        raise EvaluationError("--images, --rankings and --colour-weight go with --colours FILE")
+    if not args.colours and (
+        args.images or args.rankings or args.plot or args.colour_weight is not None
+    ):
+        raise EvaluationError(
+            "--images, --rankings, --plot and --colour-weight go with --colours FILE"
+        )
+    if not 1 <= args.plot_queries <= 50:
+        raise EvaluationError(f"--plot-queries must be 1 to 50, not {args.plot_queries}")
     if args.colour_weight is not None and not 0.0 <= args.colour_weight <= 1.0:
         raise EvaluationError(f"--colour-weight must be in [0, 1], not {args.colour_weight}")
 
@@ -86,6 +106,7 @@ def colour_report(
         EvaluationError,
         colour_neighbours,
         describe_files,
+        plot_rankings,
         read_colour_labels,
         score_colours,
     )
@@ -112,10 +133,23 @@ def colour_report(
             rows.append(score_colours(top, categories, colours, name=method.name, weight=w))
             if method.name == live.name and w == weight:
                 live_top = top
+    if (args.rankings or args.plot) and live_top is None:
+        raise EvaluationError(f"--rankings, --plot: the live chain {live.name} was not evaluated")
     if args.rankings:
-        if live_top is None:
-            raise EvaluationError(f"--rankings: the live chain {live.name} was not evaluated")
         _write_rankings(Path(args.rankings), files, live_top, live.name, weight)
+    if args.plot and live_top is not None:
+        plot_rankings(
+            Path(args.plot),
+            Path(args.images),
+            files,
+            live_top,
+            colours,
+            descriptors,
+            title=f"{live.name}, colour weight {weight:g}: {args.plot_queries} queries (seed 0) "
+            f"and their top {options.k}; chip = named colour, eye = label by eye, "
+            "\u2713 = the query's label",
+            queries=args.plot_queries,
+        )
     return ColourReport(
         photos=len(rows_of),
         k=options.k,

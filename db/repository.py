@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -77,18 +78,40 @@ def list_products(
     return [ProductRecord.from_row(row) for row in session.scalars(query)]
 
 
-def search_products(session: Session, *, text: str, limit: int = 20) -> list[ProductRecord]:
-    """Active products whose SKU or name contains `text` (case-insensitive)."""
-    pattern = f"%{text.lower()}%"
-    query = (
-        select(Product)
-        .where(Product.removed.is_(False))
-        .where(func.lower(Product.sku).like(pattern) | func.lower(Product.name).like(pattern))
-        .options(selectinload(Product.images))
-        .order_by(Product.sku)
-        .limit(limit)
-    )
-    return [ProductRecord.from_row(row) for row in session.scalars(query)]
+def search_products(
+    session: Session,
+    *,
+    text: str,
+    limit: int = 20,
+    category: str | None = None,
+    colour: str | None = None,
+    max_price: Decimal | None = None,
+) -> list[ProductRecord]:
+    """Active products whose SKU or name contains `text` (case-insensitive; "" matches all), in
+    `category`, of `colour` (the product's: an admin's correction, else its first photo's
+    with a computed colour) and priced at most `max_price`; by SKU."""
+    query = select(Product).where(Product.removed.is_(False))
+    if text:
+        pattern = f"%{text.lower()}%"
+        query = query.where(
+            func.lower(Product.sku).like(pattern) | func.lower(Product.name).like(pattern)
+        )
+    if category is not None:
+        query = query.where(Product.category == category)
+    if max_price is not None:
+        query = query.where(Product.price <= max_price)
+    if colour is not None:
+        # Those that may be of that colour (corrected to it, or a photo of it); the first photo
+        # decides below, so the limit is applied after.
+        query = query.where(
+            (Product.colour == colour)
+            | (Product.colour.is_(None) & Product.images.any(ProductImage.colour_name == colour))
+        )
+    query = query.options(selectinload(Product.images)).order_by(Product.sku)
+    if colour is None:
+        return [ProductRecord.from_row(row) for row in session.scalars(query.limit(limit))]
+    found = (ProductRecord.from_row(row) for row in session.scalars(query))
+    return [record for record in found if record.colour == colour][:limit]
 
 
 def create_product(session: Session, *, fields: ProductFields, in_stock: bool = True) -> Product:

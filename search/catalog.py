@@ -10,6 +10,7 @@ unreferenced file, swept at the next start (`sweep_orphan_files`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
@@ -87,10 +88,27 @@ class Catalog:
         with self._sessions() as session:
             return repo.active_categories(session)
 
-    def find(self, text: str, *, limit: int = 20) -> list[ProductRecord]:
-        """Active products whose SKU or name contains `text`."""
+    def find(
+        self,
+        text: str,
+        *,
+        limit: int = 20,
+        category: str | None = None,
+        colour: str | None = None,
+        max_price: Decimal | None = None,
+    ) -> list[ProductRecord]:
+        """Active products whose SKU or name contains `text` ("": any), in `category`, of
+        `colour` (one of the colour names: the product's colour as shown) and priced at most
+        `max_price`, by SKU."""
         with self._sessions() as session:
-            return repo.search_products(session, text=text, limit=limit)
+            return repo.search_products(
+                session,
+                text=text,
+                limit=limit,
+                category=category,
+                colour=colour,
+                max_price=max_price,
+            )
 
     def sample_photos(self, limit: int) -> list[bytes]:
         """Up to `limit` of the catalogue's photos (encoded bytes), spread over it: what the

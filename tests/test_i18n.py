@@ -128,7 +128,7 @@ def test_every_language_names_every_demo_category() -> None:
 def test_every_colour_name_is_translated_and_understood_back() -> None:
     # The bot names a result's colour in the customer's language; a customer who types that
     # word in a caption gets that colour (search.colour's synonyms know these languages).
-    from bot.render import COLOUR_NAMES, colour_text
+    from lookalike.i18n.colours import COLOUR_NAMES, colour_text
     from search.colour import NAMES, parse_colour_synonym
 
     assert tuple(COLOUR_NAMES) == NAMES

@@ -4,7 +4,8 @@ they draw anything.
 
 The words are the messages marked `_("...")` in static/app.js and the elements marked
 `data-i18n` in static/index.html, translated by the same catalogues as the bot's
-(lookalike/i18n); the category names come from each language's vocabulary.
+(lookalike/i18n); the category names come from each language's vocabulary, the 17 colour names
+(the cards' colour and the colour chips, in the engine's order) from the catalogues.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from lookalike.i18n import LANGUAGES, from_accept_language, supported, translator
 from lookalike.i18n.catalogues import extract_marked_html
+from lookalike.i18n.colours import colour_names
 from lookalike.i18n.vocabulary import vocabulary
 
 STATIC = resources.files("web") / "static"
@@ -45,6 +47,7 @@ def words(language: str) -> dict[str, Any]:
         "languages": list(LANGUAGES),
         "messages": {message: t(message) for message in page_messages()},
         "categories": dict(names),
+        "colours": colour_names(t),
     }
 
 

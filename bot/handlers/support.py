@@ -24,6 +24,7 @@ from bot.handlers import customer
 from bot.render import deep_link, price_text, product_card
 from bot.replies import chat_action, send_results
 from lookalike.i18n import ENGLISH
+from lookalike.i18n.colours import colour_text
 from search import FieldError, ProductRecord, SearchResult, UrlFetchError, clean_sku, fetch_image
 
 log = logging.getLogger(__name__)
@@ -77,14 +78,33 @@ async def link(update: Update, context: Context) -> None:
 
 
 async def inline_query(update: Update, context: Context) -> None:
-    """`@bot SKU or name` in any chat: product cards to share. The same for everyone."""
+    """`@bot SKU or name` in any chat: product cards to share. The same for everyone.
+
+    The text is also read as a photo's caption is (`red pump under 80`: a colour, a category,
+    a price limit, in any of our languages): the products whose SKU or name contains the text
+    come first, then those of that colour, category and price. There is no photo to rank by,
+    so the colour asked for is a filter here (the product's colour as the shop shows it).
+    """
     query = update.inline_query
     if query is None:
         return
     services = context.bot_data.services
+    engine = services.engine
     text = query.query.strip()[:INLINE_QUERY_MAX_CHARS]
     limit = INLINE_MAX_RESULTS if text else INLINE_EMPTY_QUERY_RESULTS
-    found = await services.engine.run(services.engine.catalog.find, text, limit=limit)
+    found = await engine.run(engine.catalog.find, text, limit=limit)
+    wanted = await customer.caption_filters(services, text)
+    if wanted.any:
+        named = {product.id for product in found}
+        matching = await engine.run(
+            engine.catalog.find,
+            "",
+            limit=limit,
+            category=wanted.category,
+            colour=wanted.colour,
+            max_price=wanted.max_price,
+        )
+        found += [product for product in matching if product.id not in named]
     bot_username = context.bot.username
     results = [_inline_result(p, bot_username) for p in found if p.active][:INLINE_MAX_RESULTS]
     await query.answer(results, cache_time=INLINE_CACHE_SECONDS, is_personal=False)
@@ -106,7 +126,7 @@ def _inline_result(
             id=str(product.id),
             photo_file_id=cached,
             title=product.name,
-            description=f"SKU {product.sku} · {price_text(product)}",
+            description=_description(product),
             caption=card,
             parse_mode=ParseMode.HTML,
             reply_markup=keyboard,
@@ -114,12 +134,20 @@ def _inline_result(
     return InlineQueryResultArticle(
         id=str(product.id),
         title=product.name,
-        description=f"SKU {product.sku} · {price_text(product)}",
+        description=_description(product),
         input_message_content=InputTextMessageContent(
             card, parse_mode=ParseMode.HTML, disable_web_page_preview=True
         ),
         reply_markup=keyboard,
     )
+
+
+def _description(product: ProductRecord) -> str:
+    """ "SKU footwear_0042 · €78.99 · red" (the colour once computed)."""
+    shown = [f"SKU {product.sku}", price_text(product)]
+    if product.colour:
+        shown.append(colour_text(product.colour))
+    return " · ".join(shown)
 
 
 def first_link(message: Message) -> str | None:

@@ -6,6 +6,7 @@ docs/evaluation.md has the figures.
 - search.evaluation.report: `evaluate` and the reports it returns;
 - search.evaluation.methods: the methods compared and the live chain (`live_method`);
 - search.evaluation.colours: colour P@k of each method with the live colour blend;
+- search.evaluation.plot: a few queries' rankings with their colour chips, as a picture;
 - search.evaluation.inputs: labels, vectors and folders read as the evaluation needs them.
 """
 
@@ -33,6 +34,7 @@ from search.evaluation.methods import (
     live_method,
     parse_methods,
 )
+from search.evaluation.plot import plot_rankings, plot_size
 from search.evaluation.report import (
     CategoryScores,
     EvaluationReport,
@@ -60,6 +62,8 @@ __all__ = [
     "leave_one_out_neighbours",
     "live_method",
     "parse_methods",
+    "plot_rankings",
+    "plot_size",
     "read_colour_labels",
     "read_labels",
     "read_vectors",

@@ -12,6 +12,7 @@ import pytest
 
 from bot.handlers.customer import NOT_A_PHOTO
 from db.records import ProductRecord
+from search import clean_product_fields, correct_colour
 from tests.bot.conftest import (
     ADMIN_ID,
     CUSTOMER_ID,
@@ -199,6 +200,42 @@ async def test_inline_query_by_sku_and_by_name(bot: BotHarness) -> None:
 
     nothing = await inline_answer(bot, "no such product")
     assert nothing.params["results"] == []
+
+
+async def test_inline_query_reads_a_colour_a_category_and_a_price(bot: BotHarness) -> None:
+    """`red heels` lists the red heels (by the colour the shop shows: here admins' corrections,
+    so the test knows them), not only the products named so; a price limit narrows too, and a
+    Russian query is read the same way (the photo captions' parser)."""
+    engine = bot.engine
+    heels = {f"footwear_00{n}": "red" for n in (10, 11, 12)} | {"footwear_0013": "black"}
+    for number, (sku, colour) in enumerate(heels.items()):
+        current = engine.catalog.require(sku)
+        price = f"{60 + 10 * number}"  # 60, 70, 80, 90
+        engine.catalog.update(
+            clean_product_fields(
+                sku=sku, name=current.name, currency=current.currency, price=price, category="heel"
+            )
+        )
+        correct_colour(engine, sku, colour)
+    correct_colour(engine, "footwear_0020", "red")  # red, not a heel
+
+    def skus(answer: ApiCall) -> list[str]:
+        found = [r["description"].split(" · ")[0] for r in answer.params["results"]]
+        return [sku.removeprefix("SKU ") for sku in found]
+
+    answer = await inline_answer(bot, "red heels")
+    assert skus(answer) == ["footwear_0010", "footwear_0011", "footwear_0012"]
+    assert all(r["description"].endswith(" · red") for r in answer.params["results"])
+    assert skus(await inline_answer(bot, "red heels under 75")) == [
+        "footwear_0010",
+        "footwear_0011",
+    ]
+    assert skus(await inline_answer(bot, "чёрные туфли на каблуке")) == ["footwear_0013"]
+    red = skus(await inline_answer(bot, "red"))
+    assert {"footwear_0010", "footwear_0020"} <= set(red)
+    assert all(engine.catalog.require(sku).colour == "red" for sku in red)
+    # A name or SKU still finds its product first.
+    assert skus(await inline_answer(bot, "footwear_0013"))[0] == "footwear_0013"
 
 
 # ---------------------------------------------------------------------------- image URLs

@@ -9,11 +9,16 @@
  * Words come from the server in the visitor's language (GET /i18n.json: Accept-Language, or
  * the `language` option, or ?lang= on the page), marked _("...") here for the catalogues
  * (lookalike/i18n); the widget is laid out right to left for Persian.
+ *
+ * Colour (colours.js, loaded first): each card shows its product's colour, and the colour
+ * chips send colour= with the search: that colour's lookalikes first, the others after (the
+ * API reorders, it does not filter).
  */
 (function () {
   "use strict";
 
-  var I18N = { language: "en", direction: "ltr", messages: {}, categories: {} };
+  var I18N = { language: "en", direction: "ltr", messages: {}, categories: {}, colours: {} };
+  var Colours = window.LookalikeColours;  // colours.js: the chips and swatches
 
   /* The English text in the visitor's language, {name}s filled from `values`. */
   function _(text, values) {
@@ -26,6 +31,8 @@
   function categoryName(code) {
     return I18N.categories[code] || code.replace(/_/g, " ");
   }
+
+  function colourName(code) { return (I18N.colours || {})[code] || code; }
 
   function template() { return [
     '<section class="lk-search" aria-labelledby="lk-search-title">',
@@ -49,6 +56,10 @@
     '    <div class="lk-field"><label for="lk-max-price-ID">' + _("Under price") + '</label>',
     '      <input id="lk-max-price-ID" class="lk-max-price" name="max_price" type="number"',
     '        min="0.01" step="0.01" inputmode="decimal" placeholder="' + _("any") + '"></div>',
+    '    <div class="lk-field lk-colour-field">',
+    '      <span id="lk-colour-label-ID" class="lk-field-label">' + _("Colour") +
+      ' <span class="lk-colour-chosen"></span></span>',
+    '      <div class="lk-chips" aria-labelledby="lk-colour-label-ID"></div></div>',
     '    <button class="lk-button lk-apply" type="submit">' + _("Apply filters") + '</button>',
     '  </form>',
     '</section>',
@@ -107,6 +118,7 @@
     this.useLocation = Boolean(options.useLocation);
     this.sharePage = options.sharePage || "";  // embedded: share links lead to this page
     this.photo = null;
+    this.colour = "";        // the chosen chip's colour; "": any colour
     this.sequence = 0;       // the newest request's number; older answers are dropped
     this.controller = null;  // aborts the newest request when another one starts
     this.again = null;       // repeats the last request (the "Try again" button)
@@ -116,6 +128,7 @@
     root.innerHTML = template().replace(/-ID/g, "-" + counter);
     this.$ = function (selector) { return root.querySelector(selector); };
     this.bind();
+    this.drawChips();
     this.loadCategories();
     var params = new URLSearchParams(window.location.search);
     var token = this.useLocation ? params.get("s") :
@@ -178,6 +191,23 @@
         }, function () { self.status(_("Select the link and copy it.")); });
       }
     });
+  };
+
+  Widget.prototype.drawChips = function () {
+    var self = this;
+    Colours.drawChips(this.$(".lk-chips"), _("Any colour"), colourName, function (code) {
+      self.chooseColour(code);
+    });
+    this.chooseColour("", true);
+  };
+
+  /* Presses the chip of `code` ("": any colour); with a photo, searches again in that colour
+     (unless `quiet`: the widget is only being drawn). */
+  Widget.prototype.chooseColour = function (code, quiet) {
+    this.colour = code;
+    Colours.pressChip(this.$(".lk-chips"), code);
+    this.$(".lk-colour-chosen").textContent = code ? colourName(code) : _("Any colour");
+    if (this.photo && !quiet) { this.search({}); }
   };
 
   Widget.prototype.status = function (text, isError) {
@@ -302,10 +332,12 @@
     }
     if (maxPrice) { form.append("max_price", Number(maxPrice).toFixed(2)); }
     if (extra.cheaperThan) { form.append("cheaper_than", extra.cheaperThan.sku); }
+    var colour = this.colour;
+    if (colour) { form.append("colour", colour); }
     var sequence = this.begin();
     this.status(_("Searching…"));
     return this.request("/api/v1/search", { method: "POST", body: form }).then(function (body) {
-      if (self.current(sequence)) { self.show(body, extra.cheaperThan); }
+      if (self.current(sequence)) { self.show(body, extra.cheaperThan, false, colour); }
     }).catch(function (error) {
       if (self.current(sequence) && !isAbort(error)) {
         self.fail(error, function () { self.search(extra); });
@@ -326,7 +358,8 @@
     }).then(function () { self.finish(sequence); });
   };
 
-  Widget.prototype.show = function (body, cheaperThan, shared) {
+  /* colour: the colour asked for ("" or undefined: none), named in the title. */
+  Widget.prototype.show = function (body, cheaperThan, shared, colour) {
     var self = this;
     var list = this.$(".lk-results");
     list.innerHTML = "";
@@ -345,6 +378,9 @@
     }
     if (cheaperThan) {
       title = _("{title}, cheaper than {name}", { title: title, name: cheaperThan.name });
+    }
+    if (colour) {
+      title = _("{title}: {colour} first", { title: title, colour: colourName(colour) });
     }
     this.$(".lk-results-title").textContent = title;
     var count = body.results.length;
@@ -380,6 +416,7 @@
     card.setAttribute("data-sku", item.sku);
     card.setAttribute("data-category", item.category || "");
     card.setAttribute("data-price", item.price === null ? "" : item.price);
+    card.setAttribute("data-colour", item.colour || "");
     var image = el("img", "lk-card-image");
     image.src = item.thumbnail_url;
     image.alt = item.name;
@@ -389,6 +426,10 @@
     card.appendChild(image);
     card.appendChild(el("h3", "lk-card-name", item.name));
     card.appendChild(el("p", "lk-card-price", formatPrice(item.price, item.currency)));
+    if (item.colour) {  // null: not computed yet
+      var named = { colour: colourName(item.colour) };
+      card.appendChild(Colours.cardLine(item.colour, named.colour, _("Colour: {colour}", named)));
+    }
     var rounded = Math.round(item.similarity);
     if (rounded > 0) {  // "0% similar" tells a shopper nothing: the rank says enough
       var percent = new Intl.NumberFormat(I18N.language, { style: "percent" })

@@ -8,7 +8,7 @@
  * data-share-page="https://shop.example/lookalikes" makes the widget's share links lead to that
  * page of the shop (?lookalike=TOKEN), where the widget (embedded there too, with the same
  * attribute) shows the shared results; without it they lead to the Lookalike server's page.
- * Loads the widget's style and code from the server this script came from and mounts the
+ * Loads the widget's style and code (colours.js, app.js) from the server this script came from and mounts the
  * search-by-photo widget in the target element. The host page's origin must be listed in
  * the server's WEB_CORS_ORIGINS setting.
  */
@@ -42,8 +42,12 @@
     mount();
     return;
   }
-  var code = document.createElement("script");
-  code.src = origin + "/static/app.js";
-  code.onload = mount;
-  document.head.appendChild(code);
+  // colours.js first: app.js draws the colour chips with it.
+  function load(path, then) {
+    var code = document.createElement("script");
+    code.src = origin + path;
+    code.onload = then;
+    document.head.appendChild(code);
+  }
+  load("/static/colours.js", function () { load("/static/app.js", mount); });
 })();
