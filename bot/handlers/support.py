@@ -21,18 +21,27 @@ from telegram.ext import BaseHandler, CommandHandler, InlineQueryHandler, Messag
 
 from bot.context import Context
 from bot.handlers import customer
-from bot.render import deep_link, price_text, product_card
+from bot.render import deep_link, price_text, product_card, status_text
 from bot.replies import chat_action, send_results
-from lookalike.i18n import ENGLISH
+from lookalike.i18n import N_
 from search import FieldError, ProductRecord, SearchResult, UrlFetchError, clean_sku, fetch_image
 
 log = logging.getLogger(__name__)
 
-STAFF_ONLY = (
+STAFF_ONLY = N_(
     "Sorry, that command is for the shop's support team. Send me a photo of an item and "
     "I'll find similar products."
 )
-LINK_USAGE = "Usage: <code>/link SKU</code>, e.g. <code>/link SNK-001</code>"
+LINK_USAGE = N_("Usage: <code>/link SKU</code>, e.g. <code>/link SNK-001</code>")
+INVALID_SKU = N_("That is not a valid SKU: {reason}")
+NO_SUCH_SKU = N_(
+    "There is no product with SKU <code>{sku}</code>. Check the spelling (SKUs are case-sensitive)."
+)
+LINK_FOR_CUSTOMERS = N_("Link for customers:")
+LINK_UNAVAILABLE = N_("⚠️ This product is {status}: the link will say it is unavailable.")
+URL_FAILED = N_("I couldn't get an image from that link: {reason}")
+URL_HEADING = N_("Most similar products to the image at that link")
+NO_CLOSE_MATCH = N_("(no close match: these are the nearest we have)")
 INLINE_MAX_RESULTS = 20  # Telegram allows 50; a short list is easier to pick from
 INLINE_EMPTY_QUERY_RESULTS = 5
 INLINE_QUERY_MAX_CHARS = 64
@@ -50,29 +59,27 @@ async def link(update: Update, context: Context) -> None:
     if message is None:
         return
     services = context.bot_data.services
+    t = await services.translator_for(user)
     if not services.is_staff(user.id if user else None):
-        await message.reply_text(STAFF_ONLY)
+        await message.reply_text(t(STAFF_ONLY))
         return
     if not context.args:
-        await message.reply_text(LINK_USAGE, parse_mode=ParseMode.HTML)
+        await message.reply_text(t(LINK_USAGE), parse_mode=ParseMode.HTML)
         return
     try:
         sku = clean_sku(context.args[0])
     except FieldError as exc:
-        await message.reply_text(f"That is not a valid SKU: {exc}")
+        await message.reply_text(t(INVALID_SKU, reason=exc))
         return
     product = await services.engine.run(services.engine.catalog.get, sku)
     if product is None:
-        await message.reply_text(
-            f"There is no product with SKU <code>{escape(sku)}</code>. "
-            "Check the spelling (SKUs are case-sensitive).",
-            parse_mode=ParseMode.HTML,
-        )
+        await message.reply_text(t(NO_SUCH_SKU, sku=escape(sku)), parse_mode=ParseMode.HTML)
         return
     url = deep_link(context.bot.username, f"p_{product.id}")
-    text = f"{product_card(product, staff=True)}\n\nLink for customers:\n{escape(url)}"
+    card = product_card(product, staff=True, t=t)
+    text = f"{card}\n\n{escape(t(LINK_FOR_CUSTOMERS))}\n{escape(url)}"
     if not product.active:
-        text += f"\n⚠️ This product is {product.status}: the link will say it is unavailable."
+        text += "\n" + escape(t(LINK_UNAVAILABLE, status=status_text(product, t)))
     await message.reply_text(text, parse_mode=ParseMode.HTML, disable_web_page_preview=True)
 
 
@@ -145,8 +152,8 @@ async def search_url(update: Update, context: Context) -> None:
     if not services.is_staff(user.id) or url is None:
         await customer.not_a_photo(update, context)
         return
-    # Staff tools speak English (the shop's staff language); customers get their own.
-    if not await customer.within_rate_limit(message, services, user.id, ENGLISH):
+    t = await services.translator_for(user)
+    if not await customer.within_rate_limit(message, services, user.id, t):
         return
     # The rest of the message narrows the search like a photo's caption ("boots under 60").
     rest = _LINK.sub(" ", (message.text or "").replace(url, " "))
@@ -162,18 +169,18 @@ async def search_url(update: Update, context: Context) -> None:
                 allow_private=settings.url_fetch_allow_private,
             )
         except UrlFetchError as exc:
-            result = f"I couldn't get an image from that link: {exc}"
+            result = t(URL_FAILED, reason=exc)
         else:
             result = await customer.search_bytes(
-                services, data, services.who(user.id, "url"), wanted, ENGLISH
+                services, data, services.who(user.id, "url"), wanted, t
             )
     if isinstance(result, str):
         await message.reply_text(result, disable_web_page_preview=True)
         return
-    heading = "Most similar products to the image at that link"
+    heading = t(URL_HEADING)
     if result.best_distance is not None and result.best_distance > settings.weak_match_distance:
-        heading += " (no close match: these are the nearest we have)"
-    await send_results(context.bot, message.chat_id, result, services, heading=heading)
+        heading += " " + t(NO_CLOSE_MATCH)
+    await send_results(context.bot, message.chat_id, result, services, heading=heading, t=t)
 
 
 def handlers() -> list[BaseHandler[Update, Context, None]]:
