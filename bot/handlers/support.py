@@ -23,7 +23,7 @@ from bot.context import Context
 from bot.handlers import customer
 from bot.render import deep_link, price_text, product_card, status_text
 from bot.replies import chat_action, send_results
-from lookalike.i18n import N_
+from lookalike.i18n import N_, Translator
 from search import FieldError, ProductRecord, SearchResult, UrlFetchError, clean_sku, fetch_image
 
 log = logging.getLogger(__name__)
@@ -84,36 +84,40 @@ async def link(update: Update, context: Context) -> None:
 
 
 async def inline_query(update: Update, context: Context) -> None:
-    """`@bot SKU or name` in any chat: product cards to share. The same for everyone."""
+    """`@bot SKU or name` in any chat: product cards to share, in the asker's language (so
+    personal: Telegram would otherwise cache one language's cards for everyone)."""
     query = update.inline_query
     if query is None:
         return
     services = context.bot_data.services
+    t = await services.translator_for(query.from_user)
     text = query.query.strip()[:INLINE_QUERY_MAX_CHARS]
     limit = INLINE_MAX_RESULTS if text else INLINE_EMPTY_QUERY_RESULTS
     found = await services.engine.run(services.engine.catalog.find, text, limit=limit)
     bot_username = context.bot.username
-    results = [_inline_result(p, bot_username) for p in found if p.active][:INLINE_MAX_RESULTS]
-    await query.answer(results, cache_time=INLINE_CACHE_SECONDS, is_personal=False)
+    results = [_inline_result(p, bot_username, t) for p in found if p.active]
+    await query.answer(
+        results[:INLINE_MAX_RESULTS], cache_time=INLINE_CACHE_SECONDS, is_personal=True
+    )
 
 
 def _inline_result(
-    product: ProductRecord, bot_username: str
+    product: ProductRecord, bot_username: str, t: Translator
 ) -> InlineQueryResultCachedPhoto | InlineQueryResultArticle:
-    buttons = [
-        InlineKeyboardButton("🔎 Similar products", url=deep_link(bot_username, f"p_{product.id}"))
-    ]
+    similar = deep_link(bot_username, f"p_{product.id}")
+    buttons = [InlineKeyboardButton(t("🔎 Similar products"), url=similar)]
     if product.url:
-        buttons.insert(0, InlineKeyboardButton("🛍 Product page", url=product.url))
+        buttons.insert(0, InlineKeyboardButton(t("🛍 Product page"), url=product.url))
     keyboard = InlineKeyboardMarkup([buttons])
-    card = product_card(product)
+    card = product_card(product, t=t)
+    description = t("SKU {sku} · {price}", sku=product.sku, price=price_text(product, t))
     cached = next((i.telegram_file_id for i in product.images if i.telegram_file_id), None)
     if cached is not None:
         return InlineQueryResultCachedPhoto(
             id=str(product.id),
             photo_file_id=cached,
             title=product.name,
-            description=f"SKU {product.sku} · {price_text(product)}",
+            description=description,
             caption=card,
             parse_mode=ParseMode.HTML,
             reply_markup=keyboard,
@@ -121,7 +125,7 @@ def _inline_result(
     return InlineQueryResultArticle(
         id=str(product.id),
         title=product.name,
-        description=f"SKU {product.sku} · {price_text(product)}",
+        description=description,
         input_message_content=InputTextMessageContent(
             card, parse_mode=ParseMode.HTML, disable_web_page_preview=True
         ),

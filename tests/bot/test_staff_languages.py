@@ -77,3 +77,19 @@ async def test_spanish_support_staff_and_a_spanish_customer_refused_an_admin_com
     assert await say(bot, "/stock X in", user_id=CUSTOMER_ID) == (
         "Lo siento, este comando es solo para los administradores de la tienda."
     )
+
+
+async def test_inline_cards_are_in_the_askers_language_and_personal(bot: BotHarness) -> None:
+    bot.api.add_user(CUSTOMER_ID, language_code="ru")
+    sku = "footwear_0042"
+    mark = bot.api.mark()
+    bot.api.inline_query(user_id=CUSTOMER_ID, query=sku)
+    answer = await bot.wait_for("answerInlineQuery", after=mark)
+    assert answer.ok, answer.description
+    # Personal: Telegram caches the answer per user, so no one gets another's language.
+    assert answer.params["is_personal"] is True
+    (result,) = answer.params["results"]
+    assert result["description"].startswith(f"Артикул {sku} · ")
+    assert result["input_message_content"]["message_text"].split("\n")[1].startswith("Артикул")
+    labels = [b["text"] for row in result["reply_markup"]["inline_keyboard"] for b in row]
+    assert "🔎 Похожие товары" in labels
