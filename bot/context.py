@@ -41,8 +41,12 @@ class BotServices:
         Telegram client's (language_code), else English."""
         if user is None:
             return translator(None)
-        chosen = await self.engine.run(self.languages.get, self.user_ref(user.id))
-        return translator(chosen or user.language_code)
+        return await self.translator_for_id(user.id, user.language_code)
+
+    async def translator_for_id(self, user_id: int, language_code: str | None) -> Translator:
+        """The same for a user known by id only (a scheduled job has no message)."""
+        chosen = await self.engine.run(self.languages.get, self.user_ref(user_id))
+        return translator(chosen or language_code)
 
     async def within_limit(self, user_id: int) -> float | None:
         """None if the user may search now (and it counts), else seconds until they may."""

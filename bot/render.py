@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from lookalike.i18n import ENGLISH, Translator
+from lookalike.i18n import ENGLISH, N_, Translator
 from lookalike.i18n.colours import colour_text
 from lookalike.i18n.vocabulary import vocabulary
 from search import ProductRecord, ResultItem, SearchResult
@@ -188,8 +188,22 @@ def product_keyboard(
     return InlineKeyboardMarkup([buttons])
 
 
+# A product's status as ProductRecord.status names it, for staff.
+STATUS_NAMES: Mapping[str, str] = {
+    "in stock": N_("in stock"),
+    "out of stock": N_("out of stock"),
+    "removed": N_("removed"),
+}
+
+
+def status_text(product: ProductRecord, t: Translator = ENGLISH) -> str:
+    status = product.status
+    return t(STATUS_NAMES[status]) if status in STATUS_NAMES else status
+
+
 def product_card(product: ProductRecord, *, staff: bool = False, t: Translator = ENGLISH) -> str:
-    """A product's card; staff (in English) see its status and images too."""
+    """A product's card; staff see its status and images too, and the category and colour as
+    the codes they type in commands."""
     lines = [
         f"<b>{escape(product.name)}</b>",
         t("SKU {sku} · {price}", sku=escape(product.sku), price=escape(price_text(product, t))),
@@ -204,5 +218,7 @@ def product_card(product: ProductRecord, *, staff: bool = False, t: Translator =
         url = escape(product.url, quote=True)
         lines.append(f'<a href="{url}">{escape(t("Product page"))}</a>')
     if staff:
-        lines.append(f"Status: {product.status} · {len(product.images)} image(s) · id {product.id}")
+        images = t.n("{count} image", "{count} images", len(product.images))
+        status = t("Status: {status}", status=escape(status_text(product, t)))
+        lines.append(f"{status} · {escape(images)} · id {product.id}")
     return "\n".join(lines)

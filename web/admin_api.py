@@ -16,6 +16,7 @@ from fastapi import APIRouter, Body, Path, Request, Security
 from fastapi.security import HTTPBearer
 from starlette.datastructures import UploadFile
 
+from lookalike.i18n import N_
 from search import (
     CatalogError,
     FieldError,
@@ -66,14 +67,14 @@ async def _read_photo_form(request: Request) -> tuple[bytes, dict[str, str]]:
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise ProblemError(
             415,
-            "send the photo as multipart/form-data (field 'photo')",
+            N_("send the photo as multipart/form-data (field 'photo')"),
             kind="unsupported-media-type",
         )
     async with request.form(max_files=1, max_fields=len(_PRODUCT_FORM)) as form:
         photo = form.get("photo")
         if not isinstance(photo, UploadFile):
             raise ProblemError(
-                422, "send the photo as the multipart field 'photo'", kind="invalid-request"
+                422, N_("send the photo as the multipart field 'photo'"), kind="invalid-request"
             )
         fields = {name: value for name in _PRODUCT_FORM if isinstance(value := form.get(name), str)}
         return await photo.read(), fields
@@ -99,7 +100,7 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
             )
         except ProblemError as refusal:
             if not isinstance(refusal, TooManyRefusalsError):  # past the limit: not one by one
-                await _audit(engine, 0, action, "refused", target, {"reason": refusal.detail})
+                await _audit(engine, 0, action, "refused", target, {"reason": str(refusal)})
             raise
 
     async def audited(
@@ -110,13 +111,13 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
         try:
             done = await work()
         except ProblemError as problem:
-            reason = {**who, "reason": problem.detail}
+            reason = {**who, "reason": str(problem)}
             await _audit(engine, -key.id, action, "failed", target, reason)
             raise
         except (CatalogError, InvalidImageError, MediaStoreError) as error:
             reason = {**who, "reason": str(error)}
             await _audit(engine, -key.id, action, "failed", target, reason)
-            raise _engine_problem(error) from None
+            raise _engine_problem(error, target) from None
         await _audit(engine, -key.id, action, "ok", target, who)
         context.metrics.writes.labels(action=action).inc()
         return done
@@ -146,7 +147,12 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
                 category=form.get("category"),
             )
             if await engine.run(engine.catalog.get, fields.sku) is not None:
-                raise ProblemError(409, f"product {fields.sku} already exists", kind="conflict")
+                raise ProblemError(
+                    409,
+                    N_("product {sku} already exists"),
+                    kind="conflict",
+                    values={"sku": fields.sku},
+                )
             return _outcome_out(await engine.add_photo(fields, data), urls(request))
 
         return await audited(key, "web_add", sku[:64], work)
@@ -242,9 +248,9 @@ def _update(engine: SearchEngine, sku: str, change: ProductUpdateIn) -> tuple[Pr
     return record, changed or colour_changed
 
 
-def _engine_problem(error: Exception) -> ProblemError:
+def _engine_problem(error: Exception, sku: str) -> ProblemError:
     if isinstance(error, CatalogError):
-        return catalog_problem(error)
+        return catalog_problem(error, sku)
     if isinstance(error, InvalidImageError):
         return ProblemError(422, str(error), kind="invalid-image")
     return ProblemError(503, str(error), kind="storage")

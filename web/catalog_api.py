@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from lookalike.i18n import N_
 from search import CatalogError, Requester
 from web.context import SOURCE, catalog_problem
 from web.problems import ProblemError
@@ -30,7 +31,9 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
         product = await engine.run(engine.catalog.get, sku)
         # Out of stock is shown (in_stock: false); removed products are gone for customers.
         if product is None or product.removed:
-            raise ProblemError(404, f"there is no product {sku!r}", kind="not-found")
+            raise ProblemError(
+                404, N_("there is no product {sku}"), kind="not-found", values={"sku": repr(sku)}
+            )
         return product_out(product, Urls.for_request(request, context.config.public_url))
 
     @routes.get(
@@ -48,7 +51,7 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
         try:
             product, result = await engine.run(_similar_to_sku, engine, sku, who, k)
         except CatalogError as error:
-            raise catalog_problem(error) from None
+            raise catalog_problem(error, sku) from None
         urls = Urls.for_request(request, context.config.public_url)
         return SimilarOut(product=product_out(product, urls), search=search_out(result, urls))
 

@@ -31,15 +31,17 @@ if TYPE_CHECKING:
     from search import SearchEngine, SearchResult
 
 SOURCE = "web"  # Requester.source of every search made here
+NO_PRODUCT = N_("there is no product {sku}")
+TOO_MANY_SEARCHES = N_("too many searches from your address; try again in {wait} s")
+TOO_MANY_VOTES = N_("too many votes from your address; try again in {wait} s")
+TOO_MANY_REFUSALS = N_("too many refused attempts from your address; try again in {wait} s")
+TOO_MANY_WRITES = N_("too many catalogue changes with this key; try again in {wait} s")
 
 
 def rate_limited(kind: type[ProblemError], why: str, wait: int) -> ProblemError:
-    """429 with Retry-After: `why`, and when to try again."""
+    """429 with Retry-After: `why` (a marked sentence with {wait}), and when to try again."""
     return kind(
-        429,
-        f"{why}; try again in {wait} s",
-        kind="rate-limited",
-        headers={"Retry-After": str(wait)},
+        429, why, kind="rate-limited", headers={"Retry-After": str(wait)}, values={"wait": wait}
     )
 
 
@@ -73,13 +75,13 @@ class WebContext:
     async def limit_search(self, user_ref: str) -> None:
         wait = await self.limits.search_wait(user_ref)
         if wait is not None:
-            raise rate_limited(ProblemError, "too many searches from your address", wait)
+            raise rate_limited(ProblemError, TOO_MANY_SEARCHES, wait)
 
     async def limit_votes(self, user_ref: str) -> None:
         """Votes from one address: as many a minute as searches (a vote follows a search)."""
         wait = await self.limits.vote_wait(user_ref)
         if wait is not None:
-            raise rate_limited(ProblemError, "too many votes from your address", wait)
+            raise rate_limited(ProblemError, TOO_MANY_VOTES, wait)
 
     async def authorise_write(self, authorization: str | None, user_ref: str) -> ApiKeyRecord:
         """The key of a write request; 401 without a valid one, 429 (Retry-After) past the
@@ -89,21 +91,18 @@ class WebContext:
         except ProblemError:
             wait = await self.limits.refused_wait(user_ref)
             if wait is not None:
-                why = "too many refused attempts from your address"
-                raise rate_limited(TooManyRefusalsError, why, wait) from None
+                raise rate_limited(TooManyRefusalsError, TOO_MANY_REFUSALS, wait) from None
             raise
         wait = await self.limits.write_wait(key.id)
         if wait is not None:
-            raise rate_limited(ProblemError, "too many catalogue changes with this key", wait)
+            raise rate_limited(ProblemError, TOO_MANY_WRITES, wait)
         return key
 
     async def price_below(self, sku: str) -> Decimal:
         """The max_price of "cheaper than SKU": that product's price minus one cent."""
         product = await self.engine.run(self.engine.catalog.get, sku)
         if product is None or product.removed:
-            raise ProblemError(
-                404, N_("there is no product {sku}"), kind="not-found", values={"sku": repr(sku)}
-            )
+            raise ProblemError(404, NO_PRODUCT, kind="not-found", values={"sku": repr(sku)})
         if product.price is None:
             raise ProblemError(
                 422,
@@ -138,9 +137,13 @@ class WebContext:
         return result
 
 
-def catalog_problem(error: CatalogError) -> ProblemError:
-    """A catalogue request that cannot be done: 404 when it names something unknown."""
+def catalog_problem(error: CatalogError, sku: str | None = None) -> ProblemError:
+    """A catalogue request that cannot be done: 404 when it names something unknown. A product
+    the request named (`sku`) that is not there is said in the request's language; any other
+    reason is the engine's (English)."""
     message = str(error)
+    if sku and message.startswith(("there is no product", "no product")):
+        return ProblemError(404, NO_PRODUCT, kind="not-found", values={"sku": repr(sku)})
     status = 404 if message.startswith(("there is no", "no product", "unknown")) else 409
     return ProblemError(status, message, kind="not-found" if status == 404 else "conflict")
 

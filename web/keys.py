@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import ApiKeyRecord, ApiKeys
+from lookalike.i18n import N_
 from web.problems import ProblemError
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ def bearer_secret(authorization: str | None) -> str:
     if not authorization:
         raise ProblemError(
             401,
-            "this needs an API key: send it as 'Authorization: Bearer <key>'",
+            N_("this needs an API key: send it as 'Authorization: Bearer <key>'"),
             kind="unauthorized",
             headers=_CHALLENGE,
         )
@@ -34,7 +35,7 @@ def bearer_secret(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not secret.strip():
         raise ProblemError(
             401,
-            "the Authorization header must be 'Bearer <key>'",
+            N_("the Authorization header must be 'Bearer <key>'"),
             kind="unauthorized",
             headers=_CHALLENGE,
         )
@@ -56,6 +57,6 @@ class KeyChecker:
         record = await self._engine.run(self._verify, secret)
         if record is None:
             raise ProblemError(
-                401, "the API key is not valid", kind="unauthorized", headers=_CHALLENGE
+                401, N_("the API key is not valid"), kind="unauthorized", headers=_CHALLENGE
             )
         return record

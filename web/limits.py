@@ -16,10 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db import RateLimits as SharedRateLimits
+from lookalike.i18n import N_, from_accept_language, translator
 from web.problems import problem_response
 
 if TYPE_CHECKING:
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
 WINDOW = timedelta(minutes=1)
 # Multipart framing and form fields around the photo itself.
 BODY_OVERHEAD_BYTES = 64 * 1024
+
+
+TOO_LARGE = N_("the request is larger than {megabytes} MB")
 
 
 class BodyTooLargeError(Exception):
@@ -43,11 +48,15 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
         self.on_refused = on_refused
 
-    def _refusal(self) -> ASGIApp:
+    def _refusal(self, scope: Scope) -> ASGIApp:
         self.on_refused()
-        megabytes = self.max_bytes / (1024 * 1024)
+        t = translator(from_accept_language(Headers(scope=scope).get("accept-language")))
+        megabytes = t.number(round(self.max_bytes / (1024 * 1024)))
         return problem_response(
-            413, f"the request is larger than {megabytes:.0f} MB", kind="too-large"
+            413,
+            t(TOO_LARGE, megabytes=megabytes),
+            kind="too-large",
+            headers={"Content-Language": t.language},
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -56,7 +65,7 @@ class BodyLimitMiddleware:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refusal()(scope, receive, send)
+                await self._refusal(scope)(scope, receive, send)
                 return
         received = 0
         started = False
@@ -81,7 +90,7 @@ class BodyLimitMiddleware:
         except BodyTooLargeError:
             if started:
                 raise
-            await self._refusal()(scope, receive, send)
+            await self._refusal(scope)(scope, receive, send)
 
 
 def client_address(request: Request, trusted_proxies: tuple[str, ...]) -> str:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse
 from PIL import Image
 
+from lookalike.i18n import N_
 from web.config import THUMBNAIL_WIDTHS
 from web.problems import ProblemError
 
@@ -81,7 +82,9 @@ def _matches(if_none_match: str, etag: str) -> bool:
 
 
 def _not_found(file_name: str) -> ProblemError:
-    return ProblemError(404, f"there is no image {file_name[:80]!r}", kind="not-found")
+    return ProblemError(
+        404, N_("there is no image {name}"), kind="not-found", values={"name": repr(file_name[:80])}
+    )
 
 
 def router(engine: SearchEngine) -> APIRouter:
@@ -109,8 +112,9 @@ def router(engine: SearchEngine) -> APIRouter:
         if w is not None and w not in THUMBNAIL_WIDTHS:
             raise ProblemError(
                 422,
-                f"w must be one of {', '.join(map(str, THUMBNAIL_WIDTHS))}",
+                N_("w must be one of {widths}"),
                 kind="invalid-request",
+                values={"widths": ", ".join(map(str, THUMBNAIL_WIDTHS))},
             )
         content_hash = file_name.split("/")[1].split(".")[0]
         etag = f'"{content_hash}"' if w is None else f'"{content_hash}-w{w}"'

@@ -3,6 +3,10 @@
 Handlers raise `ProblemError`; the framework's own errors (404 for an unknown path, 405, 422 for a
 request that does not match the schema) and anything unexpected are turned into the same
 shape here. An unexpected error is logged with its traceback and answered with a generic 500.
+
+Every `detail` is written in the language of the request's Accept-Language (lookalike/i18n),
+named by Content-Language; the engine's own reasons (search/ speaks English) and the titles (a
+fixed label per status, like `type`) stay English.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lookalike.i18n import from_accept_language, translator
+from lookalike.i18n import N_, Translator, from_accept_language, translator
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,16 @@ TITLES = {
     502: "Bad gateway",
     503: "Service unavailable",
 }
+
+
+NOTHING_AT = N_("there is nothing at {path}")
+NOT_ALLOWED = N_("{method} is not allowed on {path}")
+INTERNAL = N_("something went wrong on our side; please try again")
+
+
+def request_translator(request: Request) -> Translator:
+    """The request's Accept-Language, as a Translator (English when it names none we have)."""
+    return translator(from_accept_language(request.headers.get("accept-language")))
 
 
 class ProblemError(Exception):
@@ -65,6 +79,23 @@ class ProblemError(Exception):
         self.headers = headers or {}
         self.extra = extra or {}
 
+    def detail_in(self, t: Translator) -> str:
+        return t(self.detail, **self.values)
+
+
+class InvalidRequestError(ProblemError):
+    """422: the fields a request got wrong, described in the reader's language."""
+
+    def __init__(self, errors: Sequence[Any], *, prefix: Sequence[str] = ()) -> None:
+        self.errors = list(errors)
+        self.prefix = tuple(prefix)  # location parts left out ("body", "query")
+        super().__init__(
+            422, describe_validation(self.errors, prefix=prefix), kind="invalid-request"
+        )
+
+    def detail_in(self, t: Translator) -> str:
+        return describe_validation(self.errors, prefix=self.prefix, t=t)
+
 
 def problem_response(
     status: int,
@@ -88,14 +119,48 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
-def _describe_validation(errors: Sequence[Any]) -> str:
-    """One line naming each field that is wrong: "k: Input should be less than or equal to 50"."""
+# Pydantic's error types a request most often hits, as sentences in the catalogues (pydantic
+# writes English); any other type keeps pydantic's message. {name} placeholders come from the
+# error's ctx.
+VALIDATION_MESSAGES = {
+    "missing": N_("this field is required"),
+    "extra_forbidden": N_("this field is not expected"),
+    "less_than_equal": N_("should be at most {le}"),
+    "less_than": N_("should be less than {lt}"),
+    "greater_than_equal": N_("should be at least {ge}"),
+    "greater_than": N_("should be greater than {gt}"),
+    "int_parsing": N_("should be a whole number"),
+    "int_type": N_("should be a whole number"),
+    "float_parsing": N_("should be a number"),
+    "decimal_parsing": N_("should be a number"),
+    "string_type": N_("should be text"),
+    "string_too_long": N_("should be at most {max_length} characters long"),
+    "string_too_short": N_("should be at least {min_length} characters long"),
+    "string_pattern_mismatch": N_("is not in the expected form"),
+    "literal_error": N_("should be one of {expected}"),
+    "json_invalid": N_("the body is not valid JSON"),
+    "url_parsing": N_("is not a valid URL"),
+    "bool_parsing": N_("should be true or false"),
+}
+REQUEST = N_("request")
+NOT_VALID = N_("the request is not valid")
+
+
+def describe_validation(
+    errors: Sequence[Any], *, prefix: Sequence[str] = ("body", "query"), t: Translator | None = None
+) -> str:
+    """One line naming each field that is wrong: "k: should be at most 50" (or pydantic's own
+    English message for an error type not listed above)."""
+    t = t or translator(None)
     parts = []
     for error in errors[:5]:
-        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
-        where = ".".join(location) or "request"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts) or "the request is not valid"
+        location = [str(part) for part in error.get("loc", ()) if part not in prefix]
+        where = ".".join(location) or t(REQUEST)
+        message = VALIDATION_MESSAGES.get(error.get("type", ""))
+        context = {name: str(value) for name, value in (error.get("ctx") or {}).items()}
+        text = t(message, **context) if message else str(error.get("msg", "invalid"))
+        parts.append(f"{where}: {text}")
+    return "; ".join(parts) or t(NOT_VALID)
 
 
 def install_problem_handlers(app: FastAPI, on_error: Callable[[str], None]) -> None:
@@ -104,10 +169,10 @@ def install_problem_handlers(app: FastAPI, on_error: Callable[[str], None]) -> N
     async def problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
         on_error(exc.kind)
-        t = translator(from_accept_language(request.headers.get("accept-language")))
+        t = request_translator(request)
         return problem_response(
             exc.status,
-            t(exc.detail, **exc.values),
+            exc.detail_in(t),
             kind=exc.kind,
             instance=request.url.path,
             headers={**exc.headers, "Content-Language": t.language},
@@ -120,37 +185,45 @@ def install_problem_handlers(app: FastAPI, on_error: Callable[[str], None]) -> N
             exc.status_code, "http-error"
         )
         on_error(kind)
+        t = request_translator(request)
+        path = request.url.path
         detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
         if exc.status_code == 404 and detail == "Not Found":
-            detail = f"there is nothing at {request.url.path}"
-        if exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}"
+            detail = t(NOTHING_AT, path=path)
+        elif exc.status_code == 405:
+            detail = t(NOT_ALLOWED, method=request.method, path=path)
+        else:
+            detail = t(detail) if detail else detail
         return problem_response(
             exc.status_code,
             detail,
             kind=kind,
-            instance=request.url.path,
-            headers=dict(exc.headers or {}),
+            instance=path,
+            headers={**(exc.headers or {}), "Content-Language": t.language},
         )
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         on_error("invalid-request")
+        t = request_translator(request)
         return problem_response(
             422,
-            _describe_validation(exc.errors()),
+            describe_validation(exc.errors(), t=t),
             kind="invalid-request",
             instance=request.url.path,
+            headers={"Content-Language": t.language},
         )
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         on_error("internal")
+        t = request_translator(request)
         return problem_response(
             500,
-            "something went wrong on our side; please try again",
+            t(INTERNAL),
             kind="internal",
             instance=request.url.path,
+            headers={"Content-Language": t.language},
         )
 
     app.add_exception_handler(ProblemError, problem)

@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 
 from lookalike.i18n import N_
 from search import UrlFetchError, fetch_image
-from web.problems import ProblemError
+from web.problems import InvalidRequestError, ProblemError
 from web.render import Urls, search_out
 from web.schemas import (
     PRICE_PATTERN,
@@ -70,11 +70,7 @@ _SEARCH_BODY: dict[str, Any] = {
 
 
 def _invalid(error: ValidationError) -> ProblemError:
-    parts = []
-    for item in error.errors()[:5]:
-        where = ".".join(str(part) for part in item.get("loc", ())) or "request"
-        parts.append(f"{where}: {item.get('msg', 'invalid')}")
-    return ProblemError(422, "; ".join(parts), kind="invalid-request")
+    return InvalidRequestError(error.errors(), prefix=())
 
 
 async def _read_form(request: Request) -> tuple[bytes, SearchParams]:
@@ -82,7 +78,7 @@ async def _read_form(request: Request) -> tuple[bytes, SearchParams]:
         photo = form.get("photo")
         if not isinstance(photo, UploadFile):
             raise ProblemError(
-                422, "send the photo as the multipart field 'photo'", kind="invalid-request"
+                422, N_("send the photo as the multipart field 'photo'"), kind="invalid-request"
             )
         part_type = (photo.content_type or "application/octet-stream").lower()
         if not part_type.startswith(_PHOTO_TYPES):
@@ -97,7 +93,10 @@ async def _read_form(request: Request) -> tuple[bytes, SearchParams]:
     for name, value in given.items():
         if value and not re.fullmatch(_FORM_PATTERNS[name], value):
             raise ProblemError(
-                422, f"{name}: {value[:40]!r} is not a valid value", kind="invalid-request"
+                422,
+                N_("{name}: {value} is not a valid value"),
+                kind="invalid-request",
+                values={"name": name, "value": repr(value[:40])},
             )
     values = {name: value for name, value in given.items() if value}
     try:
@@ -141,8 +140,10 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
         else:
             raise ProblemError(
                 415,
-                "send the photo as multipart/form-data (field 'photo') or a JSON body "
-                "with image_url",
+                N_(
+                    "send the photo as multipart/form-data (field 'photo') or a JSON body "
+                    "with image_url"
+                ),
                 kind="unsupported-media-type",
             )
         max_price = params.max_price
@@ -209,7 +210,9 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
             engine.history.record_feedback, search_id, user_ref=user_ref, vote=body.vote
         )
         if not await engine.run(record):
-            raise ProblemError(404, f"there is no search {search_id}", kind="not-found")
+            raise ProblemError(
+                404, N_("there is no search {id}"), kind="not-found", values={"id": search_id}
+            )
         return FeedbackOut(search_id=search_id, vote=body.vote, recorded=True)
 
     return routes
@@ -225,5 +228,8 @@ async def _fetch(url: str, context: WebContext) -> bytes:
         )
     except UrlFetchError as error:
         raise ProblemError(
-            422, f"the image URL could not be used: {error}", kind="image-url"
+            422,
+            N_("the image URL could not be used: {reason}"),
+            kind="image-url",
+            values={"reason": error},
         ) from None

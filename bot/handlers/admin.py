@@ -18,8 +18,9 @@ from telegram.ext import BaseHandler, CommandHandler, filters
 from bot.context import Context
 from bot.handlers import admin_add, feed
 from bot.handlers.admin_common import AdminRequest, authorise
-from bot.render import product_card
+from bot.render import product_card, status_text
 from bot.replies import send_card_photo
+from lookalike.i18n import ENGLISH, N_, Translator
 from search import (
     CatalogError,
     CatalogStats,
@@ -36,12 +37,26 @@ from search import (
 log = logging.getLogger(__name__)
 
 USAGE = {
-    "remove": "Usage: /remove SKU (hides the product from results; it stays in the catalogue)",
-    "restore": "Usage: /restore SKU (shows a removed product again)",
-    "stock": "Usage: /stock SKU in|out",
-    "colour": "Usage: /colour SKU red (or auto: the colour computed from its photos)",
-    "product": "Usage: /product SKU",
+    "remove": N_("Usage: /remove SKU (hides the product from results; it stays in the catalogue)"),
+    "restore": N_("Usage: /restore SKU (shows a removed product again)"),
+    "stock": N_("Usage: /stock SKU in|out"),
+    "colour": N_("Usage: /colour SKU red (or auto: the colour computed from its photos)"),
+    "product": N_("Usage: /product SKU"),
 }
+# The engine's reason (search/ speaks English) after a translated opening.
+NOTHING_CHANGED = N_("Nothing changed: {reason}.")
+NO_SUCH_PRODUCT = N_("There is no product with SKU {sku}.")
+REMOVED = N_(
+    "🗑 <b>{sku}</b> is removed: customers no longer see it. It stays in the catalogue; "
+    "/restore {sku} brings it back."
+)
+RESTORED = N_("↩️ <b>{sku}</b> is restored: {visibility}.")
+COLOURED = N_("🎨 <b>{sku}</b> is {colour}.")
+NO_COLOUR = N_("🎨 <b>{sku}</b> is of no known colour.")
+IN_STOCK = N_("📦 <b>{sku}</b> is in stock: {visibility}.")
+OUT_OF_STOCK = N_("📭 <b>{sku}</b> is out of stock: customers no longer see it.")
+VISIBLE_AGAIN = N_("customers can find it again")
+STILL_HIDDEN = N_("customers still don't see it: it is {status}")
 
 
 def _args(context: Context) -> list[str]:
@@ -61,32 +76,32 @@ async def _change(
         sku = clean_sku(raw_sku)
         product = await req.services.engine.run(change, sku)
     except (FieldError, CatalogError) as exc:
-        await req.fail(action, raw_sku, f"Nothing changed: {exc}.")
+        await req.fail(action, raw_sku, NOTHING_CHANGED, reason=exc)
         return None
     await req.audit(action, "ok", product.sku, status=product.status)
     return product
 
 
-def _visibility(product: ProductRecord) -> str:
+def _visibility(product: ProductRecord, t: Translator) -> str:
     if product.active:
-        return "customers can find it again"
-    return f"customers still don't see it: it is {escape(product.status)}"
+        return t(VISIBLE_AGAIN)
+    return t(STILL_HIDDEN, status=escape(status_text(product, t)))
 
 
-def _changed_text(action: str, product: ProductRecord) -> str:
+def _changed_text(action: str, product: ProductRecord, t: Translator) -> str:
+    """The reply to a change, HTML; codes (the SKU, the colour) as the admin types them."""
     sku = escape(product.sku)
     if action == "remove":
-        return (
-            f"🗑 <b>{sku}</b> is removed: customers no longer see it. It stays in the "
-            f"catalogue; /restore {sku} brings it back."
-        )
+        return t(REMOVED, sku=sku)
     if action == "restore":
-        return f"↩️ <b>{sku}</b> is restored: {_visibility(product)}."
+        return t(RESTORED, sku=sku, visibility=_visibility(product, t))
     if action == "colour":
-        return f"🎨 <b>{sku}</b> is {escape(product.colour or 'of no known colour')}."
+        if product.colour is None:
+            return t(NO_COLOUR, sku=sku)
+        return t(COLOURED, sku=sku, colour=escape(product.colour))
     if product.in_stock:
-        return f"📦 <b>{sku}</b> is in stock: {_visibility(product)}."
-    return f"📭 <b>{sku}</b> is out of stock: customers no longer see it."
+        return t(IN_STOCK, sku=sku, visibility=_visibility(product, t))
+    return t(OUT_OF_STOCK, sku=sku)
 
 
 def _args_valid(action: str, args: list[str]) -> bool:
@@ -116,7 +131,7 @@ async def change_visibility(update: Update, context: Context, action: str) -> No
     }
     product = await _change(req, action, args[0], changes[action])
     if product is not None:
-        await req.reply(_changed_text(action, product))
+        await req.reply(_changed_text(action, product, req.t))
 
 
 def _set_colour(engine: SearchEngine, colour: str, sku: str) -> ProductRecord:
@@ -142,10 +157,10 @@ async def product(update: Update, context: Context) -> None:
     engine = req.services.engine
     record = await engine.run(engine.catalog.get, args[0].strip())
     if record is None:
-        await req.fail("product", args[0], f"There is no product with SKU {args[0][:64]}.")
+        await req.fail("product", args[0], NO_SUCH_PRODUCT, sku=args[0][:64])
         return
     await req.audit("product", "ok", record.sku)
-    card = product_card(record, staff=True)
+    card = product_card(record, staff=True, t=req.t)
     chat_id = req.message.chat_id
     if not await send_card_photo(context.bot, chat_id, record, req.services, caption=card):
         await req.reply(card)
@@ -159,67 +174,97 @@ async def stats(update: Update, context: Context) -> None:
     engine = req.services.engine
     figures = await engine.run(engine.history.stats, weak_distance=weak)
     quality = await engine.run(engine.history.quality_report)
-    text = stats_text(figures, quality, weak_distance=weak)
+    text = stats_text(figures, quality, weak_distance=weak, t=req.t)
     if req.services.settings.feed_url:  # the shop's feed keeps the catalogue current
-        text += "\n<b>Product feed</b>\n" + await feed.stats_line(context)
+        heading = escape(req.t("Product feed"))
+        text += f"\n<b>{heading}</b>\n" + await feed.stats_line(context)
     await req.audit("stats", "ok")
     await req.reply(text)
 
 
-def stats_text(figures: CatalogStats, quality: QualityReport, *, weak_distance: float) -> str:
+def stats_text(
+    figures: CatalogStats,
+    quality: QualityReport,
+    *,
+    weak_distance: float,
+    t: Translator = ENGLISH,
+) -> str:
+    no_searches = t("no searches yet")
     median = (
-        f"{figures.median_latency_ms:.0f} ms"
+        t("{ms} ms", ms=t.number(round(figures.median_latency_ms)))
         if figures.median_latency_ms is not None
-        else "no searches yet"
+        else no_searches
     )
     weak = (
-        f"{figures.weak_share:.0%} of searches (best distance over {weak_distance:g})"
+        t(
+            "{share} of searches (best distance over {distance})",
+            share=t.percent(figures.weak_share * 100),
+            distance=t.number(weak_distance),
+        )
         if figures.weak_share is not None
-        else "no searches yet"
+        else no_searches
     )
+    numbers = {
+        "active": t.number(figures.products_active),
+        "total": t.number(figures.products_total),
+        "today": t.number(figures.searches_today),
+        "week": t.number(figures.searches_week),
+        "up": t.number(figures.thumbs_up),
+        "down": t.number(figures.thumbs_down),
+    }
     return "\n".join(
         [
-            "<b>Catalogue</b>",
-            f"Products: {figures.products_active} active of {figures.products_total}",
-            "<b>Searches</b>",
-            f"Today: {figures.searches_today} · last 7 days: {figures.searches_week}",
-            f"Median search time (7 days): {median}",
-            f"Weak best match: {weak}",
-            "<b>Feedback</b>",
-            f"👍 {figures.thumbs_up} · 👎 {figures.thumbs_down}",
-            *quality_lines(quality),
+            _bold(t("Catalogue")),
+            t("Products: {active} active of {total}", **numbers),
+            _bold(t("Searches")),
+            t("Today: {today} · last 7 days: {week}", **numbers),
+            t("Median search time (7 days): {median}", median=median),
+            t("Weak best match: {weak}", weak=weak),
+            _bold(t("Feedback")),
+            t("👍 {up} · 👎 {down}", **numbers),
+            *quality_lines(quality, t),
         ]
     )
 
 
-def quality_lines(quality: QualityReport) -> list[str]:
+def _bold(text: str) -> str:
+    return f"<b>{escape(text)}</b>"
+
+
+def quality_lines(quality: QualityReport, t: Translator = ENGLISH) -> list[str]:
     """Per model and metric: searches, votes, the thumbs-up rate, opens per search."""
-    lines = ["<b>Quality by model and metric</b>"]
+    lines = [_bold(t("Quality by model and metric"))]
     recent = {(row.model_name, row.metric): row for row in quality.recent}
     if not quality.all_time:
-        return [*lines, "No searches yet"]
+        return [*lines, t("No searches yet")]
     for row in quality.all_time:
         week = recent.get((row.model_name, row.metric))
         lines.append(f"<i>{escape(row.model_name)} · {escape(row.metric)}</i>")
-        lines.append(f"7 days: {_quality_figures(week)}")
-        lines.append(f"All time: {_quality_figures(row)}")
+        lines.append(t("7 days: {figures}", figures=_quality_figures(week, t)))
+        lines.append(t("All time: {figures}", figures=_quality_figures(row, t)))
     return lines
 
 
-def _quality_figures(row: ModelQuality | None) -> str:
+def _quality_figures(row: ModelQuality | None, t: Translator) -> str:
     if row is None:
-        return "no searches"
-    rate = f"{row.thumbs_up_rate:.0%} 👍" if row.thumbs_up_rate is not None else "no votes"
-    per_search = f"{row.opens_per_search:.2f}" if row.opens_per_search is not None else "–"
-    return (
-        f"{_count(row.searches, 'search', 'searches')} · "
-        f"👍 {row.thumbs_up} 👎 {row.thumbs_down} ({rate}) · "
-        f"{_count(row.opens, 'open', 'opens')} ({per_search} per search)"
+        return t("no searches")
+    rate = (
+        t("{rate} 👍", rate=t.percent(row.thumbs_up_rate * 100))
+        if row.thumbs_up_rate is not None
+        else t("no votes")
     )
-
-
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
+    per_search = (
+        t.number(row.opens_per_search, decimals=2) if row.opens_per_search is not None else "–"
+    )
+    return t(
+        "{searches} · 👍 {up} 👎 {down} ({rate}) · {opens} ({per_search} per search)",
+        searches=t.n("{count} search", "{count} searches", row.searches),
+        up=t.number(row.thumbs_up),
+        down=t.number(row.thumbs_down),
+        rate=rate,
+        opens=t.n("{count} open", "{count} opens", row.opens),
+        per_search=per_search,
+    )
 
 
 def handlers() -> list[BaseHandler[Update, Context, None]]:

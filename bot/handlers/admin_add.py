@@ -32,6 +32,7 @@ from bot.files import DownloadFailure, download
 from bot.handlers.admin_common import AdminRequest, audit, authorise
 from bot.render import product_card
 from bot.replies import chat_action
+from lookalike.i18n import N_, Translator
 from search import (
     AddOutcome,
     CatalogError,
@@ -54,23 +55,65 @@ _BARE = r"^/add(@\w+)?\s*$"
 _CANCEL = re.compile(r"^/cancel(@\w+)?(\s|$)")
 _IMAGE = filters.PHOTO | filters.Document.IMAGE | filters.Document.FileExtension("webp")
 
-FORMAT = "<code>SKU | Name | Price | URL | Category</code>"
-USAGE = (
-    f"To add a product, send its photo with the caption <code>/add</code> {FORMAT} "
+# The fields of a details line, in their order (the labels only explain it: they are not typed).
+FIELDS = N_("SKU | Name | Price | URL | Category")
+USAGE = N_(
+    "To add a product, send its photo with the caption <code>/add</code> {format} "
     "(URL and category are optional), or send /add alone and I'll ask step by step.\n"
     "A photo captioned <code>/add SKU</code> adds another image to an existing product."
 )
-ASK_PHOTO = "Send me the product's photo (as a photo or an image file), or /cancel to stop."
-ASK_DETAILS = (
-    f"Now send the details in one line: {FORMAT}\n"
+ASK_PHOTO = N_("Send me the product's photo (as a photo or an image file), or /cancel to stop.")
+ASK_DETAILS = N_(
+    "Now send the details in one line: {format}\n"
     "URL and category are optional; just the SKU adds this photo to an existing product. "
     "/cancel stops."
 )
-TIMED_OUT = "The /add conversation timed out: nothing was added. Send /add to start again."
-NOT_AN_IMAGE = (
+TIMED_OUT = N_("The /add conversation timed out: nothing was added. Send /add to start again.")
+NOT_AN_IMAGE = N_(
     "That file isn't an image. Send the product photo as a photo or an image file "
     "(JPEG, PNG or WebP)."
 )
+CANCELLED = N_("Cancelled: nothing was added.")
+# "Not added: " and why; a reason raised here (FieldError below) is translated, the engine's
+# stay English.
+NOT_ADDED = N_("Not added: {reason}.")
+NO_PRODUCT_YET = N_(
+    "There is no product {sku} yet. To create it, send the details: "
+    "SKU | Name | Price | URL | Category"
+)
+TOO_LARGE = N_("Not added: that file is over 20 MB. Please send a smaller photo.")
+DOWNLOAD_FAILED = N_(
+    "Not added: I couldn't download that photo from Telegram. Please send it again."
+)
+UNUSABLE_IMAGE = N_("Not added: I couldn't use that image: {reason}")
+NOT_STORED = N_("Not added: the image file could not be stored ({reason}).")
+FAILED = N_("Not added: something went wrong (the details are in the log). Please try again.")
+MISSING_SKU = N_("the SKU is missing")
+NOT_SEPARATED = N_("separate the fields with '|': SKU | Name | Price | URL | Category")
+TOO_MANY_FIELDS = N_(
+    "too many fields: at most SKU | Name | Price | URL | Category (a name cannot contain '|')"
+)
+MISSING_PRICE = N_("the price is missing: SKU | Name | Price | URL | Category")
+
+
+def _format(t: Translator) -> str:
+    return f"<code>{escape(t(FIELDS))}</code>"
+
+
+def usage(t: Translator) -> str:
+    return t(USAGE, format=_format(t))
+
+
+def ask_details(t: Translator) -> str:
+    return t(ASK_DETAILS, format=_format(t))
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a photo was not added: a marked message and its values (translated when shown)."""
+
+    message: str
+    reason: Exception | None = None  # the engine's, for a message with {reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +126,15 @@ def parse_details(text: str, *, currency: str) -> AddRequest:
     """`SKU | Name | Price | URL | Category` (or just `SKU`); FieldError says what is wrong."""
     parts = [part.strip() for part in text.split("|")]
     if not parts[0]:
-        raise FieldError("the SKU is missing")
+        raise FieldError(MISSING_SKU)
     if len(parts) == 1:
         if len(parts[0].split()) > 1:
-            raise FieldError("separate the fields with '|': SKU | Name | Price | URL | Category")
+            raise FieldError(NOT_SEPARATED)
         return AddRequest(sku=clean_sku(parts[0]), fields=None)
     if len(parts) > 5:
-        raise FieldError(
-            "too many fields: at most SKU | Name | Price | URL | Category "
-            "(a name cannot contain '|')"
-        )
+        raise FieldError(TOO_MANY_FIELDS)
     if len(parts) == 2 or not parts[2]:
-        raise FieldError("the price is missing: SKU | Name | Price | URL | Category")
+        raise FieldError(MISSING_PRICE)
     fields = clean_product_fields(
         sku=parts[0],
         name=parts[1],
@@ -123,36 +163,31 @@ async def _resolve(req: AdminRequest, request: AddRequest) -> ProductFields | No
     engine = req.services.engine
     product = await engine.run(engine.catalog.get, request.sku)
     if product is None:
-        await req.fail(
-            "add",
-            request.sku,
-            f"There is no product {request.sku} yet. To create it, send the details: "
-            "SKU | Name | Price | URL | Category",
-        )
+        await req.fail("add", request.sku, NO_PRODUCT_YET, sku=request.sku)
         return None
     return product.fields
 
 
 async def _store(
     services: BotServices, context: Context, photo: PhotoRef, fields: ProductFields
-) -> AddOutcome | str:
-    """Download, check, embed and store the photo; a str is why it was not added."""
+) -> AddOutcome | Refusal:
+    """Download, check, embed and store the photo; a Refusal says why it was not added."""
     data = await download(context.bot, photo.file_id, photo.file_size)
     if data is DownloadFailure.TOO_LARGE:
-        return "Not added: that file is over 20 MB. Please send a smaller photo."
+        return Refusal(TOO_LARGE)
     if isinstance(data, DownloadFailure):
-        return "Not added: I couldn't download that photo from Telegram. Please send it again."
+        return Refusal(DOWNLOAD_FAILED)
     try:
         return await services.engine.add_photo(fields, data)
     except InvalidImageError as exc:
-        return f"Not added: I couldn't use that image: {exc}"
+        return Refusal(UNUSABLE_IMAGE, exc)
     except CatalogError as exc:
-        return f"Not added: {exc}."
+        return Refusal(NOT_ADDED, exc)
     except MediaStoreError as exc:
-        return f"Not added: the image file could not be stored ({exc})."
+        return Refusal(NOT_STORED, exc)
     except Exception:
         log.exception("adding a product failed")
-        return "Not added: something went wrong (the details are in the log). Please try again."
+        return Refusal(FAILED)
 
 
 async def add_photo(
@@ -164,8 +199,8 @@ async def add_photo(
         return False
     async with chat_action(context.bot, req.message.chat_id, ChatAction.TYPING):
         outcome = await _store(req.services, context, photo, fields)
-    if isinstance(outcome, str):
-        await req.fail("add", request.sku, outcome)
+    if isinstance(outcome, Refusal):
+        await req.fail("add", request.sku, outcome.message, reason=outcome.reason)
         return False
     if photo.is_photo and outcome.created_image and outcome.image.telegram_file_id is None:
         # The admin's photo is these exact bytes: customers' albums can reuse its file_id.
@@ -181,28 +216,38 @@ async def add_photo(
         image_id=outcome.image.id,
         near_duplicates=near,
     )
-    await req.reply(added_text(outcome, request.fields))
+    await req.reply(added_text(outcome, request.fields, req.t))
     return True
 
 
-def added_text(outcome: AddOutcome, typed: ProductFields | None) -> str:
+def added_text(outcome: AddOutcome, typed: ProductFields | None, t: Translator) -> str:
     product = outcome.product
     sku = escape(product.sku)
     if outcome.created_product:
-        lines = [f"✅ Added <b>{sku}</b>: customers can find it now."]
+        lines = [t("✅ Added <b>{sku}</b>: customers can find it now.", sku=sku)]
     elif outcome.created_image:
-        lines = [f"✅ Added another photo to <b>{sku}</b> ({len(product.images)} photos now)."]
+        photos = t.n("{count} photo now", "{count} photos now", len(product.images))
+        lines = [t("✅ Added another photo to <b>{sku}</b> ({photos}).", sku=sku, photos=photos)]
     else:
-        lines = [f"This photo is already an image of <b>{sku}</b>: nothing changed."]
+        lines = [t("This photo is already an image of <b>{sku}</b>: nothing changed.", sku=sku)]
     if typed is not None and not outcome.created_product and typed != product.fields:
-        lines.append("The product already existed, so the details you typed were not applied.")
+        lines.append(t("The product already existed, so the details you typed were not applied."))
     if outcome.near_duplicates:
         similar = ", ".join(
-            f"<b>{escape(item.product.sku)}</b> ({item.similarity:.0f}% similar)"
+            t(
+                "<b>{sku}</b> ({percent} similar)",
+                sku=escape(item.product.sku),
+                percent=t.percent(item.similarity),
+            )
             for item in outcome.near_duplicates
         )
-        lines.append(f"⚠️ It looks almost the same as {similar}. Please check it's no duplicate.")
-    return "\n".join(lines) + "\n\n" + product_card(product, staff=True)
+        lines.append(
+            t(
+                "⚠️ It looks almost the same as {similar}. Please check it's no duplicate.",
+                similar=similar,
+            )
+        )
+    return "\n".join(lines) + "\n\n" + product_card(product, staff=True, t=t)
 
 
 # ---- a photo captioned with /add and the details ----------------------------------------------
@@ -217,7 +262,7 @@ async def add_captioned(update: Update, context: Context) -> None:
     try:
         request = parse_details(details, currency=req.services.settings.currency)
     except FieldError as exc:
-        await req.fail("add", _target_of(details), f"Not added: {exc}.", hint=USAGE)
+        await req.fail("add", _target_of(details), NOT_ADDED, hint=usage(req.t), reason=exc)
         return
     await add_photo(req, context, PhotoRef.of(req.message), request)
 
@@ -253,10 +298,10 @@ async def start(update: Update, context: Context) -> None:
             parse_details(details, currency=req.services.settings.currency)
         except FieldError as exc:
             await req.services.engine.run(drafts.clear, req.user_id)
-            await req.fail("add", _target_of(details), f"Not added: {exc}.", hint=USAGE)
+            await req.fail("add", _target_of(details), NOT_ADDED, hint=usage(req.t), reason=exc)
             return
     await req.services.engine.run(drafts.start, req.user_id, PHOTO, details=details or None)
-    await req.reply(ASK_PHOTO)
+    await req.reply(req.t(ASK_PHOTO))
 
 
 async def start_with_photo(update: Update, context: Context) -> None:
@@ -267,7 +312,7 @@ async def start_with_photo(update: Update, context: Context) -> None:
     await req.services.engine.run(
         req.services.drafts.start, req.user_id, DETAILS, photo=PhotoRef.of(req.message)
     )
-    await req.reply(ASK_DETAILS)
+    await req.reply(ask_details(req.t))
 
 
 def _is_image(update: Update) -> bool:
@@ -288,7 +333,7 @@ async def continue_draft(update: Update, context: Context) -> None:
         return
     if draft.expired:  # handled as if there were no draft; the admin is told it timed out
         if await services.engine.run(services.drafts.take, draft):
-            await tell_timed_out(services, context.bot, draft)
+            await tell_timed_out(services, context.bot, draft, user.language_code)
         return
     command = bool(filters.COMMAND.check_update(update))
     step: Coroutine[Any, Any, None]
@@ -317,14 +362,14 @@ async def got_photo(update: Update, context: Context, draft: Draft) -> None:
     drafts = req.services.drafts
     if draft.details is None:
         if await req.services.engine.run(drafts.advance, draft, DETAILS, photo=photo):
-            await req.reply(ASK_DETAILS)
+            await req.reply(ask_details(req.t))
         return  # else another message of this conversation got there first
     if not await req.services.engine.run(drafts.take, draft):
         return
     try:
         request = parse_details(draft.details, currency=req.services.settings.currency)
     except FieldError as exc:  # checked when typed; only a changed setting could do this
-        await req.fail("add", _target_of(draft.details), f"Not added: {exc}.", hint=USAGE)
+        await req.fail("add", _target_of(draft.details), NOT_ADDED, hint=usage(req.t), reason=exc)
         return
     await add_photo(req, context, photo, request)
 
@@ -332,8 +377,9 @@ async def got_photo(update: Update, context: Context, draft: Draft) -> None:
 async def need_photo(update: Update, context: Context) -> None:
     message = update.effective_message
     if message is not None:
+        t = await context.bot_data.services.translator_for(update.effective_user)
         text = NOT_AN_IMAGE if message.document is not None else ASK_PHOTO
-        await message.reply_text(text)
+        await message.reply_text(t(text))
 
 
 async def got_details(update: Update, context: Context, draft: Draft) -> None:
@@ -346,7 +392,7 @@ async def got_details(update: Update, context: Context, draft: Draft) -> None:
     try:
         request = parse_details(details, currency=req.services.settings.currency)
     except FieldError as exc:
-        await req.fail("add", _target_of(details), f"Not added: {exc}.", hint=ASK_DETAILS)
+        await req.fail("add", _target_of(details), NOT_ADDED, hint=ask_details(req.t), reason=exc)
         return  # the draft stays: the admin can send the line again
     if request.fields is None and await _resolve(req, request) is None:
         return  # told there is no such product; the draft stays
@@ -362,7 +408,7 @@ async def cancel(update: Update, context: Context) -> None:
         return
     draft = await req.services.engine.run(req.services.drafts.clear, req.user_id)
     await req.audit("add", "failed", _sku_of(draft), error="cancelled by the admin")
-    await req.reply("Cancelled: nothing was added.")
+    await req.reply(req.t(CANCELLED))
 
 
 def _sku_of(draft: Draft | None) -> str | None:
@@ -374,10 +420,14 @@ def _sku_of(draft: Draft | None) -> str | None:
         return None
 
 
-async def tell_timed_out(services: BotServices, bot: Any, draft: Draft) -> None:
-    """The draft waited too long for its next step (it is deleted already)."""
+async def tell_timed_out(
+    services: BotServices, bot: Any, draft: Draft, language_code: str | None = None
+) -> None:
+    """The draft waited too long for its next step (it is deleted already). From the sweeping
+    job there is no message, so no Telegram client's language: only a /language choice."""
     await audit(services, draft.user_id, "add", "failed", _sku_of(draft), error="timed out")
-    await bot.send_message(chat_id=draft.user_id, text=TIMED_OUT)
+    t = await services.translator_for_id(draft.user_id, language_code)
+    await bot.send_message(chat_id=draft.user_id, text=t(TIMED_OUT))
 
 
 async def expire_drafts(context: Context) -> None:

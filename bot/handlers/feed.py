@@ -14,14 +14,17 @@ from telegram import Update
 from telegram.ext import Application, BaseHandler, CommandHandler, filters
 
 from bot.context import Context
-from bot.handlers.admin_common import authorise
+from bot.handlers.admin_common import AS_GIVEN, authorise
 from feed import CategoryMapError, last_sync_text, render_summary, sync_feed, sync_options
+from lookalike.i18n import N_
 
 log = logging.getLogger(__name__)
 
 FEED_JOB = "feed-sync"
 FIRST_RUN_SECONDS = 60  # after start: let the bot settle before the first scheduled sync
-NO_FEED = "No feed is configured: set FEED_URL to the shop's product feed."
+NO_FEED = N_("No feed is configured: set FEED_URL to the shop's product feed.")
+SYNCING = N_("Syncing the catalogue with the shop's feed…")
+FORCE_HINT = N_("Send /sync force to apply it anyway.")
 TELEGRAM_LIMIT = 3500  # characters of summary shown (a message holds 4096)
 
 
@@ -38,15 +41,15 @@ async def sync_command(update: Update, context: Context) -> None:
     try:
         options = sync_options(settings, settings.feed_url, force=force)
     except CategoryMapError as exc:
-        await req.fail("sync", None, str(exc))
+        await req.fail("sync", None, AS_GIVEN, reason=exc)
         return
-    await req.reply("Syncing the catalogue with the shop's feed…")
+    await req.reply(escape(req.t(SYNCING)))
     summary = await sync_feed(req.services.engine, options)
     await req.audit("sync", "ok" if summary.status == "ok" else "failed", force=force)
     text = render_summary(summary)
     if len(text) > TELEGRAM_LIMIT:
         text = text[:TELEGRAM_LIMIT] + "\n…"
-    hint = "\nSend /sync force to apply it anyway." if summary.status == "refused" else ""
+    hint = "\n" + escape(req.t(FORCE_HINT)) if summary.status == "refused" else ""
     await req.reply(f"<pre>{escape(text, quote=False)}</pre>{hint}")
 
 

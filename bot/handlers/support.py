@@ -21,19 +21,28 @@ from telegram.ext import BaseHandler, CommandHandler, InlineQueryHandler, Messag
 
 from bot.context import Context
 from bot.handlers import customer
-from bot.render import deep_link, price_text, product_card
+from bot.render import deep_link, price_text, product_card, status_text
 from bot.replies import chat_action, send_results
-from lookalike.i18n import ENGLISH
+from lookalike.i18n import N_, Translator
 from lookalike.i18n.colours import colour_text
 from search import FieldError, ProductRecord, SearchResult, UrlFetchError, clean_sku, fetch_image
 
 log = logging.getLogger(__name__)
 
-STAFF_ONLY = (
+STAFF_ONLY = N_(
     "Sorry, that command is for the shop's support team. Send me a photo of an item and "
     "I'll find similar products."
 )
-LINK_USAGE = "Usage: <code>/link SKU</code>, e.g. <code>/link SNK-001</code>"
+LINK_USAGE = N_("Usage: <code>/link SKU</code>, e.g. <code>/link SNK-001</code>")
+INVALID_SKU = N_("That is not a valid SKU: {reason}")
+NO_SUCH_SKU = N_(
+    "There is no product with SKU <code>{sku}</code>. Check the spelling (SKUs are case-sensitive)."
+)
+LINK_FOR_CUSTOMERS = N_("Link for customers:")
+LINK_UNAVAILABLE = N_("⚠️ This product is {status}: the link will say it is unavailable.")
+URL_FAILED = N_("I couldn't get an image from that link: {reason}")
+URL_HEADING = N_("Most similar products to the image at that link")
+NO_CLOSE_MATCH = N_("(no close match: these are the nearest we have)")
 INLINE_MAX_RESULTS = 20  # Telegram allows 50; a short list is easier to pick from
 INLINE_EMPTY_QUERY_RESULTS = 5
 INLINE_QUERY_MAX_CHARS = 64
@@ -51,34 +60,33 @@ async def link(update: Update, context: Context) -> None:
     if message is None:
         return
     services = context.bot_data.services
+    t = await services.translator_for(user)
     if not services.is_staff(user.id if user else None):
-        await message.reply_text(STAFF_ONLY)
+        await message.reply_text(t(STAFF_ONLY))
         return
     if not context.args:
-        await message.reply_text(LINK_USAGE, parse_mode=ParseMode.HTML)
+        await message.reply_text(t(LINK_USAGE), parse_mode=ParseMode.HTML)
         return
     try:
         sku = clean_sku(context.args[0])
     except FieldError as exc:
-        await message.reply_text(f"That is not a valid SKU: {exc}")
+        await message.reply_text(t(INVALID_SKU, reason=exc))
         return
     product = await services.engine.run(services.engine.catalog.get, sku)
     if product is None:
-        await message.reply_text(
-            f"There is no product with SKU <code>{escape(sku)}</code>. "
-            "Check the spelling (SKUs are case-sensitive).",
-            parse_mode=ParseMode.HTML,
-        )
+        await message.reply_text(t(NO_SUCH_SKU, sku=escape(sku)), parse_mode=ParseMode.HTML)
         return
     url = deep_link(context.bot.username, f"p_{product.id}")
-    text = f"{product_card(product, staff=True)}\n\nLink for customers:\n{escape(url)}"
+    card = product_card(product, staff=True, t=t)
+    text = f"{card}\n\n{escape(t(LINK_FOR_CUSTOMERS))}\n{escape(url)}"
     if not product.active:
-        text += f"\n⚠️ This product is {product.status}: the link will say it is unavailable."
+        text += "\n" + escape(t(LINK_UNAVAILABLE, status=status_text(product, t)))
     await message.reply_text(text, parse_mode=ParseMode.HTML, disable_web_page_preview=True)
 
 
 async def inline_query(update: Update, context: Context) -> None:
-    """`@bot SKU or name` in any chat: product cards to share. The same for everyone.
+    """`@bot SKU or name` in any chat: product cards to share, in the asker's language (so
+    personal: Telegram would otherwise cache one language's cards for everyone).
 
     The text is also read as a photo's caption is (`red pump under 80`: a colour, a category,
     a price limit, in any of our languages): the products whose SKU or name contains the text
@@ -90,6 +98,7 @@ async def inline_query(update: Update, context: Context) -> None:
         return
     services = context.bot_data.services
     engine = services.engine
+    t = await services.translator_for(query.from_user)
     text = query.query.strip()[:INLINE_QUERY_MAX_CHARS]
     limit = INLINE_MAX_RESULTS if text else INLINE_EMPTY_QUERY_RESULTS
     found = await engine.run(engine.catalog.find, text, limit=limit)
@@ -106,27 +115,32 @@ async def inline_query(update: Update, context: Context) -> None:
         )
         found += [product for product in matching if product.id not in named]
     bot_username = context.bot.username
-    results = [_inline_result(p, bot_username) for p in found if p.active][:INLINE_MAX_RESULTS]
-    await query.answer(results, cache_time=INLINE_CACHE_SECONDS, is_personal=False)
+    results = [_inline_result(p, bot_username, t) for p in found if p.active]
+    await query.answer(
+        results[:INLINE_MAX_RESULTS], cache_time=INLINE_CACHE_SECONDS, is_personal=True
+    )
 
 
 def _inline_result(
-    product: ProductRecord, bot_username: str
+    product: ProductRecord, bot_username: str, t: Translator
 ) -> InlineQueryResultCachedPhoto | InlineQueryResultArticle:
-    buttons = [
-        InlineKeyboardButton("🔎 Similar products", url=deep_link(bot_username, f"p_{product.id}"))
-    ]
+    similar = deep_link(bot_username, f"p_{product.id}")
+    buttons = [InlineKeyboardButton(t("🔎 Similar products"), url=similar)]
     if product.url:
-        buttons.insert(0, InlineKeyboardButton("🛍 Product page", url=product.url))
+        buttons.insert(0, InlineKeyboardButton(t("🛍 Product page"), url=product.url))
     keyboard = InlineKeyboardMarkup([buttons])
-    card = product_card(product)
+    card = product_card(product, t=t)
+    # "SKU footwear_0042 · €78.99 · red" (the colour once computed)
+    description = t("SKU {sku} · {price}", sku=product.sku, price=price_text(product, t))
+    if product.colour:
+        description += " · " + colour_text(product.colour, t)
     cached = next((i.telegram_file_id for i in product.images if i.telegram_file_id), None)
     if cached is not None:
         return InlineQueryResultCachedPhoto(
             id=str(product.id),
             photo_file_id=cached,
             title=product.name,
-            description=_description(product),
+            description=description,
             caption=card,
             parse_mode=ParseMode.HTML,
             reply_markup=keyboard,
@@ -134,20 +148,12 @@ def _inline_result(
     return InlineQueryResultArticle(
         id=str(product.id),
         title=product.name,
-        description=_description(product),
+        description=description,
         input_message_content=InputTextMessageContent(
             card, parse_mode=ParseMode.HTML, disable_web_page_preview=True
         ),
         reply_markup=keyboard,
     )
-
-
-def _description(product: ProductRecord) -> str:
-    """ "SKU footwear_0042 · €78.99 · red" (the colour once computed)."""
-    shown = [f"SKU {product.sku}", price_text(product)]
-    if product.colour:
-        shown.append(colour_text(product.colour))
-    return " · ".join(shown)
 
 
 def first_link(message: Message) -> str | None:
@@ -173,8 +179,8 @@ async def search_url(update: Update, context: Context) -> None:
     if not services.is_staff(user.id) or url is None:
         await customer.not_a_photo(update, context)
         return
-    # Staff tools speak English (the shop's staff language); customers get their own.
-    if not await customer.within_rate_limit(message, services, user.id, ENGLISH):
+    t = await services.translator_for(user)
+    if not await customer.within_rate_limit(message, services, user.id, t):
         return
     # The rest of the message narrows the search like a photo's caption ("boots under 60").
     rest = _LINK.sub(" ", (message.text or "").replace(url, " "))
@@ -190,18 +196,18 @@ async def search_url(update: Update, context: Context) -> None:
                 allow_private=settings.url_fetch_allow_private,
             )
         except UrlFetchError as exc:
-            result = f"I couldn't get an image from that link: {exc}"
+            result = t(URL_FAILED, reason=exc)
         else:
             result = await customer.search_bytes(
-                services, data, services.who(user.id, "url"), wanted, ENGLISH
+                services, data, services.who(user.id, "url"), wanted, t
             )
     if isinstance(result, str):
         await message.reply_text(result, disable_web_page_preview=True)
         return
-    heading = "Most similar products to the image at that link"
+    heading = t(URL_HEADING)
     if result.best_distance is not None and result.best_distance > settings.weak_match_distance:
-        heading += " (no close match: these are the nearest we have)"
-    await send_results(context.bot, message.chat_id, result, services, heading=heading)
+        heading += " " + t(NO_CLOSE_MATCH)
+    await send_results(context.bot, message.chat_id, result, services, heading=heading, t=t)
 
 
 def handlers() -> list[BaseHandler[Update, Context, None]]:

@@ -107,8 +107,12 @@ class Translator:
         table = _DIGITS.get(self.language)
         return text.translate(table) if table else text
 
-    def number(self, value: int | float | Decimal) -> str:
-        return self._digits(format_decimal(value, locale=self.language, numbering_system="default"))
+    def number(self, value: int | float | Decimal, *, decimals: int | None = None) -> str:
+        """ "1,234.5" / "1 234,5" / "۱٬۲۳۴٫۵"; `decimals` fixes the digits after the point."""
+        pattern = None if decimals is None else "#,##0." + "0" * decimals if decimals else "#,##0"
+        return self._digits(
+            format_decimal(value, format=pattern, locale=self.language, numbering_system="default")
+        )
 
     def price(self, amount: Decimal, currency: str) -> str:
         """ "€78.99" in English, "78,99 €" in Russian and Spanish; a currency code Babel does not

@@ -252,7 +252,7 @@ async def test_remove_restore_stock_and_product_card(
         assert card.photo_sources() == [expected_source]
         caption = card.params["caption"]
         assert f"SKU {sku}" in caption and "Status: in stock" in caption
-        assert f"id {product.id}" in caption and "1 image(s)" in caption
+        assert f"id {product.id}" in caption and "1 image ·" in caption
         await file_id_stored(bot, sku)  # the bot keeps it just after the upload's answer
     names, _ = await search(bot, query)
     assert names[0] == name

@@ -172,7 +172,7 @@ async def inline_answer(bot: BotHarness, query: str) -> ApiCall:
     bot.api.inline_query(user_id=CUSTOMER_ID, query=query)
     answer = await bot.wait_for("answerInlineQuery", after=mark)
     assert answer.ok, answer.description
-    assert answer.params["is_personal"] is False
+    assert answer.params["is_personal"] is True  # each in the asker's language
     assert 0 <= answer.params["cache_time"] <= 60
     return answer
 

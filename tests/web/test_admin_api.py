@@ -255,3 +255,39 @@ def test_stock_remove_restore_and_the_write_limit(shop: Shop, query_photo: bytes
     # Customers' searches are not writes: still allowed.
     with shop.server.client() as customer:
         assert search(customer, query_photo).status_code == 200
+
+
+def test_the_admin_apis_problems_follow_accept_language(shop: Shop) -> None:
+    """404, 405, 409, 422 and 401 in the request's language, named by Content-Language; the
+    audit trail keeps English."""
+    spanish, russian = {"Accept-Language": "es-ES,es;q=0.9"}, {"Accept-Language": "ru"}
+    existing = shop.server.engine.catalog.find("", limit=1)[0].sku
+    with shop.client() as client:
+        gone = client.delete("/api/v1/products/NOPE-404", headers=spanish)
+        assert assert_problem(gone, 404)["detail"] == "no existe el producto 'NOPE-404'"
+        assert gone.headers["content-language"] == "es"
+        assert shop.audit()[-1].details["reason"] == "there is no product with SKU 'NOPE-404'"
+        again = client.post(
+            "/api/v1/products",
+            files={"photo": ("p.jpg", new_photo(seed=3), "image/jpeg")},
+            data={"sku": existing, "name": "Again", "price": "10"},
+            headers=spanish,
+        )
+        assert assert_problem(again, 409)["detail"] == f"el producto {existing} ya existe"
+        stock = client.put("/api/v1/products/NOPE/stock", json={"in_stock": "?"}, headers=russian)
+        assert assert_problem(stock, 422)["detail"] == "in_stock: должно быть true или false"
+        assert stock.headers["content-language"] == "ru"
+        wrong = client.put("/api/v1/categories", headers=spanish)
+        assert assert_problem(wrong, 405)["detail"] == (
+            "PUT no está permitido en /api/v1/categories"
+        )
+        nowhere = client.get("/api/v1/nowhere", headers=russian)
+        assert assert_problem(nowhere, 404)["detail"] == "по адресу /api/v1/nowhere ничего нет"
+        english = client.delete("/api/v1/products/NOPE-404")
+        assert assert_problem(english, 404)["detail"] == "there is no product 'NOPE-404'"
+        assert english.headers["content-language"] == "en"
+    with shop.server.client() as anonymous:
+        refused = anonymous.delete("/api/v1/products/NOPE-404", headers=spanish)
+        assert assert_problem(refused, 401)["detail"] == (
+            "hace falta una clave de API: envíala como «Authorization: Bearer <key>»"
+        )
