@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import photos
@@ -294,9 +294,12 @@ class Catalog:
         product's add of the same bytes may have committed meanwhile (the file is shared)."""
         if not stored.created:
             return
-        with self._sessions() as session:
-            if photos.file_in_use(session, stored.file_name):
-                return
+        try:
+            with self._sessions() as session:
+                if photos.file_in_use(session, stored.file_name):
+                    return
+        except SQLAlchemyError:  # the database failed the add too: the sweep decides later
+            return
         self.media.delete(stored.file_name)
 
     def _near_duplicates(self, index_vector: np.ndarray, exclude: list[int]) -> list[ResultItem]:
