@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -21,6 +21,7 @@ class ImageRecord:
     height: int
     telegram_file_id: str | None
     colour_name: str | None = None  # the main colour of the product in it (None: not computed)
+    variant: PhotoVariant | None = None  # the variant it shows; None: the product's own
 
     @classmethod
     def from_row(cls, row: ProductImage) -> ImageRecord:
@@ -33,7 +34,24 @@ class ImageRecord:
             height=row.height,
             telegram_file_id=row.telegram_file_id,
             colour_name=row.colour_name,
+            variant=PhotoVariant.of_row(row),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoVariant:
+    """What a photo of one variant (a feed's row of an item_group_id) says instead of its
+    product: the variant's own link and price now. Its colour is the photo's colour_name."""
+
+    link: str | None
+    price: Decimal | None
+    currency: str | None
+
+    @classmethod
+    def of_row(cls, row: ProductImage) -> PhotoVariant | None:
+        if row.variant_link is None and row.variant_price is None:
+            return None
+        return cls(link=row.variant_link, price=row.variant_price, currency=row.variant_currency)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +84,9 @@ class ProductRecord(ProductFields):
     updated_at: datetime
     images: tuple[ImageRecord, ...]
     corrected_colour: str | None = None  # an admin's colour name (/colour, PATCH), if any
+    # Set on the product a search result shows for a photo of one variant: that photo's
+    # colour name, which then wins over the first photo's (not over an admin's correction).
+    variant_colour: str | None = None
 
     @property
     def active(self) -> bool:
@@ -78,7 +99,30 @@ class ProductRecord(ProductFields):
         computed colour."""
         if self.corrected_colour:
             return self.corrected_colour
+        if self.variant_colour:
+            return self.variant_colour
         return next((i.colour_name for i in self.images if i.colour_name), None)
+
+    def as_shown_by(self, image: ImageRecord, max_price: Decimal | None = None) -> ProductRecord:
+        """This product as a result that matched `image` shows it: with the link, price and
+        colour of the variant the photo shows (when it shows one), else unchanged. A variant
+        dearer than the search's `max_price` is not shown: the product passed the filter by
+        its own (cheapest variant's) price, which it then shows."""
+        variant = image.variant
+        if variant is None or image.product_id != self.id:
+            return self
+        if max_price is not None and variant.price is not None and variant.price > max_price:
+            return self
+        price, currency = self.price, self.currency
+        if variant.price is not None:
+            price, currency = variant.price, variant.currency or self.currency
+        return replace(
+            self,
+            url=variant.link or self.url,
+            price=price,
+            currency=currency,
+            variant_colour=image.colour_name,
+        )
 
     @property
     def status(self) -> str:

@@ -13,7 +13,13 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from db.records import PRODUCT_FIELD_NAMES, ProductFields, ProductRecord, SearchRecord
+from db.records import (
+    PRODUCT_FIELD_NAMES,
+    PhotoVariant,
+    ProductFields,
+    ProductRecord,
+    SearchRecord,
+)
 from db.tables import (
     AuditEntry,
     CatalogChange,
@@ -146,10 +152,6 @@ def active_categories(session: Session) -> list[str]:
     return [category for category in session.scalars(query) if category]
 
 
-def find_image_by_hash(session: Session, *, content_hash: str) -> ProductImage | None:
-    return session.scalar(select(ProductImage).where(ProductImage.content_hash == content_hash))
-
-
 def add_image(
     session: Session,
     *,
@@ -161,6 +163,7 @@ def add_image(
     byte_size: int,
     colour: bytes | None = None,
     colour_name: str | None = None,
+    variant: PhotoVariant | None = None,
 ) -> ProductImage:
     image = ProductImage(
         product=product,
@@ -171,6 +174,9 @@ def add_image(
         byte_size=byte_size,
         colour=colour,
         colour_name=colour_name,
+        variant_link=variant.link if variant else None,
+        variant_price=variant.price if variant else None,
+        variant_currency=variant.currency if variant else None,
     )
     session.add(image)
     session.flush()

@@ -75,6 +75,12 @@ class Product(Base):
 
 class ProductImage(Base):
     __tablename__ = "product_images"
+    # The same bytes twice in one product are one image; the same bytes in two products (a set
+    # and its base product, as Google's feeds allow) are two rows sharing one file (migration
+    # 0012; before it a photo belonged to one product only).
+    __table_args__ = (
+        UniqueConstraint("product_id", "content_hash", name="uq_product_images_product_hash"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     product_id: Mapped[int] = mapped_column(
@@ -82,8 +88,8 @@ class ProductImage(Base):
     )
     # Path relative to MEDIA_DIR; always generated from the content hash, never from user input.
     file_name: Mapped[str] = mapped_column(String(200))
-    # sha256 of the bytes: the same bytes twice are one image.
-    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # sha256 of the bytes: the file's name, shared by every product that has these bytes.
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     byte_size: Mapped[int] = mapped_column(Integer)
@@ -94,6 +100,12 @@ class ProductImage(Base):
     # name read off it. NULL until computed (`lookalike colour backfill` for older images).
     colour: Mapped[bytes | None] = mapped_column(LargeBinary)
     colour_name: Mapped[str | None] = mapped_column(String(16))
+    # The variant this photo shows when the product has several (a feed's rows of one
+    # item_group_id): its own link and price now, shown instead of the product's when this
+    # photo is the one a search matched. NULL: the product's own (every other photo).
+    variant_link: Mapped[str | None] = mapped_column(String(2000))
+    variant_price: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    variant_currency: Mapped[str | None] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     product: Mapped[Product] = relationship(back_populates="images")

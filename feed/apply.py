@@ -4,15 +4,17 @@ atomic write, and each is audited (user_id 0: the feed, not a person).
 Order, chosen so a sync killed at any moment leaves nothing the next one cannot finish:
 1. the feed's SKUs are claimed (feed_products) before anything is added, so a product the
    feed added is always known as the feed's;
-2. field, stock, restore and hide changes (no photo is featurised for them); a product is
-   marked hidden_by_feed before it is hidden, so it is restored when it comes back;
+2. field, stock, restore and hide changes, and the variant (link, price) of photos a product
+   already holds (no photo is featurised for them); a product is marked hidden_by_feed
+   before it is hidden, so it is restored when it comes back;
 3. photos: downloaded concurrently (conditional requests), their validators saved before the
    photo is handed to the pipelined import, which featurises and stores them. The next sync
    trusts a saved validator only when the catalogue holds that photo for that product;
 4. photos the feed replaced or dropped are retired (feed.retire).
 
 Audit actions: feed-update, feed-stock, feed-hide, feed-restore, feed-add (a new product),
-feed-photos (new photos of an existing product); the run itself is audited as feed-sync.
+feed-photos (new photos of an existing product), feed-variants (a held photo's variant link or
+price changed); the run itself is audited as feed-sync.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from feed.diff import CatalogueProduct, ImageJob, SyncPlan
 from feed.grouping import FeedProduct
 from feed.images import Download, FetchOptions, download
 from feed.state import FeedStore
-from search import CatalogError, ImportEntry, ImportSummary, SearchEngine, import_entries
+from search import (
+    CatalogError,
+    ImportEntry,
+    ImportSummary,
+    SearchEngine,
+    import_entries,
+    set_photo_variants,
+)
 
 FEED_USER_ID = 0
 Progress = Callable[[int], None]
@@ -89,6 +98,13 @@ def apply_changes(
             failed.append((sku, str(exc)))
             continue
         audit(engine, "feed-hide", sku)
+    for sku, variants in plan.variants.items():
+        try:
+            set_photo_variants(engine, sku, variants)
+        except CatalogError as exc:
+            failed.append((sku, str(exc)))
+            continue
+        audit(engine, "feed-variants", sku, photos=len(variants))
     return failed
 
 
@@ -180,6 +196,7 @@ async def import_photos(
                     update_fields=False,
                     in_stock=feed[record.sku].in_stock,
                     colour_name=variant.colour_name if variant is not None else None,
+                    variant=feed[record.sku].photo_variant(result.job.url),
                 )
                 pending.append((record, entry))
             if len(pending) >= batch_size:

@@ -2,6 +2,7 @@
 
 - add: feed products the catalogue does not have (created by their first stored photo);
 - update: name, price, currency, link or category differ (no photo is featurised again);
+- variants: photos a product holds whose variant (link, price now) changed in the feed;
 - stock: in-stock flag differs;
 - restore: products the feed hid earlier that are back in the feed;
 - hide: products the feed owns (it listed them before) that are active but gone from the feed.
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from feed.grouping import FeedProduct
-from search import ProductFields
+from search import PhotoVariant, ProductFields
 
 COMPARED_FIELDS = ("name", "price", "currency", "url", "category")
 
@@ -33,6 +34,8 @@ class CatalogueProduct:
     in_stock: bool
     removed: bool
     image_hashes: frozenset[str]
+    # content hash -> the variant (link, price) that photo shows; None: the product's own
+    photo_variants: Mapping[str, PhotoVariant | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,8 @@ class SyncPlan:
     kept_removed: list[str] = field(default_factory=list)  # removed by an admin, still listed
     unchanged: list[str] = field(default_factory=list)
     images: list[ImageJob] = field(default_factory=list)
+    # sku -> {content hash: variant} for photos the product holds whose variant changed
+    variants: dict[str, dict[str, PhotoVariant | None]] = field(default_factory=dict)
     active_before: int = 0
 
     @property
@@ -87,6 +92,7 @@ class SyncPlan:
             "kept_removed": len(self.kept_removed),
             "unchanged": len(self.unchanged),
             "images_to_check": len(self.images),
+            "variant_photos": sum(len(photos) for photos in self.variants.values()),
         }
 
 
@@ -115,6 +121,10 @@ def plan_sync(
         if current.in_stock != product.in_stock:
             plan.stock.append((sku, product.in_stock))
             touched = True
+        variants = _variant_changes(product, current, images)
+        if variants:
+            plan.variants[sku] = variants
+            touched = True
         if current.removed:
             state = owned.get(sku)
             if state is None or not state.hidden_by_feed:
@@ -130,6 +140,25 @@ def plan_sync(
         if sku not in feed and current is not None and not current.removed:
             plan.hide.append(sku)
     return plan
+
+
+def _variant_changes(
+    product: FeedProduct,
+    current: CatalogueProduct,
+    images: Mapping[tuple[str, str], StoredImage],
+) -> dict[str, PhotoVariant | None]:
+    """Held photos (known by their URL's last download) whose variant is no longer the one
+    the feed gives them: content hash -> the variant now."""
+    changes: dict[str, PhotoVariant | None] = {}
+    for url in product.image_urls:
+        stored = images.get((product.sku, url))
+        digest = stored.content_hash if stored is not None else None
+        if digest is None or digest not in current.image_hashes or digest in changes:
+            continue
+        wanted = product.photo_variant(url)
+        if current.photo_variants.get(digest) != wanted:
+            changes[digest] = wanted
+    return changes
 
 
 def _image_jobs(

@@ -13,8 +13,9 @@ A group is stored as one product whose SKU is the group id:
   is its variant's `color` when the palette's synonyms know that word (it wins over the colour
   computed from the pixels), otherwise the computed one, and the row is reported.
 Each variant is kept as a FeedVariant (its id, colour, link, price now, stock and photos), and
-`variant_of(url)` says which variant a photo came from, for what a photo should say about
-itself (its colour, its own link and price) once the catalogue stores it.
+`variant_of(url)` says which variant a photo came from: the catalogue stores, per photo, its
+variant's colour name, link and price (`photo_variant`), so a search that matched the red
+variant's photo shows the red link, price and colour.
 An item without item_group_id is a product of its own with its id as SKU. Group ids and item
 ids are separate namespaces (Google's rule): a standalone item whose id is also some group's
 item_group_id is not merged into that group; since both would be the same catalogue key, the
@@ -30,7 +31,7 @@ from decimal import Decimal
 
 from feed.categories import CategoryMap
 from feed.items import FeedItem
-from search import ProductFields, parse_colour_synonym
+from search import PhotoVariant, ProductFields, parse_colour_synonym
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,17 @@ class FeedProduct:
     def variant_of(self, url: str) -> FeedVariant | None:
         """The first variant (in feed order) that lists this photo."""
         return next((v for v in self.variants if url in v.image_urls), None)
+
+    def photo_variant(self, url: str) -> PhotoVariant | None:
+        """What the catalogue stores for this photo: the link and price of its variant when
+        the product has several (a search matching it shows them), else None (the product's
+        own link and price, kept up to date on the product alone)."""
+        if len(self.variants) < 2:
+            return None
+        variant = self.variant_of(url)
+        if variant is None:
+            return None
+        return PhotoVariant(link=variant.link, price=variant.price, currency=self.fields.currency)
 
 
 @dataclass

@@ -59,6 +59,7 @@ def catalogue_snapshot(engine: SearchEngine) -> dict[str, CatalogueProduct]:
             in_stock=product.in_stock,
             removed=product.removed,
             image_hashes=frozenset(image.content_hash for image in product.images),
+            photo_variants={image.content_hash: image.variant for image in product.images},
         )
         for product in engine.catalog.products(include_removed=True)
     }

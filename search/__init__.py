@@ -21,7 +21,7 @@ Subpackages, each with its own facade: `search.featurize` (pixels to vectors on 
 `search.index` (the vector indexes), `search.evaluation` (search quality, measured).
 """
 
-from db.records import ImageRecord, ProductFields, ProductRecord
+from db.records import ImageRecord, PhotoVariant, ProductFields, ProductRecord
 from search.active_model import ActiveModel, ModelManager
 from search.catalog import AddOutcome, Catalog
 from search.colour import parse_colour_synonym
@@ -56,6 +56,7 @@ from search.importer import (
     import_entries,
 )
 from search.photo_retirement import retire_photos
+from search.photo_variants import set_photo_variants
 from search.refeaturizing import RefeaturizeSummary, refeaturize, refeaturize_reason
 from search.reindexing import ReindexSummary, reindex
 from search.results import ResultItem, SearchResult
@@ -85,6 +86,7 @@ __all__ = [
     "ModelManager",
     "ModelQuality",
     "ModelUnavailableError",
+    "PhotoVariant",
     "ProductFields",
     "ProductRecord",
     "PurgeReport",
@@ -121,4 +123,5 @@ __all__ = [
     "refeaturize_reason",
     "reindex",
     "retire_photos",
+    "set_photo_variants",
 ]

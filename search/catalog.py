@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import numpy as np
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from db import photos
 from db import repository as repo
 from db.locks import share_catalogue
-from db.media import ORPHAN_GRACE_SECONDS, MediaStore
-from db.records import ImageRecord, ProductFields, ProductRecord
+from db.media import ORPHAN_GRACE_SECONDS, MediaStore, StoredFile
+from db.records import ImageRecord, PhotoVariant, ProductFields, ProductRecord
 from db.tables import Product
 from search.active_model import ModelManager
 from search.colour import stored_colour
@@ -143,12 +144,17 @@ class Catalog:
         *,
         in_stock: bool = True,
         colour_name: str | None = None,
+        variant: PhotoVariant | None = None,
     ) -> AddOutcome:
         """`add` for an image whose raw (dim,) vector is already computed. `in_stock`: the
         flag a product created by this photo starts with (in the same transaction, so it is
         never shown in stock when it is not). `colour_name`: the photo's colour as its source
         names it (a feed's `color`, one of the colour NAMES): stored instead of the name
-        computed from the pixels, whose descriptor is still stored for the ranking."""
+        computed from the pixels, whose descriptor is still stored for the ranking.
+        `variant`: the variant of the product this photo shows (its link and price).
+
+        The same bytes in another product are allowed (a set and its base product): a row of
+        this product's own, the file shared; the other product is among `near_duplicates`."""
         colour, computed_name = (
             stored_colour(prepared.colour) if prepared.colour is not None else (None, None)
         )
@@ -157,15 +163,15 @@ class Catalog:
             model = self._models.active
             index_vector = model.post.transform(vector)  # (dim,) what the index compares
             with self._sessions() as session:
-                existing = repo.find_image_by_hash(session, content_hash=prepared.content_hash)
                 product = repo.get_product(session, sku=fields.sku)
-                if existing is not None:
-                    if product is None or existing.product_id != product.id:
-                        owner = repo.get_product_by_id(session, product_id=existing.product_id)
-                        raise CatalogError(
-                            "this exact photo already belongs to product "
-                            f"{owner.sku if owner else existing.product_id}"
-                        )
+                existing = (
+                    photos.find_product_image(
+                        session, product_id=product.id, content_hash=prepared.content_hash
+                    )
+                    if product is not None
+                    else None
+                )
+                if product is not None and existing is not None:
                     return AddOutcome(
                         product=ProductRecord.from_row(product),
                         image=ImageRecord.from_row(existing),
@@ -197,6 +203,7 @@ class Catalog:
                         byte_size=len(prepared.data),
                         colour=colour,
                         colour_name=colour_name,
+                        variant=variant,
                     )
                     repo.store_embedding(
                         session,
@@ -212,14 +219,12 @@ class Catalog:
                     session.refresh(row, ["images"])
                     record, image = ProductRecord.from_row(row), ImageRecord.from_row(image_row)
             except IntegrityError as exc:
-                if stored.created:
-                    self.media.delete(stored.file_name)
+                self._discard(stored)
                 raise CatalogError(
                     "the catalogue changed at the same moment; please try again"
                 ) from exc
             except BaseException:
-                if stored.created:
-                    self.media.delete(stored.file_name)
+                self._discard(stored)
                 raise
             self._live.image_added(record, image.id, index_vector)
             if self._active_model_name() != model.name:
@@ -301,6 +306,19 @@ class Catalog:
         with self._sessions() as session:
             row = repo.active_model(session)
             return row.name if row is not None else None
+
+    def _discard(self, stored: StoredFile) -> None:
+        """Delete the file this failed add wrote, unless a row references it: another
+        product's add of the same bytes may have committed meanwhile (the file is shared)."""
+        if not stored.created:
+            return
+        try:
+            with self._sessions() as session:
+                if photos.file_in_use(session, stored.file_name):
+                    return
+        except SQLAlchemyError:  # the database failed the add too: the sweep decides later
+            return
+        self.media.delete(stored.file_name)
 
     def _near_duplicates(self, index_vector: np.ndarray, exclude: list[int]) -> list[ResultItem]:
         everything_else = SearchFilter(

@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import select
 
+from db import photos
+from db.records import PhotoVariant
 from db.tables import Product, ProductImage
 from search.errors import CatalogError, InvalidImageError
 from search.featurize import PreparedImage, content_hash
@@ -91,6 +94,9 @@ class ImportEntry:
     # The photo's colour as the source names it (a feed's `color` read as one of the colour
     # NAMES): stored instead of the colour named from its pixels. None: the computed one.
     colour_name: str | None = None
+    # The variant of the product this photo shows (a feed's row of an item_group_id): its
+    # link and price, shown when a search matches this photo. None: the product's own.
+    variant: PhotoVariant | None = None
 
 
 def _humanise(stem: str) -> str:
@@ -252,13 +258,11 @@ def import_entries(
     # Cheap check first: what is already stored needs no decoding and no model.
     with engine.sessions() as session:
         rows = session.execute(select(ProductImage.content_hash, ProductImage.product_id))
-        known = {image_hash: product_id for image_hash, product_id in rows}
+        known = {(image_hash, product_id) for image_hash, product_id in rows}
         sku_ids = {
             sku: product_id for sku, product_id in session.execute(select(Product.sku, Product.id))
         }
-    owners = {product_id: f"product {sku}" for sku, product_id in sku_ids.items()}
     in_flight: dict[str, ImportEntry] = {}
-    in_this_import: dict[str, str] = {}  # content hash -> the SKU it is being imported for
 
     def to_featurise() -> Iterator[tuple[str, bytes]]:
         """(label, bytes) of the entries that need the model, loaded one at a time."""
@@ -271,24 +275,17 @@ def import_entries(
             except (CatalogError, InvalidImageError) as exc:
                 writer.put(_Skip(entry.label, str(exc)))
                 continue
-            data_hash = content_hash(data)
-            owner = known.get(data_hash)
-            if owner is not None and owner == sku_ids.get(entry.fields.sku):
+            product_id = sku_ids.get(entry.fields.sku)
+            if product_id is not None and (content_hash(data), product_id) in known:
                 writer.put(_Unchanged(entry))
                 continue
-            # Refused by the store anyway (a photo belongs to one product): not worth the
-            # model's time, whether stored before or earlier in this import.
-            holder = owners.get(owner, str(owner)) if owner is not None else None
-            earlier = in_this_import.setdefault(data_hash, entry.fields.sku)
-            if earlier != entry.fields.sku:
-                holder = holder or f"product {earlier}"
-            if holder is not None:
-                writer.put(_Skip(entry.label, f"this exact photo already belongs to {holder}"))
-                continue
+            # The same bytes in another product are welcome (a set and its base product):
+            # decoded for this product's row, featurised only once (_Vectors).
             in_flight[entry.label] = entry
             yield entry.label, data
 
     writer = _Writer(engine, summary, advance)
+    vectors = _Vectors(engine)
     try:
         batch: list[tuple[ImportEntry, PreparedImage]] = []
         decoded = engine.models.prepare_many(to_featurise(), lookahead=2 * batch_size)
@@ -299,10 +296,10 @@ def import_entries(
             else:
                 batch.append((entry, result))
             if len(batch) >= batch_size:
-                _featurise(engine, batch, writer, summary)
+                _featurise(vectors, batch, writer, summary)
                 batch = []
         if batch:
-            _featurise(engine, batch, writer, summary)
+            _featurise(vectors, batch, writer, summary)
     except BaseException:
         writer.close(raise_error=False)  # the first error is the one to report
         raise
@@ -315,13 +312,13 @@ def import_entries(
 
 
 def _featurise(
-    engine: SearchEngine,
+    vectors_of: _Vectors,
     batch: list[tuple[ImportEntry, PreparedImage]],
     writer: _Writer,
     summary: ImportSummary,
 ) -> None:
-    vectors = engine.models.embed([prepared for _, prepared in batch])  # (n, dim)
-    summary.featurised += len(batch)
+    vectors, featurised = vectors_of([prepared for _, prepared in batch])  # (n, dim)
+    summary.featurised += featurised
     # The writer needs the file bytes, not the (224, 224, 3) model input: free that now.
     stored = [
         (entry, dataclasses.replace(prepared, model_input=_NO_PIXELS), vector)
@@ -331,6 +328,45 @@ def _featurise(
 
 
 _NO_PIXELS = np.zeros((0,), dtype=np.float32)
+
+
+class _Vectors:
+    """Raw vectors of prepared photos, each distinct bytes featurised once: bytes the catalogue
+    already holds (in another product) reuse its stored vector, and bytes seen earlier in this
+    import reuse the vector computed then (the last RECENT of them, so memory stays bounded)."""
+
+    RECENT = 4096  # vectors kept: 4096 x 512 float32 = 8 MB
+
+    def __init__(self, engine: SearchEngine) -> None:
+        self._engine = engine
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def __call__(self, batch: list[PreparedImage]) -> tuple[list[np.ndarray], int]:
+        """(one (dim,) vector per photo, how many the model computed)."""
+        model_name = self._engine.models.active.name
+        missing = {p.content_hash for p in batch} - self._recent.keys()
+        if missing:
+            with self._engine.sessions() as session:
+                stored = photos.raw_vectors_by_hash(
+                    session, content_hashes=sorted(missing), model_name=model_name
+                )
+            for digest, vector in stored.items():
+                self._remember(digest, vector)
+        todo: dict[str, PreparedImage] = {}
+        for prepared in batch:
+            if prepared.content_hash not in self._recent:
+                todo.setdefault(prepared.content_hash, prepared)
+        if todo:
+            computed = self._engine.models.embed(list(todo.values()))  # (len(todo), dim)
+            for digest, vector in zip(todo, computed, strict=True):
+                self._remember(digest, vector)
+        return [self._recent[p.content_hash] for p in batch], len(todo)
+
+    def _remember(self, digest: str, vector: np.ndarray) -> None:
+        self._recent[digest] = vector
+        self._recent.move_to_end(digest)
+        while len(self._recent) > self.RECENT:
+            self._recent.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,6 +454,7 @@ class _Writer:
                 vector,
                 in_stock=entry.in_stock,
                 colour_name=entry.colour_name,
+                variant=entry.variant,
             )
         except CatalogError as exc:
             summary.skipped.append((entry.label, str(exc)))

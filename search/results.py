@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,6 +19,8 @@ __all__ = ["ResultItem", "SearchResult", "items_of_hits", "items_of_log"]
 @dataclass(frozen=True, slots=True)
 class ResultItem:
     rank: int  # 1-based
+    # As the matched photo shows it: a photo of one variant (a feed's red shoe of a group)
+    # gives the variant's link, price and colour (ProductRecord.as_shown_by).
     product: ProductRecord
     image: ImageRecord  # the product's image that matched best
     distance: float  # in the search's metric, smaller is closer
@@ -47,9 +50,12 @@ class SearchResult:
         return 1.0 - self.items[0].similarity / 100.0 if self.items else None
 
 
-def items_of_hits(session: Session, hits: Sequence[Hit]) -> list[ResultItem]:
-    """Index hits -> ranked items with today's product records. A hit whose product or image
-    was deleted by another process since the index was loaded is left out."""
+def items_of_hits(
+    session: Session, hits: Sequence[Hit], *, max_price: Decimal | None = None
+) -> list[ResultItem]:
+    """Index hits -> ranked items with today's product records, as the matched photos show
+    them (a variant's photo: that variant, unless dearer than `max_price`). A hit whose
+    product or image was deleted by another process since the index was loaded is left out."""
     records = repo.get_product_records(session, product_ids=[hit.product_id for hit in hits])
     items: list[ResultItem] = []
     for hit in hits:
@@ -60,7 +66,7 @@ def items_of_hits(session: Session, hits: Sequence[Hit]) -> list[ResultItem]:
         items.append(
             ResultItem(
                 rank=len(items) + 1,
-                product=product,
+                product=product.as_shown_by(image, max_price),
                 image=image,
                 distance=hit.distance,
                 similarity=hit.similarity,
@@ -72,6 +78,8 @@ def items_of_hits(session: Session, hits: Sequence[Hit]) -> list[ResultItem]:
 def items_of_log(session: Session, record: SearchRecord) -> list[ResultItem]:
     """A logged search's results with today's product data; products no longer shown are
     left out."""
+    logged_max = record.filters.get("max_price")
+    max_price = Decimal(str(logged_max)) if logged_max is not None else None
     ids = [int(str(entry["product_id"])) for entry in record.results]
     products = repo.get_product_records(session, product_ids=ids)
     items: list[ResultItem] = []
@@ -87,7 +95,7 @@ def items_of_log(session: Session, record: SearchRecord) -> list[ResultItem]:
         items.append(
             ResultItem(
                 rank=len(items) + 1,
-                product=product,
+                product=product.as_shown_by(image, max_price),
                 image=image,
                 distance=distance,
                 similarity=float(str(similarity))

@@ -161,7 +161,7 @@ class Searcher:
             **(extra_filters or {}),
         }
         with self._sessions.begin() as session:
-            items = items_of_hits(session, hits)
+            items = items_of_hits(session, hits, max_price=query.max_price)
             latency_ms = (time.perf_counter() - started) * 1000
             entry = repo.log_search(
                 session,

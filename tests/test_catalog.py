@@ -21,7 +21,7 @@ from db import repository as repo
 from db.media import ORPHAN_GRACE_SECONDS, MediaStore, MediaStoreError
 from db.tables import Embedding, Product, ProductImage, SearchLog
 from lookalike.settings import Settings
-from search import CatalogError, Requester, SearchEngine, SearchQuery
+from search import Requester, SearchEngine, SearchQuery, retire_photos
 from search.featurize.featurizer import Featurizer
 from search.featurize.preprocess import InvalidImageError
 from search.fields import clean_product_fields
@@ -186,9 +186,6 @@ def test_second_image_for_a_product_and_one_hit_per_product(
     catalog_engine: SearchEngine, catalog_photos: list[Path]
 ) -> None:
     sku = catalog_photos[0].stem
-    extra = catalog_photos[1].read_bytes()
-    with pytest.raises(CatalogError, match="already belongs to product"):
-        catalog_engine.catalog.add(fields(sku), extra)  # exact bytes of another product
     second = reencode(catalog_photos[1].read_bytes(), quality=60)
     outcome = catalog_engine.catalog.add(fields(sku), second)
     assert not outcome.created_product and outcome.created_image
@@ -199,6 +196,31 @@ def test_second_image_for_a_product_and_one_hit_per_product(
     skus = [item.product.sku for item in result.items]
     assert skus[0] == sku and len(set(skus)) == len(skus)
     assert result.items[0].image.id == outcome.image.id  # the image that matched best
+
+
+def test_one_photo_in_two_products_is_one_file_and_finds_both_once(
+    catalog_engine: SearchEngine, catalog_settings: Settings, catalog_photos: list[Path]
+) -> None:
+    """A set and its base product may show the same photo (Google's feeds allow it): each gets
+    its own row, the file is stored once, the vector computed once is the same, and a search
+    shows both products, each once. The admin is told which product has it already."""
+    base, other = catalog_photos[1].stem, catalog_photos[0].stem
+    photo = catalog_photos[1].read_bytes()
+    files_before = media_files(catalog_settings)
+    outcome = catalog_engine.catalog.add(fields(other), photo)  # exact bytes of `base`
+    assert outcome.created_image and not outcome.created_product
+    assert base in [item.product.sku for item in outcome.near_duplicates]
+    assert media_files(catalog_settings) == files_before  # the file is shared
+    again = catalog_engine.catalog.add(fields(other), photo)
+    assert not again.created_image  # in one product, the same bytes twice are one image
+    skus = [item.product.sku for item in catalog_engine.searcher.search_image(photo).items]
+    assert {base, other} <= set(skus[:2]) and len(set(skus)) == len(skus)
+    # Retiring it from one product keeps the file the other one still shows.
+    catalog_engine.catalog.add(fields(other), reencode(photo, quality=50))
+    retire_photos(catalog_engine, other, [outcome.image.content_hash])
+    swept = catalog_engine.catalog.sweep_orphan_files(grace_seconds=0)
+    assert outcome.image.file_name not in swept
+    assert catalog_engine.media.read(outcome.image.file_name) == photo
 
 
 def test_filters_category_and_max_price(engine: SearchEngine, catalog_photos: list[Path]) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from cli.main import main
 from db import migrate
@@ -104,4 +105,83 @@ def test_cli_db_upgrade_and_current(
     assert f"revision {head}" in capsys.readouterr().out
     assert main(["db", "downgrade", "base"]) == 0
     assert migrate.current_revision(engine) is None
+    engine.dispose()
+
+
+def _rows(engine: Engine, sql: str) -> list[tuple[object, ...]]:
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(text(sql))]
+
+
+def test_0012_keeps_every_image_vector_and_lets_two_products_share_a_photo(
+    empty_url: str,
+) -> None:
+    """The constraint change copies product_images on SQLite: the vectors that reference it
+    (ON DELETE CASCADE) must survive on both backends, and downgrading keeps one row per photo."""
+    engine = create_db_engine(empty_url)
+    migrate.upgrade(engine, "0011")
+    now = "2026-12-03 04:00:00"
+    with engine.begin() as connection:
+        for product_id, sku in ((1, "BASE"), (2, "SET")):
+            connection.execute(
+                text(
+                    "INSERT INTO products (id, sku, name, currency, in_stock, removed,"
+                    " created_at, updated_at) VALUES (:id, :sku, :sku, 'EUR', true, false,"
+                    " :now, :now)"
+                ),
+                {"id": product_id, "sku": sku, "now": now},
+            )
+        for image_id, digest in ((10, "a" * 64), (11, "b" * 64)):
+            connection.execute(
+                text(
+                    "INSERT INTO product_images (id, product_id, file_name, content_hash,"
+                    " width, height, byte_size, created_at)"
+                    " VALUES (:id, 1, :file, :digest, 4, 4, 9, :now)"
+                ),
+                {
+                    "id": image_id,
+                    "file": f"{digest[:2]}/{digest}.jpg",
+                    "digest": digest,
+                    "now": now,
+                },
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO embeddings (image_id, model_name, dim, vector, created_at)"
+                    " VALUES (:id, 'm', 2, :vector, :now)"
+                ),
+                {"id": image_id, "vector": b"\0" * 8, "now": now},
+            )
+    migrate.upgrade(engine)
+    assert _rows(engine, "SELECT image_id FROM embeddings ORDER BY image_id") == [(10,), (11,)]
+    with engine.begin() as connection:  # the base product's photo in the set too
+        connection.execute(
+            text(
+                "INSERT INTO product_images (id, product_id, file_name, content_hash, width,"
+                " height, byte_size, created_at, variant_price, variant_currency)"
+                " SELECT 12, 2, file_name, content_hash, width, height, byte_size, created_at,"
+                " 49.90, 'EUR' FROM product_images WHERE id = 10"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO embeddings (image_id, model_name, dim, vector, created_at)"
+                " SELECT 12, model_name, dim, vector, created_at FROM embeddings"
+                " WHERE image_id = 10"
+            )
+        )
+    with pytest.raises(IntegrityError), engine.begin() as connection:  # twice in one product
+        connection.execute(
+            text(
+                "INSERT INTO product_images (product_id, file_name, content_hash, width,"
+                " height, byte_size, created_at)"
+                " SELECT 2, file_name, content_hash, 4, 4, 9, created_at FROM product_images"
+                " WHERE id = 10"
+            )
+        )
+    migrate.downgrade(engine, "0011")
+    assert _rows(engine, "SELECT id FROM product_images ORDER BY id") == [(10,), (11,)]
+    assert _rows(engine, "SELECT image_id FROM embeddings ORDER BY image_id") == [(10,), (11,)]
+    migrate.upgrade(engine)
+    assert _rows(engine, "SELECT image_id FROM embeddings ORDER BY image_id") == [(10,), (11,)]
     engine.dispose()

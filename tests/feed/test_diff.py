@@ -3,10 +3,12 @@ for conditionally."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 from feed.diff import CatalogueProduct, OwnedState, StoredImage, plan_sync
-from feed.grouping import FeedProduct
+from feed.grouping import FeedProduct, FeedVariant
+from search import PhotoVariant
 from search.fields import ProductFields
 
 
@@ -71,3 +73,37 @@ def test_the_plan() -> None:
     assert set(conditional) == {"NEW", "PRICE", "OUT", "BACK", "SAME"}  # not ADMIN-REMOVED
     assert conditional["SAME"] == StoredImage('"e"', None, "h-same")
     assert conditional["PRICE"] is None  # its validator's photo is not in the catalogue
+
+
+def test_a_held_photos_changed_variant_is_planned_without_a_download() -> None:
+    """Two variants of one product: only the photo whose variant's price changed is planned
+    (its URL's last download says which photo it is); a photo not held is left to the import."""
+    red, black = "https://img.example/red.jpg", "https://img.example/black.jpg"
+
+    def variant(colour: str, url: str, price: str) -> FeedVariant:
+        link = f"https://shop.example/{colour}"
+        return FeedVariant(colour, colour, colour, link, Decimal(price), True, (url,))
+
+    feed = {
+        "RUN": replace(
+            listed("RUN"),
+            image_urls=(red, black, "https://img.example/new.jpg"),
+            variants=(variant("red", red, "75"), variant("black", black, "60")),
+        )
+    }
+    was = {
+        "h-red": PhotoVariant("https://shop.example/red", Decimal("80"), "EUR"),
+        "h-black": PhotoVariant("https://shop.example/black", Decimal("60"), "EUR"),
+    }
+    catalogue = {
+        "RUN": replace(held("RUN", hashes=frozenset(was)), photo_variants=was),
+    }
+    images = {
+        ("RUN", red): StoredImage('"r"', None, "h-red"),
+        ("RUN", black): StoredImage('"b"', None, "h-black"),
+    }
+    plan = plan_sync(feed, catalogue, {"RUN": OwnedState(hidden_by_feed=False)}, images)
+    assert plan.variants == {
+        "RUN": {"h-red": PhotoVariant("https://shop.example/red", Decimal("75"), "EUR")}
+    }
+    assert plan.unchanged == [] and plan.counts()["variant_photos"] == 1

@@ -1,6 +1,6 @@
 """A product's photos follow the feed: a replaced or dropped photo is retired (the cap bounds
 the product, not one sync), a photo an admin added by hand stays, and a photo two products
-share is featurised once (the catalogue still holds it for the first product only)."""
+share is featurised once and stored once, and belongs to both."""
 
 from __future__ import annotations
 
@@ -62,14 +62,33 @@ async def test_replaced_and_dropped_photos_are_retired_hand_added_ones_kept(
     assert hashes(engine, items[0].id) == {main_0}
 
 
-async def test_a_photo_two_products_share_is_featurised_once(
-    sync: Syncer, engine: SearchEngine, demo: list[ShopItem]
+async def test_a_set_and_its_base_product_share_a_photo(
+    sync: Syncer, engine: SearchEngine, shop: ShopServer, demo: list[ShopItem]
 ) -> None:
-    items = [demo[0], replace(demo[1], image=demo[0].image)]
-    summary = await sync(items)
+    """Both products exist after the sync (the photo featurised once, its file stored once),
+    a search finds each once, and an unchanged re-sync downloads and featurises nothing."""
+    base, bundle = demo[0], replace(demo[1], id="SET-1", image=demo[0].image)
+    summary = await sync([base, bundle])
     assert summary.status == "ok", summary
-    assert summary.counts["featurised"] == 1
-    assert (
-        f"{demo[1].id} photo 1",
-        f"this exact photo already belongs to product {demo[0].id}",
-    ) in summary.problems
+    assert (summary.counts["added"], summary.counts["featurised"]) == (2, 1)
+    shared = hashes(engine, base.id)
+    assert shared == hashes(engine, bundle.id) and len(shared) == 1
+    files = {engine.catalog.require(sku).images[0].file_name for sku in (base.id, bundle.id)}
+    assert len(files) == 1
+    photo = shop.files[base.image].body
+    skus = [item.product.sku for item in engine.searcher.search_image(photo).items]
+    assert {base.id, bundle.id} <= set(skus[:2]) and len(set(skus)) == len(skus)
+
+    again = await sync([base, bundle])
+    assert (again.counts["images_downloaded"], again.counts["featurised"]) == (0, 0)
+    assert again.counts["images_not_modified"] == 2
+
+    # The set gets a photo of its own: the shared one is retired from the set only, and its
+    # file stays for the base product (the orphan sweep agrees).
+    new_photo(shop, "/img/set-1.png", base.image, seed=26)
+    third = await sync([base, replace(bundle, image="/img/set-1.png")])
+    assert third.counts["photos_retired"] == 1
+    assert hashes(engine, base.id) == shared and not hashes(engine, bundle.id) & shared
+    (file_name,) = files
+    assert file_name not in engine.catalog.sweep_orphan_files(grace_seconds=0)
+    assert engine.media.read(file_name) == photo
