@@ -161,7 +161,8 @@ def kill_import_rounds(
     into the shop's models folder. Photos are taken in order, `per_round` per round.
 
     The moment is drawn from [0, 1.2 x the last import that ended by itself) (at first
-    `max_delay_s`): over an import's whole life, some after its end. With after_child, from
+    `max_delay_s`; 1.25 x the longest killed one while none ended): over an import's whole
+    life, some after its end. With after_child, from
     [0, max_delay_s) after its measuring/exporting child started its work (each kill lands
     while the child runs: the cheap version, tests/test_kill_import.py)."""
     if root.exists():
@@ -189,6 +190,7 @@ def kill_import_rounds(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: what it starts is found
+                preexec_fn=_die_with_this_process,
             )
             if after_child:
                 _wait_for_child(process, str(models))
@@ -204,13 +206,22 @@ def kill_import_rounds(
             left = _left_after_kill(process.pid, str(models))
             for line in left:  # never leave them running: they would skew the next rounds
                 os.kill(int(line.split()[0]), signal.SIGKILL)
-        if finished:
-            lasts = lived
+        # The window follows this machine's import time: the last one that ended by itself,
+        # or longer while kills keep landing before any end (a loaded machine's export).
+        lasts = lived if finished else max(lasts, 1.25 * lived)
         done = KillRound(round(lived, 2), finished, children, left, product_count(database))
         run.rounds.append(done)
         if progress is not None:
             progress(f"kill round {number + 1}/{rounds}: {asdict(done)}")
     return run
+
+
+def _die_with_this_process() -> None:
+    """In the import, before it runs: killed when this process ends (a bench section stopped
+    at its timeout leaves no import behind). Linux: PR_SET_PDEATHSIG."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
 def _wait_for_child(process: subprocess.Popen[bytes], marker: str) -> None:
