@@ -19,7 +19,7 @@ from search.featurize.backbones import get_backbone
 from search.featurize.choice import MIN_CALIBRATION_PHOTOS, _openvino_capabilities, choose_runtime
 from search.featurize.fidelity import DEFAULT_GATE, Fidelity, measure_fidelity
 from search.featurize.loader import ModelLoader
-from search.featurize.record import cpu_signature, read_decision, write_decision
+from search.featurize.record import RuntimeTrial, cpu_signature, read_decision, write_decision
 from search.featurize.served import SERVED_RUNTIMES, Forward, ServedFeaturizer
 from tests.conftest import MODEL_SEED, REPO_ROOT
 
@@ -374,3 +374,31 @@ def test_an_import_with_nothing_measured_goes_on_provisionally_and_says_so(
     said = [r.getMessage() for r in caplog.records if "without measuring" in r.getMessage()]
     assert len(said) == 2 and "`lookalike model build` measures" in said[0]
     assert not files.decision.exists()  # nothing recorded: `model build` measures
+
+
+def test_an_explicit_runtime_the_gate_refused_here_is_served_and_the_refusal_said(
+    extractor: object, models_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MODEL_RUNTIME=openvino-int8 is the admin's choice: served as set, with one line giving
+    the reason `auto` measured for refusing it on this CPU."""
+    loader = _copy_model(models_dir, tmp_path / "models")
+    files = loader.files("vgg16")
+    recorded = read_decision(files.decision)
+    assert recorded is not None and files.fresh(files.int8_xml)
+    refused = dataclasses.replace(
+        recorded,
+        chosen="openvino",
+        trials=[
+            *[t for t in recorded.trials if t.runtime != "openvino-int8"],
+            RuntimeTrial("openvino-int8", 7.0, 0.9751, 0.945, "mean cosine 0.9751 < 0.99"),
+        ],
+    )
+    write_decision(files.decision, refused)
+    explicit = ModelLoader(
+        models_dir=tmp_path / "models", weights="none", seed=MODEL_SEED, runtime="openvino-int8"
+    )
+    featurizer = explicit("vgg16")
+    assert isinstance(featurizer, ServedFeaturizer) and featurizer.runtime == "openvino-int8"
+    said = [r.getMessage() for r in caplog.records if "as MODEL_RUNTIME asks" in r.getMessage()]
+    assert len(said) == 1 and "(mean cosine 0.9751 < 0.99, measured" in said[0]
+    assert said[0].endswith("MODEL_RUNTIME=auto serves openvino")

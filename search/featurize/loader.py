@@ -134,6 +134,8 @@ class ModelLoader:
         files = self.files(spec)
         runtime = self.runtime
         measuring = runtime == "auto"  # whether the child, if started, measures or exports
+        if runtime != "auto":
+            self._say_if_refused(spec, files, runtime)
         if runtime == "auto":
             decision = self.current_decision(spec)
             if decision is None and not self._measure_first:
@@ -164,6 +166,24 @@ class ModelLoader:
             return served
         log.warning("no exported runtime can serve %s here: serving on Keras", spec.model_name)
         return self.keras(spec, "keras")
+
+    def _say_if_refused(self, spec: BackboneSpec, files: ModelFiles, runtime: str) -> None:
+        """An explicit MODEL_RUNTIME is the admin's choice and is served as set; when `auto`
+        measured it on this CPU and the gate refused it, one line says why."""
+        recorded = read_decision(files.decision)
+        trial = recorded.trial(runtime) if recorded is not None else None
+        if recorded is None or trial is None or trial.refused is None:
+            return
+        if recorded.cpu == cpu_signature():
+            log.warning(
+                "%s on %s, as MODEL_RUNTIME asks, though the fidelity gate refused it on this "
+                "CPU (%s, measured %s); MODEL_RUNTIME=auto serves %s",
+                spec.model_name,
+                runtime,
+                trial.refused,
+                recorded.measured_at[:10],
+                recorded.chosen,
+            )
 
     def _provisional_runtime(self, spec: BackboneSpec, files: ModelFiles) -> str:
         """The runtime a `measure_first=False` process featurises on when nothing valid is
