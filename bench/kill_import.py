@@ -242,7 +242,7 @@ def _wait_for_child(process: subprocess.Popen[bytes], marker: str) -> None:
 
 def section(args: dict[str, Any]) -> dict[str, Any]:
     """MODE_ROUNDS[mode] rounds (args["rounds"] overrides) on the bench's model and photos."""
-    from search.featurize.files import ModelFiles, cached_model_path
+    from search.featurize import ModelFiles, cached_model_path
 
     rounds = int(args.get("rounds", MODE_ROUNDS[str(args.get("mode", "quick"))]))
     weights, seed = str(args["weights"]), int(args["seed"])

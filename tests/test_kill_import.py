@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.kill_import import kill_import_rounds, product_count, shop_env
-from search.featurize.files import ModelFiles, cached_model_path
+from search.featurize import ModelFiles, cached_model_path
 from tests.conftest import MODEL_SEED
 
 
