@@ -30,11 +30,11 @@ def test_a_killed_import_leaves_no_process_and_the_next_one_imports(
         seed=MODEL_SEED,
         rounds=2,
         per_round=8,
-        max_delay_s=2.0,
-        after_child=True,  # killed 0-2 s after its exporting child loaded TensorFlow
+        max_delay_s=1.0,
+        after_child=True,  # killed 0-1 s after its exporting child loaded TensorFlow
     )
     assert [r.finished for r in run.rounds] == [False, False]
-    assert all(r.children_at_kill == 1 for r in run.rounds), run.rounds
+    assert all(r.children_at_kill >= 1 for r in run.rounds), run.rounds
     assert run.left == 0, [r.left for r in run.rounds]  # no child outlived its import
     assert [r.products for r in run.rounds] == [0, 0]  # killed before its first batch
     both = root / "both-rounds"  # the two killed rounds' photos, imported again
