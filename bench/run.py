@@ -20,7 +20,8 @@ process (`python -m bench.run SECTION ARGS_JSON`, see bench.common.run_section):
 - pgvector           bench.pg, opt-in (`--pgvector`, never in --quick): the k-nearest
                      query inside an embedded PostgreSQL against VectorIndex
 - plugged sections   PLUGGED_SECTIONS: sections other modules contribute (the web server, the
-                     feed sync), each run when its module is present and the mode is one of its
+                     feed sync, kill -9 of `catalog import`: bench.kill_import), each run when
+                     its module is present and the mode is one of its
 
 Nothing here is a timed test: the figures depend on the machine and on what else runs on it
 (the load average before and after is recorded). tests/test_bench.py runs the smoke mode.
@@ -96,6 +97,12 @@ class PluggedSection:
 PLUGGED_SECTIONS: tuple[PluggedSection, ...] = (
     PluggedSection("web", "bench.web", "web: the HTTP server over a socket"),
     PluggedSection("sync", "bench.sync", "feed sync: a shop's product feed"),
+    PluggedSection(
+        "kill",
+        "bench.kill_import",
+        "kill: catalog import killed -9 at random moments on a fresh shop",
+        modes=("quick", "full"),
+    ),
 )
 
 

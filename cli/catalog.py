@@ -65,7 +65,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> A
 
 
 def cmd_catalog(args: argparse.Namespace, settings: Settings) -> int:
-    engine = open_engine(settings)
+    # An import (or add) on a CPU with no runtime measured yet goes on with the provisional
+    # runtime instead of measuring for a minute first; `lookalike model build` (which `make
+    # catalog` runs after the import) measures and featurises the catalogue again.
+    engine = open_engine(settings, measure_first=False)
     out = sys.stdout
     command = args.catalog_command
     if command == "import":

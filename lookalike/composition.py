@@ -18,9 +18,12 @@ def featurizer_provider(
     *,
     calibration_photos: Callable[[int], Sequence[bytes]] | None = None,
     progress: Callable[[str], None] | None = None,
+    measure_first: bool = True,
 ) -> ModelLoader:
     """backbone name -> the model with the settings' weights, on the runtime MODEL_RUNTIME
-    names or (auto) the one measured for this CPU on `calibration_photos`."""
+    names or (auto) the one measured for this CPU on `calibration_photos`. measure_first=False
+    (`catalog import`): with nothing valid measured yet, the provisional runtime, said in one
+    line, instead of measuring first (search.featurize.loader)."""
     return ModelLoader(
         models_dir=settings.models_dir,
         weights=settings.model_weights,
@@ -29,6 +32,7 @@ def featurizer_provider(
         calibration_photos=calibration_photos,
         batch_size=settings.inference_batch_size,
         progress=progress,
+        measure_first=measure_first,
     )
 
 
@@ -73,11 +77,14 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 
 def open_engine(
-    settings: Settings, *, featurizer: Callable[[str], Featurizer] | None = None
+    settings: Settings,
+    *,
+    featurizer: Callable[[str], Featurizer] | None = None,
+    measure_first: bool = True,
 ) -> SearchEngine:
     """The database brought up to date, the index loaded; the model loads on first use
     (from `featurizer(backbone)`, by default the model the settings describe, served on the
-    runtime chosen for this CPU)."""
+    runtime chosen for this CPU; measure_first: see featurizer_provider)."""
     if featurizer is not None:
         return SearchEngine.open(engine_config(settings), featurizer_provider=featurizer)
 
@@ -88,6 +95,8 @@ def open_engine(
 
     engine = SearchEngine.open(
         engine_config(settings),
-        featurizer_provider=featurizer_provider(settings, calibration_photos=catalogue_photos),
+        featurizer_provider=featurizer_provider(
+            settings, calibration_photos=catalogue_photos, measure_first=measure_first
+        ),
     )
     return engine

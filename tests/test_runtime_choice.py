@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from search.featurize.backbones import get_backbone
-from search.featurize.choice import MIN_CALIBRATION_PHOTOS, choose_runtime
+from search.featurize.choice import MIN_CALIBRATION_PHOTOS, _openvino_capabilities, choose_runtime
 from search.featurize.fidelity import DEFAULT_GATE, Fidelity, measure_fidelity
 from search.featurize.loader import ModelLoader
-from search.featurize.record import cpu_signature, read_decision, write_decision
+from search.featurize.record import RuntimeTrial, cpu_signature, read_decision, write_decision
 from search.featurize.served import SERVED_RUNTIMES, Forward, ServedFeaturizer
 from tests.conftest import MODEL_SEED, REPO_ROOT
 
@@ -336,3 +336,69 @@ def test_a_process_that_finds_a_measuring_under_way_waits_and_says_so(
         logging.getLogger("search.featurize.loader").removeHandler(handler)
     assert len(served) == 1 and isinstance(served[0], ServedFeaturizer)
     assert served[0].runtime == recorded.chosen  # its record, not a measuring of its own
+
+
+def test_an_import_with_nothing_measured_goes_on_provisionally_and_says_so(
+    extractor: object, models_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`catalog import` (measure_first=False) on a CPU with no valid record, while another
+    process holds the measuring lock: it neither measures nor waits; it featurises on the
+    runtime already exported (the stale record's, else the provisional one) and says so."""
+    import fcntl
+    import threading
+
+    loader = _copy_model(models_dir, tmp_path / "models")
+    files = loader.files("vgg16")
+    recorded = read_decision(files.decision)
+    assert recorded is not None
+    importer = ModelLoader(
+        models_dir=tmp_path / "models",
+        weights="none",
+        seed=MODEL_SEED,
+        calibration_photos=loader._calibration_photos,  # raises if read: nothing is measured
+        measure_first=False,
+    )
+    write_decision(files.decision, dataclasses.replace(recorded, cpu="Another CPU, 64 cores"))
+    served: list[object] = []
+    with files.decision.with_suffix(".lock").open("a") as measuring:  # another's measuring
+        fcntl.flock(measuring, fcntl.LOCK_EX)
+        thread = threading.Thread(target=lambda: served.append(importer("vgg16")), daemon=True)
+        thread.start()
+        thread.join(timeout=120)
+        assert served, "the import waited for the measuring under way"
+        files.decision.unlink()  # no record at all: the provisional runtime
+        served.append(importer("vgg16"))
+    assert isinstance(served[0], ServedFeaturizer) and served[0].runtime == recorded.chosen
+    provisional = "openvino-bf16" if "BF16" in _openvino_capabilities() else "openvino"
+    assert isinstance(served[1], ServedFeaturizer) and served[1].runtime == provisional
+    said = [r.getMessage() for r in caplog.records if "without measuring" in r.getMessage()]
+    assert len(said) == 2 and "`lookalike model build` measures" in said[0]
+    assert not files.decision.exists()  # nothing recorded: `model build` measures
+
+
+def test_an_explicit_runtime_the_gate_refused_here_is_served_and_the_refusal_said(
+    extractor: object, models_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MODEL_RUNTIME=openvino-int8 is the admin's choice: served as set, with one line giving
+    the reason `auto` measured for refusing it on this CPU."""
+    loader = _copy_model(models_dir, tmp_path / "models")
+    files = loader.files("vgg16")
+    recorded = read_decision(files.decision)
+    assert recorded is not None and files.fresh(files.int8_xml)
+    refused = dataclasses.replace(
+        recorded,
+        chosen="openvino",
+        trials=[
+            *[t for t in recorded.trials if t.runtime != "openvino-int8"],
+            RuntimeTrial("openvino-int8", 7.0, 0.9751, 0.945, "mean cosine 0.9751 < 0.99"),
+        ],
+    )
+    write_decision(files.decision, refused)
+    explicit = ModelLoader(
+        models_dir=tmp_path / "models", weights="none", seed=MODEL_SEED, runtime="openvino-int8"
+    )
+    featurizer = explicit("vgg16")
+    assert isinstance(featurizer, ServedFeaturizer) and featurizer.runtime == "openvino-int8"
+    said = [r.getMessage() for r in caplog.records if "as MODEL_RUNTIME asks" in r.getMessage()]
+    assert len(said) == 1 and "(mean cosine 0.9751 < 0.99, measured" in said[0]
+    assert said[0].endswith("MODEL_RUNTIME=auto serves openvino")

@@ -3,13 +3,17 @@
 With MODEL_RUNTIME=auto (the default) the runtime is the one measured for this CPU and
 recorded beside the model (search.featurize.choice, search.featurize.record): once that record
 and the exported files exist, the model is served from them without importing TensorFlow
-(search.featurize.served). The first time (no model, no record, another CPU, or a record made before
-the catalogue had enough photos), Keras builds and exports the model and every runtime is
-measured on the shop's photos, in a child process (search/featurize/child.py), so the serving
-process never imports TensorFlow. An explicit MODEL_RUNTIME skips the measuring ("keras" and
-"keras-xla" serve with TensorFlow). A serving process never exports or quantises: a missing
-file of the recorded runtime is served as float32 OpenVINO until `lookalike model build`
-(`build`) rebuilds it; with nothing exported at all, the child process exports.
+(search.featurize.served). The first time (no model, no record, another CPU, or a record made
+before the catalogue had enough photos), Keras builds and exports the model and every runtime
+is measured on the shop's photos, in a child process (search/featurize/child.py), so the
+serving process never imports TensorFlow. A one-shot command that only adds vectors (`catalog
+import`, built with `measure_first=False`) does not wait for that measuring: it featurises on
+the provisional runtime and says so, and `lookalike model build` afterwards measures and
+featurises the catalogue again on the chosen runtime (search/refeaturizing.py). An explicit
+MODEL_RUNTIME skips the measuring ("keras" and "keras-xla" serve with TensorFlow). A serving
+process never exports or quantises: a missing file of the recorded runtime is served as
+float32 OpenVINO until `lookalike model build` (`build`) rebuilds it; with nothing exported at
+all, the child process exports.
 """
 
 from __future__ import annotations
@@ -76,6 +80,23 @@ def _exclusive(lock_path: Path, busy: Callable[[], None] | None = None) -> Itera
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _say_waiting(
+    spec: BackboneSpec, files: ModelFiles, doing: str, awaited: str
+) -> Callable[[], None]:
+    """The `busy` of _exclusive: one line saying this process waits for another's work."""
+
+    def busy() -> None:
+        log.warning(
+            "another process is %s (%s) on this CPU: waiting for %s (%s)",
+            doing,
+            spec.model_name,
+            awaited,
+            files.decision.with_suffix(".lock"),
+        )
+
+    return busy
+
+
 class ModelLoader:
     """Callable: backbone name -> the featurizer this process serves (the engine's
     `featurizer_provider`). `calibration_photos(n)`: up to n of the shop's catalogue photos
@@ -93,6 +114,7 @@ class ModelLoader:
         progress: Callable[[str], None] | None = None,
         calibration_count: int = CALIBRATION_PHOTOS,
         bench_seconds: float = MIN_BENCH_SECONDS,
+        measure_first: bool = True,
     ) -> None:
         self.models_dir = models_dir
         self.weights = weights
@@ -103,46 +125,90 @@ class ModelLoader:
         self._progress = progress
         self._calibration_count = calibration_count
         self._bench_seconds = bench_seconds  # per runtime: fewer in tests, noisier figures
+        # False (`catalog import`): with no valid record, featurise on the provisional runtime
+        # instead of measuring first (about a minute) or waiting for another's measuring.
+        self._measure_first = measure_first
 
     def __call__(self, backbone: str) -> Featurizer:
         spec = backbone_spec(backbone)
         files = self.files(spec)
         runtime = self.runtime
+        measuring = runtime == "auto"  # whether the child, if started, measures or exports
+        if runtime != "auto":
+            self._say_if_refused(spec, files, runtime)
         if runtime == "auto":
             decision = self.current_decision(spec)
-            if decision is None:
+            if decision is None and not self._measure_first:
+                runtime, measuring = self._provisional_runtime(spec, files), False
+            elif decision is None:
                 # Several processes starting at once on a new CPU (the bot and the web server,
                 # say): one measures (one measuring per model and CPU), the others wait for
                 # its record instead of competing for the cores with measurements of their own.
-                def busy() -> None:
-                    log.warning(
-                        "another process is measuring %s's runtimes on this CPU: waiting for "
-                        "its choice (%s)",
-                        spec.model_name,
-                        files.decision.with_suffix(".lock"),
-                    )
-
+                busy = _say_waiting(spec, files, "measuring its runtimes", "its choice")
                 with _exclusive(files.decision.with_suffix(".lock"), busy):
                     decision = self.current_decision(spec) or self._decide_in_child(spec)
-            runtime = decision.chosen
+            if decision is not None:
+                runtime = decision.chosen
         if runtime not in SERVED_RUNTIMES:  # "keras", "keras-xla": asked for, or nothing else runs
             return self.keras(spec, runtime)
-        served = self._served(spec, files, runtime)
-        if served is None and not any(
-            files.fresh(runtime_file(files, r)) for r in (runtime, "openvino")
-        ):
+        if not any(files.fresh(runtime_file(files, r)) for r in (runtime, "openvino")):
             # Nothing exported yet (a new models folder, a rebuilt model): exported, and with
             # `auto` measured and gated, in the child process; this one never imports TensorFlow.
-            with _exclusive(files.decision.with_suffix(".lock")):
-                self._run_child(spec, self.runtime)
-            if self.runtime == "auto":
+            busy = _say_waiting(spec, files, "exporting or measuring it", "its files")
+            with _exclusive(files.decision.with_suffix(".lock"), busy):
+                if not any(files.fresh(runtime_file(files, r)) for r in (runtime, "openvino")):
+                    self._run_child(spec, "auto" if measuring else runtime)
+            if measuring:
                 decision = read_decision(files.decision)
                 runtime = decision.chosen if decision is not None else runtime
-            served = self._served(spec, files, runtime)
+        served = self._served(spec, files, runtime)
         if served is not None:
             return served
         log.warning("no exported runtime can serve %s here: serving on Keras", spec.model_name)
         return self.keras(spec, "keras")
+
+    def _say_if_refused(self, spec: BackboneSpec, files: ModelFiles, runtime: str) -> None:
+        """An explicit MODEL_RUNTIME is the admin's choice and is served as set; when `auto`
+        measured it on this CPU and the gate refused it, one line says why."""
+        recorded = read_decision(files.decision)
+        trial = recorded.trial(runtime) if recorded is not None else None
+        if recorded is None or trial is None or trial.refused is None:
+            return
+        if recorded.cpu == cpu_signature():
+            log.warning(
+                "%s on %s, as MODEL_RUNTIME asks, though the fidelity gate refused it on this "
+                "CPU (%s, measured %s); MODEL_RUNTIME=auto serves %s",
+                spec.model_name,
+                runtime,
+                trial.refused,
+                recorded.measured_at[:10],
+                recorded.chosen,
+            )
+
+    def _provisional_runtime(self, spec: BackboneSpec, files: ModelFiles) -> str:
+        """The runtime a `measure_first=False` process featurises on when nothing valid is
+        recorded: the recorded choice when its file was exported from this build of the model
+        (a record made before the catalogue had enough photos: the catalogue's vectors come
+        from it already), else the provisional one (bfloat16 where the CPU has it, else
+        float32 OpenVINO). Says so in one line: the vectors are featurised again by `lookalike
+        model build` once it has measured."""
+        recorded = read_decision(files.decision)
+        if recorded is not None and recorded.chosen in SERVED_RUNTIMES:
+            stamp_holds = not files.keras.is_file() or recorded.model_stamp == files.model_stamp()
+            if stamp_holds and files.fresh(runtime_file(files, recorded.chosen)):
+                runtime = recorded.chosen
+            else:
+                runtime = provisional_decision(files.model_stamp(), self.weights).chosen
+        else:
+            runtime = provisional_decision(files.model_stamp(), self.weights).chosen
+        log.warning(
+            "%s: no runtime measured for this CPU and catalogue yet: featurising on %s "
+            "without measuring; `lookalike model build` measures the runtimes and featurises "
+            "the catalogue again on the chosen one",
+            spec.model_name,
+            runtime,
+        )
+        return runtime
 
     def _served(self, spec: BackboneSpec, files: ModelFiles, runtime: str) -> Featurizer | None:
         """The served model on `runtime`, else on float32 OpenVINO (the same numbers as Keras),
