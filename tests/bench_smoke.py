@@ -53,4 +53,4 @@ def check_smoke_results(results: dict[str, Any]) -> None:
     assert colour["robustness"][0]["photos"] == 8 and colour["robustness"][0]["agreement"] >= 0.0
     assert colour["search"]["searches"] == 3 and colour["search"]["colour_weight"] > 0
     assert colour["import"]["photos"] == 6 and len(colour["import"]["without_s"]) == 1
-    assert sum(row["section"] == "colour" for row in results["table"]) == 4
+    assert sum(row["section"] == "colour" for row in results["table"]) == 5
