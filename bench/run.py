@@ -20,8 +20,8 @@ process (`python -m bench.run SECTION ARGS_JSON`, see bench.common.run_section):
 - pgvector           bench.pg, opt-in (`--pgvector`, never in --quick): the k-nearest
                      query inside an embedded PostgreSQL against VectorIndex
 - plugged sections   PLUGGED_SECTIONS: sections other modules contribute (the web server, the
-                     feed sync, kill -9 of `catalog import`: bench.kill_import), each run when
-                     its module is present and the mode is one of its
+                     feed sync, kill -9 of `catalog import`: bench.kill_import, the colour
+                     step), each run when its module is present and the mode is one of its
 
 Nothing here is a timed test: the figures depend on the machine and on what else runs on it
 (the load average before and after is recorded). tests/test_bench.py runs the smoke mode.
@@ -93,7 +93,7 @@ class PluggedSection:
         return function
 
 
-# The web server and the feed sync: run after the built-in sections, in this order.
+# The web server, the feed sync and the colour step: run after the built-in sections, in this order.
 PLUGGED_SECTIONS: tuple[PluggedSection, ...] = (
     PluggedSection("web", "bench.web", "web: the HTTP server over a socket"),
     PluggedSection("sync", "bench.sync", "feed sync: a shop's product feed"),
@@ -103,6 +103,7 @@ PLUGGED_SECTIONS: tuple[PluggedSection, ...] = (
         "kill: catalog import killed -9 at random moments on a fresh shop",
         modes=("quick", "full"),
     ),
+    PluggedSection("colour", "bench.colour", "colour: robustness, search and import cost"),
 )
 
 

@@ -28,7 +28,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "featurisation loop against each runtime (float32, bf16, int8, auto) with fidelity "
             "and peak memory, the production pipeline, catalogue import, customer searches, 50 "
             "customers at once, the bot's start, the index against the seed's NearestNeighbors "
-            "at 300 to 1M products, and the issue's goals as ratios of this run. --quick takes "
+            "at 300 to 1M products, the issue's goals as ratios of this run, then the web "
+            "server, the feed sync and the colour step (its robustness to customers' photos, "
+            "what it adds to a search and to an import). --quick takes "
             "about 4 minutes on 2 cores; full mode measures more variants on more photos."
         ),
     )

@@ -24,7 +24,7 @@ Subpackages, each with its own facade: `search.featurize` (pixels to vectors on 
 from db.records import ImageRecord, PhotoVariant, ProductFields, ProductRecord
 from search.active_model import ActiveModel, ModelManager
 from search.catalog import AddOutcome, Catalog
-from search.colour import parse_colour_synonym
+from search.colour import describe_image, name_colours, parse_colour_synonym
 from search.colour_writes import ColourFillSummary, correct_colour, fill_colours
 from search.config import EngineConfig
 from search.engine import EngineStatus, SearchEngine, StoredModel
@@ -111,6 +111,7 @@ __all__ = [
     "clean_sku",
     "clean_url",
     "correct_colour",
+    "describe_image",
     "featurise_files",
     "fetch_image",
     "fetch_image_conditional",
@@ -118,6 +119,7 @@ __all__ = [
     "fill_colours",
     "import_directory",
     "import_entries",
+    "name_colours",
     "parse_colour_synonym",
     "refeaturize",
     "refeaturize_reason",

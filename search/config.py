@@ -34,6 +34,9 @@ class EngineConfig:
     # w in (1 - w) * VGG similarity + w * colour similarity, after the category step; 0 = VGG
     # alone. 0 here (an engine assembled by hand ranks as before); Settings' default is 0.6.
     colour_weight: float = 0.0
+    # Whether every photo that enters (catalogue or query) gets its colour descriptor. Always on
+    # in the application; off only to measure what colour costs (`lookalike bench`).
+    describe_colours: bool = True
     inference_batch_size: int = 32  # photos featurised together by the batching worker
     # Days a search-log row (and its votes and opens) is kept; then folded into daily counts.
     search_log_retention_days: int = 90

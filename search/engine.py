@@ -102,7 +102,8 @@ class SearchEngine:
             preparer=ImagePreparer(
                 max_pixels=config.max_image_pixels,
                 max_bytes=config.max_image_bytes,
-                describe_colour=describe_image,  # every photo's colour, as it is decoded
+                # every photo's colour, as it is decoded
+                describe_colour=describe_image if config.describe_colours else None,
             ),
             live=live,
             media=self.media,

@@ -48,3 +48,9 @@ def check_smoke_results(results: dict[str, Any]) -> None:
     assert any("GEMM" in m for m in measures) and any("customers" in m for m in measures)
     goals = [row for row in results["table"] if row["section"] == "goals"]
     assert len(goals) == 5 and all(row["verdict"] in ("ok", "MISSED") for row in goals)
+    colour = results["colour"]  # bench.colour: robustness, describe, search and import cost
+    assert [run["seed"] for run in colour["robustness"]] == [0]
+    assert colour["robustness"][0]["photos"] == 8 and colour["robustness"][0]["agreement"] >= 0.0
+    assert colour["search"]["searches"] == 3 and colour["search"]["colour_weight"] > 0
+    assert colour["import"]["photos"] == 6 and len(colour["import"]["without_s"]) == 1
+    assert sum(row["section"] == "colour" for row in results["table"]) == 5

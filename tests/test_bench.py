@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.augment import augment
+from bench.colour import labelled_photos, robustness
+from bench.colour import table_rows as colour_rows
 from bench.data import SyntheticCatalog, calibrate, describe, load_reference
 from bench.pipeline import customers_at_once
 from bench.run import PLUGGED_SECTIONS, PluggedSection, build_table, format_table
@@ -236,3 +239,74 @@ def test_bench_smoke_writes_the_table_and_json(
     assert "GEMM" in printed.out
 
     check_smoke_results(json.loads(out.read_text()))
+
+
+def test_a_customers_photo_is_drawn_from_its_seed_and_photo_alone(footwear: Path) -> None:
+    from PIL import Image
+
+    photos = labelled_photos(footwear)
+    assert len(photos) == 150 and photos[0].name == "footwear_0000.jpg"
+    with Image.open(footwear / "queries" / "search_image_02.jpg") as image:
+        source = np.asarray(image.convert("RGB"))
+    with Image.open(photos[1]) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    first, again = augment(rgb, 2, 0, source), augment(rgb, 2, 0, source)
+    assert first.pasted and np.array_equal(first.image, again.image)
+    assert not np.array_equal(first.image, augment(rgb, 2, 1, source).image)
+    assert first.image.shape != rgb.shape  # cropped and scaled
+    # The benchmark row: every photo's named colour compared, reproducibly.
+    run = robustness(photos[:4], source, seed=0)
+    assert run == robustness(photos[:4], source, seed=0)
+    assert run["photos"] == 4 and run["pasted"] <= 4 and 0.0 <= run["agreement"] <= 1.0
+
+
+def test_colour_rows_say_which_goals_are_met() -> None:
+    rows = colour_rows(
+        {
+            "robustness": [
+                {"seed": 0, "photos": 150, "pasted": 140, "agreement": 0.92},
+                {"seed": 1, "photos": 150, "pasted": 141, "agreement": 0.89},
+            ],
+            "describe": {
+                "photos": 150,
+                "p50_ms": 2.5,
+                "p90_ms": 4.0,
+                "cpu_p50_ms": 2.0,
+                "cpu_p90_ms": 3.0,
+            },
+            "search": {
+                "searches": 40,
+                "colour_weight": 0.6,
+                "with_p50_ms": 61.0,
+                "without_p50_ms": 58.0,
+                "end_to_end_added_ms": 3.0,
+                "parts": 400,
+                "cpu_p50_ms": {"describe": 2.5, "with": 4.0, "without": 3.0},
+                "wall_p50_ms": {"describe": 5.0, "with": 8.0, "without": 6.0},
+                "added_ms": 3.5,
+                "added_wall_ms": 7.0,
+            },
+            "import": {
+                "rounds": 2,
+                "photos": 40,
+                "with_s": [2.2, 2.4],
+                "without_s": [2.0, 2.0],
+                "added": 0.15,
+            },
+        }
+    )
+    verdicts = {row["measure"].split(" (")[0]: (row["value"], row["verdict"]) for row in rows}
+    assert verdicts["named colour unchanged in a customer's photo"] == ("90.5% (89.0-92.0%)", "ok")
+    assert verdicts[
+        "what colour adds to a customer search: describing the query photo + ranking with colour"
+    ] == ("p50 2.5 ms + (4.0 - 3.0 ms) = +3.5 ms CPU; 5.0 + (8.0 - 6.0) = +7.0 ms wall", "ok")
+    assert verdicts["one customer search end to end, with colour vs without"] == (
+        "p50 61.0 vs 58.0 ms: +3.0 ms",
+        "",
+    )
+    assert verdicts["`catalog import` of 40 photos with colour vs without"] == (
+        "2.30 vs 2.00 s (with 2.20, 2.40; without 2.00, 2.00): +15.0%; the descriptor's own "
+        "time, p50 x photos: 5.0%",
+        "MISSED",
+    )
+    assert colour_rows({"error": "colour exited 1"})[0]["value"] == "error: colour exited 1"

@@ -4,8 +4,8 @@
   product's share of each CIELAB palette prototype (44), a pattern score and the product's share
   of the frame. Stored per image (`product_images.colour`), computed for every query.
 - `name_colours(descriptor)`: (main, second or None), each one of the 17 `NAMES`.
-- `similarities(query, matrix)`: (n,) colour similarity in [0, 1]; `blend` mixes it into the
-  VGG similarity after the category step.
+- `similarities(query, matrix)`: (n,) colour similarity in [0, 1] (sharpened name shares and
+  how surely each is a print); `blend` mixes it into the VGG similarity after the category step.
 - `parse_colour_synonym(text)`: a feed's or a caption's colour word -> one of `NAMES`.
 
 How it was chosen and what it measures: docs/evaluation.md ("Colour").

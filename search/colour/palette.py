@@ -109,6 +109,9 @@ class Knobs:
     # scale than work_size: steadier under JPEG / rescaling)
     pattern_edge: float = 10.0  # ΔE between neighbouring pixels that makes a pattern edge
     multicolour_min: float = 1.2  # multicolour_score above which a product is 'multicolour'
+    # Colour similarity (names.similarities), chosen by 5-fold cross-validation on the 150:
+    share_power: float = 2.0  # name shares squared before the cosine: the main colour leads
+    multicolour_ramp: float = 0.4  # print membership rises 0 -> 1 over multicolour_min ± ramp/2
 
 
 KNOBS = Knobs()
