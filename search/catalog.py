@@ -22,10 +22,25 @@ from db.records import ImageRecord, ProductFields, ProductRecord
 from db.tables import Product
 from search.active_model import ModelManager
 from search.colour import stored_colour
-from search.errors import CatalogError
+from search.errors import CatalogError, InvalidImageError
 from search.featurize import PreparedImage
 from search.index import LiveIndex, SearchFilter
 from search.results import ResultItem, items_of_hits
+
+# A product photo's shorter side, at least: the model sees 224x224, so a smaller photo is
+# blown up into blocks that match nothing (a 1x1 px PNG was accepted before). Customers'
+# query photos are not held to it: a small one is still a question worth answering.
+MIN_PRODUCT_PHOTO_SIDE = 64
+
+
+def check_product_photo(prepared: PreparedImage) -> None:
+    """Raises InvalidImageError (one line, to show) when the photo is too small to list."""
+    if min(prepared.width, prepared.height) < MIN_PRODUCT_PHOTO_SIDE:
+        raise InvalidImageError(
+            f"The photo is {prepared.width}x{prepared.height} pixels: a product photo needs "
+            f"at least {MIN_PRODUCT_PHOTO_SIDE} pixels on its shorter side."
+        )
+
 
 __all__ = ["AddOutcome", "Catalog"]
 
@@ -130,7 +145,9 @@ class Catalog:
         flag a product created by this photo starts with (in the same transaction, so it is
         never shown in stock when it is not). `colour_name`: the photo's colour as its source
         names it (a feed's `color`, one of the colour NAMES): stored instead of the name
-        computed from the pixels, whose descriptor is still stored for the ranking."""
+        computed from the pixels, whose descriptor is still stored for the ranking.
+        Raises InvalidImageError for a photo too small to list (check_product_photo)."""
+        check_product_photo(prepared)
         colour, computed_name = (
             stored_colour(prepared.colour) if prepared.colour is not None else (None, None)
         )

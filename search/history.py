@@ -79,6 +79,19 @@ class SearchHistory:
         with self._sessions.begin() as session:
             return repo.record_feedback(session, search_id=search_id, user_ref=user_ref, vote=vote)
 
+    def record_shared_feedback(self, share_token: str, *, user_ref: str, vote: int) -> int | None:
+        """`record_feedback` on the search whose shared link carries `share_token`: what a
+        door that anyone can reach asks by (ids are sequential, a token cannot be guessed).
+        The search's id, or None when no search has that token."""
+        if vote not in (1, -1):
+            raise ValueError("vote must be +1 or -1")
+        with self._sessions.begin() as session:
+            search_id = repo.search_id_of_token(session, share_token=share_token)
+            if search_id is None:
+                return None
+            repo.record_feedback(session, search_id=search_id, user_ref=user_ref, vote=vote)
+            return search_id
+
     def record_open(self, share_token: str, rank: int | None, user_ref: str) -> OpenedResult | None:
         """Result `rank` (or, None, the whole shared set) of the search with this token was
         opened; None if there is no such search or rank."""

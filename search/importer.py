@@ -25,6 +25,7 @@ import numpy as np
 from sqlalchemy import select
 
 from db.tables import Product, ProductImage
+from search.catalog import check_product_photo
 from search.errors import CatalogError, InvalidImageError
 from search.featurize import PreparedImage, content_hash
 from search.fields import (
@@ -294,6 +295,11 @@ def import_entries(
         decoded = engine.models.prepare_many(to_featurise(), lookahead=2 * batch_size)
         for label, result in decoded:
             entry = in_flight.pop(label)
+            if not isinstance(result, InvalidImageError):
+                try:  # refused before it is featurised (Catalog.store would refuse it too)
+                    check_product_photo(result)
+                except InvalidImageError as exc:
+                    result = exc
             if isinstance(result, InvalidImageError):
                 writer.put(_Skip(label, str(result)))
             else:
@@ -419,7 +425,7 @@ class _Writer:
                 in_stock=entry.in_stock,
                 colour_name=entry.colour_name,
             )
-        except CatalogError as exc:
+        except (CatalogError, InvalidImageError) as exc:
             summary.skipped.append((entry.label, str(exc)))
             return
         if outcome.created_product:
