@@ -34,6 +34,9 @@ class CatalogStats:
     thumbs_up: int
     thumbs_down: int
     weak_share: float | None  # share of 7-day searches whose best match was weak
+    # The same share over every search ever made: the live log's and those folded into daily
+    # counts (their best distances kept as a histogram), so it survives the retention.
+    weak_share_all_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,12 @@ class SearchHistory:
             # All-time votes: the live log's and those of searches folded into daily counts.
             votes = repo.feedback_counts(session)
             folded = retention.folded_feedback_counts(session)
+            _, _, every_best = repo.search_stats(session, since=datetime(1970, 1, 1, tzinfo=UTC))
+            folded_best, folded_weak = retention.folded_weak_searches(
+                session, weak_distance=weak_distance
+            )
+            with_match = len(every_best) + folded_best
+            weak = sum(d > weak_distance for d in every_best) + folded_weak
             return CatalogStats(
                 products_total=repo.count_products(session),
                 products_active=repo.count_products(session, active_only=True),
@@ -142,6 +151,7 @@ class SearchHistory:
                 thumbs_up=votes[1] + folded[1],
                 thumbs_down=votes[-1] + folded[-1],
                 weak_share=(sum(d > weak_distance for d in best) / len(best)) if best else None,
+                weak_share_all_time=weak / with_match if with_match else None,
             )
 
     def quality_report(self) -> QualityReport:

@@ -177,6 +177,8 @@ def stats_text(figures: CatalogStats, quality: QualityReport, *, weak_distance: 
         if figures.weak_share is not None
         else "no searches yet"
     )
+    if figures.weak_share_all_time is not None:
+        weak += f"; all time {figures.weak_share_all_time:.0%}"
     return "\n".join(
         [
             "<b>Catalogue</b>",
