@@ -16,12 +16,13 @@ from bot import jobs
 from bot.context import BotData, BotServices, Context
 from bot.drafts import DraftStore
 from bot.handlers import admin, admin_add, customer, feed, language, privacy, support
-from bot.ratelimit import RateLimiter
 from db import UserLanguages
 from lookalike.composition import open_engine
 from lookalike.i18n import ENGLISH, LANGUAGES, N_, Translator, translator
+from lookalike.limits import SEARCH, RateLimiter
 from lookalike.logs import redact_secret_in_logs
 from lookalike.settings import Settings
+from lookalike.upkeep import start_engine
 from search import SearchEngine
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def build_application(
         engine=engine,
         # Everything a second instance must see lives in the database, not in this process:
         # the rate limit, /add drafts, result links (search_log), opened results.
-        rate_limiter=RateLimiter(engine.sessions, limit=settings.searches_per_minute),
+        rate_limiter=RateLimiter(engine.sessions, {SEARCH: settings.searches_per_minute}),
         drafts=DraftStore(engine.sessions, timeout_seconds=admin_add.CONVERSATION_TIMEOUT_SECONDS),
         # Derived from the token, so user references cannot be reversed by trying user ids.
         user_ref_key=hashlib.sha256(b"lookalike-user-ref\0" + token.encode()).digest(),
@@ -127,8 +128,6 @@ def build_application(
         application.add_handler(handler)
     application.add_error_handler(_on_error)
     jobs.schedule(application, upkeep=not hosted)
-    if not hosted:
-        feed.schedule(application)  # only with FEED_URL
     return application
 
 
@@ -137,11 +136,7 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     services: BotServices = application.bot_data.services
     engine = services.engine
     if not services.hosted:
-        await engine.run(engine.warm_up)
-        swept = await engine.run(engine.sweep_orphan_files)
-        if swept:
-            log.info("removed %d image file(s) left by an interrupted change", len(swept))
-        await engine.start()
+        await start_engine(engine)
     bot = application.bot
     await bot.set_my_commands(customer_commands())
     for code in LANGUAGES[1:]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -12,12 +10,13 @@ from telegram.ext import CallbackContext, ExtBot
 
 from db import UserLanguages
 from lookalike.i18n import Translator, translator
+from lookalike.limits import SEARCH, user_ref
 from lookalike.settings import Settings
 from search import Requester, SearchEngine
 
 if TYPE_CHECKING:
     from bot.drafts import DraftStore
-    from bot.ratelimit import RateLimiter
+    from lookalike.limits import RateLimiter
 
 
 @dataclass
@@ -33,8 +32,7 @@ class BotServices:
 
     def user_ref(self, user_id: int) -> str:
         """An opaque, stable reference for a Telegram user (the search log stores no ids)."""
-        digest = hmac.new(self.user_ref_key, str(user_id).encode(), hashlib.sha256)
-        return digest.hexdigest()[:32]
+        return user_ref(self.user_ref_key, str(user_id))
 
     async def translator_for(self, user: User | None) -> Translator:
         """The language to answer `user` in: the one they chose with /language, else their
@@ -50,7 +48,7 @@ class BotServices:
 
     async def within_limit(self, user_id: int) -> float | None:
         """None if the user may search now (and it counts), else seconds until they may."""
-        return await self.engine.run(self.rate_limiter.try_acquire, self.user_ref(user_id))
+        return await self.engine.run(self.rate_limiter.try_acquire, SEARCH, self.user_ref(user_id))
 
     def who(self, user_id: int, source: str = "telegram") -> Requester:
         """A Telegram user as the search log knows them."""

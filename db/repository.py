@@ -445,6 +445,12 @@ def search_stats(session: Session, *, since: datetime) -> tuple[int, list[float]
     return len(rows), latencies, best
 
 
+def search_id_of_token(session: Session, *, share_token: str) -> int | None:
+    """The id of the logged search whose shared link carries this token, None if none does."""
+    found = session.scalar(select(SearchLog.id).where(SearchLog.share_token == share_token))
+    return None if found is None else int(found)
+
+
 def record_feedback(session: Session, *, search_id: int, user_ref: str, vote: int) -> bool:
     """Store a +1/-1 vote, replacing the person's earlier vote. False if the search is unknown."""
     if session.get(SearchLog, search_id) is None:

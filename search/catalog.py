@@ -24,10 +24,25 @@ from db.records import ImageRecord, PhotoVariant, ProductFields, ProductRecord
 from db.tables import Product
 from search.active_model import ModelManager
 from search.colour import stored_colour
-from search.errors import CatalogError
+from search.errors import CatalogError, InvalidImageError
 from search.featurize import PreparedImage
 from search.index import LiveIndex, SearchFilter
 from search.results import ResultItem, items_of_hits
+
+# A product photo's shorter side, at least: the model sees 224x224, so a smaller photo is
+# blown up into blocks that match nothing (a 1x1 px PNG was accepted before). Customers'
+# query photos are not held to it: a small one is still a question worth answering.
+MIN_PRODUCT_PHOTO_SIDE = 64
+
+
+def check_product_photo(prepared: PreparedImage) -> None:
+    """Raises InvalidImageError (one line, to show) when the photo is too small to list."""
+    if min(prepared.width, prepared.height) < MIN_PRODUCT_PHOTO_SIDE:
+        raise InvalidImageError(
+            f"The photo is {prepared.width}x{prepared.height} pixels: a product photo needs "
+            f"at least {MIN_PRODUCT_PHOTO_SIDE} pixels on its shorter side."
+        )
+
 
 __all__ = ["AddOutcome", "Catalog"]
 
@@ -154,7 +169,9 @@ class Catalog:
         `variant`: the variant of the product this photo shows (its link and price).
 
         The same bytes in another product are allowed (a set and its base product): a row of
-        this product's own, the file shared; the other product is among `near_duplicates`."""
+        this product's own, the file shared; the other product is among `near_duplicates`.
+        Raises InvalidImageError for a photo too small to list (check_product_photo)."""
+        check_product_photo(prepared)
         colour, computed_name = (
             stored_colour(prepared.colour) if prepared.colour is not None else (None, None)
         )

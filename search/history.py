@@ -34,6 +34,9 @@ class CatalogStats:
     thumbs_up: int
     thumbs_down: int
     weak_share: float | None  # share of 7-day searches whose best match was weak
+    # The same share over every search ever made: the live log's and those folded into daily
+    # counts (their best distances kept as a histogram), so it survives the retention.
+    weak_share_all_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,19 @@ class SearchHistory:
         with self._sessions.begin() as session:
             return repo.record_feedback(session, search_id=search_id, user_ref=user_ref, vote=vote)
 
+    def record_shared_feedback(self, share_token: str, *, user_ref: str, vote: int) -> int | None:
+        """`record_feedback` on the search whose shared link carries `share_token`: what a
+        door that anyone can reach asks by (ids are sequential, a token cannot be guessed).
+        The search's id, or None when no search has that token."""
+        if vote not in (1, -1):
+            raise ValueError("vote must be +1 or -1")
+        with self._sessions.begin() as session:
+            search_id = repo.search_id_of_token(session, share_token=share_token)
+            if search_id is None:
+                return None
+            repo.record_feedback(session, search_id=search_id, user_ref=user_ref, vote=vote)
+            return search_id
+
     def record_open(self, share_token: str, rank: int | None, user_ref: str) -> OpenedResult | None:
         """Result `rank` (or, None, the whole shared set) of the search with this token was
         opened; None if there is no such search or rank."""
@@ -120,6 +136,12 @@ class SearchHistory:
             # All-time votes: the live log's and those of searches folded into daily counts.
             votes = repo.feedback_counts(session)
             folded = retention.folded_feedback_counts(session)
+            _, _, every_best = repo.search_stats(session, since=datetime(1970, 1, 1, tzinfo=UTC))
+            folded_best, folded_weak = retention.folded_weak_searches(
+                session, weak_distance=weak_distance
+            )
+            with_match = len(every_best) + folded_best
+            weak = sum(d > weak_distance for d in every_best) + folded_weak
             return CatalogStats(
                 products_total=repo.count_products(session),
                 products_active=repo.count_products(session, active_only=True),
@@ -129,6 +151,7 @@ class SearchHistory:
                 thumbs_up=votes[1] + folded[1],
                 thumbs_down=votes[-1] + folded[-1],
                 weak_share=(sum(d > weak_distance for d in best) / len(best)) if best else None,
+                weak_share_all_time=weak / with_match if with_match else None,
             )
 
     def quality_report(self) -> QualityReport:

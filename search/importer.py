@@ -28,6 +28,7 @@ from sqlalchemy import select
 from db import photos
 from db.records import PhotoVariant
 from db.tables import Product, ProductImage
+from search.catalog import check_product_photo
 from search.errors import CatalogError, InvalidImageError
 from search.featurize import PreparedImage, content_hash
 from search.fields import (
@@ -291,6 +292,11 @@ def import_entries(
         decoded = engine.models.prepare_many(to_featurise(), lookahead=2 * batch_size)
         for label, result in decoded:
             entry = in_flight.pop(label)
+            if not isinstance(result, InvalidImageError):
+                try:  # refused before it is featurised (Catalog.store would refuse it too)
+                    check_product_photo(result)
+                except InvalidImageError as exc:
+                    result = exc
             if isinstance(result, InvalidImageError):
                 writer.put(_Skip(label, str(result)))
             else:
@@ -456,7 +462,7 @@ class _Writer:
                 colour_name=entry.colour_name,
                 variant=entry.variant,
             )
-        except CatalogError as exc:
+        except (CatalogError, InvalidImageError) as exc:
             summary.skipped.append((entry.label, str(exc)))
             return
         if outcome.created_product:

@@ -27,6 +27,7 @@ from search.featurize.preprocess import InvalidImageError
 from search.fields import clean_product_fields
 from search.importer import import_directory
 from search.postprocess import PostProcessor
+from tests import images
 from tests.conftest import open_test_engine
 
 
@@ -367,6 +368,7 @@ def test_csv_import_validates_rows_and_updates(
     for photo in catalog_photos[:3]:
         (folder / photo.name).write_bytes(photo.read_bytes())
     (folder / "notes.jpg").write_text("not an image")
+    (folder / "dot.png").write_bytes(images.encode(images.solid("RGB", (1, 1), "red"), "PNG"))
     rows = [
         [
             "A1",
@@ -382,6 +384,7 @@ def test_csv_import_validates_rows_and_updates(
         ["A4", "No photo", "10", "EUR", "", "", "missing.jpg"],
         ["A5", "Escape", "10", "EUR", "", "", "../etc/passwd"],
         ["A6", "Not an image", "10", "EUR", "", "", "notes.jpg"],
+        ["A7", "A dot", "10", "EUR", "", "", "dot.png"],
     ]
 
     def write_csv(data: list[list[str]]) -> Path:
@@ -399,6 +402,7 @@ def test_csv_import_validates_rows_and_updates(
     assert "no image file" in reasons["products.csv line 5"]
     assert "no image file" in reasons["products.csv line 6"]
     assert "image" in reasons["products.csv line 7"].lower()
+    assert "1x1 pixels: a product photo needs at least 64" in reasons["products.csv line 8"]
     a2 = engine.catalog.require("A2")
     assert a2.price == Decimal("24.50") and a2.category == "rain_boot" and a2.currency == "EUR"
 

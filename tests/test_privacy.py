@@ -132,6 +132,9 @@ def test_retention_folds_exactly_the_old_searches_and_stats_stay_the_same(
     before = snapshot(history)
     assert "All time: 7 searches" in before  # the cosine searches, all of them
     assert "All time: 1 search " in before  # the euclidean one
+    # 0.7 and 0.8 of 8 searches are weak: after folding, the live log has none of them and
+    # the daily counts' histogram both, so the all-time share stays (the snapshots below).
+    assert "Weak best match: 0% of searches (best distance over 0.65); all time 25%" in before
 
     report = history.purge_expired()
 

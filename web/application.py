@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, Response
@@ -25,11 +25,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 
 from db import AppSecrets
+from lookalike.limits import SEARCH, RateLimiter
+from lookalike.upkeep import Job, run_repeating, start_engine, upkeep_jobs
 from web import admin_api, catalog_api, i18n, media, ops, search_api
 from web.config import WebConfig
-from web.context import WebContext
+from web.context import REFUSED, VOTE, WRITE, WebContext
 from web.keys import KeyChecker
-from web.limits import BODY_OVERHEAD_BYTES, BodyLimitMiddleware, RateLimits
+from web.limits import BODY_OVERHEAD_BYTES, BodyLimitMiddleware
 from web.metrics import RequestMetricsMiddleware, WebMetrics
 from web.openapi import install_docs
 from web.problems import install_problem_handlers
@@ -54,27 +56,20 @@ def _gauges(engine: SearchEngine) -> dict[str, float]:
     }
 
 
-async def _keep_index_in_sync(engine: SearchEngine, seconds: float) -> None:
-    """Catalogue changes other processes commit (the bot, the CLI, another web instance)
-    reach this process's in-memory index."""
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await engine.run(engine.models.sync)
-        except Exception:  # a database hiccup: try again next time, never die
-            log.warning("index sync failed; retrying", exc_info=True)
-
-
 def create_app(
     engine: SearchEngine,
     config: WebConfig | None = None,
     *,
     telegram: TelegramWebhook | None = None,
-    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    upkeep: Sequence[Job] | None = None,
 ) -> FastAPI:
-    """`telegram`: also take the bot's webhook (started and stopped with the app).
-    `background`: jobs that run while the app does (e.g. the scheduled feed sync)."""
+    """`telegram`: also take the bot's webhook (started and stopped with the app; the bot
+    then runs no upkeep of its own). `upkeep`: the process's repeating jobs, run while the app
+    does (lookalike.upkeep; serve.py adds the feed's); None: the index sync every
+    `config.index_sync_seconds` and the search log's retention."""
     config = config or WebConfig()
+    if upkeep is None:
+        upkeep = upkeep_jobs(engine, index_sync_seconds=config.index_sync_seconds)
     if config.user_ref_key is None:
         shared_key = AppSecrets(engine.sessions).get_or_create(USER_REF_SECRET)
         config = dataclasses.replace(config, user_ref_key=shared_key)
@@ -83,10 +78,7 @@ def create_app(
         """Warm-up (and the bot's start) after the server listens: /healthz answers at once,
         /readyz says "loading" until the model has run once."""
         try:
-            await engine.run(engine.warm_up)
-            swept = await engine.run(engine.sweep_orphan_files)
-            if swept:
-                log.info("removed %d image file(s) left by an interrupted change", len(swept))
+            await start_engine(engine)
             if telegram is not None:
                 await telegram.start()
         except Exception:
@@ -98,15 +90,16 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Started before the warm-up, so searches that arrive meanwhile queue for the model
+        # (start_engine's own start is then a no-op).
         await engine.start()
         loading = asyncio.create_task(load())
-        sync = asyncio.create_task(_keep_index_in_sync(engine, config.index_sync_seconds))
-        jobs = [asyncio.create_task(job()) for job in background]
+        jobs = [asyncio.create_task(run_repeating(job), name=job.name) for job in upkeep]
         try:
             yield
         finally:
             ready, context.model_state = context.model_state, "stopping"
-            for task in (loading, sync, *jobs):
+            for task in (loading, *jobs):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -127,11 +120,16 @@ def create_app(
         engine=engine,
         config=config,
         metrics=metrics,
-        limits=RateLimits(
-            engine,
+        limits=RateLimiter(
             engine.sessions,
-            searches_per_minute=config.searches_per_minute,
-            writes_per_minute=config.writes_per_minute,
+            {
+                SEARCH: config.searches_per_minute,
+                VOTE: config.searches_per_minute,  # a vote follows a search
+                WRITE: config.writes_per_minute,
+                # Refused key checks, limited like writes: a flood of bad keys neither
+                # guesses on unchecked nor fills the audit log.
+                REFUSED: config.writes_per_minute,
+            },
         ),
         keys=KeyChecker(engine, engine.sessions),
     )

@@ -4,6 +4,7 @@ with its errors translated to problems)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 
 from lookalike.i18n import N_
+from lookalike.limits import SEARCH, RateLimiter
+from lookalike.limits import user_ref as reference_of
 from search import (
     CatalogError,
     FieldError,
@@ -21,7 +24,7 @@ from search import (
 )
 from web.config import WebConfig
 from web.keys import KeyChecker
-from web.limits import RateLimits, client_address, user_ref_of
+from web.limits import client_address
 from web.metrics import WebMetrics
 from web.problems import ProblemError
 from web.schemas import SearchParams
@@ -36,6 +39,9 @@ TOO_MANY_SEARCHES = N_("too many searches from your address; try again in {wait}
 TOO_MANY_VOTES = N_("too many votes from your address; try again in {wait} s")
 TOO_MANY_REFUSALS = N_("too many refused attempts from your address; try again in {wait} s")
 TOO_MANY_WRITES = N_("too many catalogue changes with this key; try again in {wait} s")
+# The rate limiter's buckets besides SEARCH (per address): votes per address, catalogue
+# changes per API key, refused key checks per address.
+VOTE, WRITE, REFUSED = "web-vote", "web-key", "web-refused"
 
 
 def rate_limited(kind: type[ProblemError], why: str, wait: int) -> ProblemError:
@@ -54,7 +60,7 @@ class WebContext:
     engine: SearchEngine
     config: WebConfig
     metrics: WebMetrics
-    limits: RateLimits
+    limits: RateLimiter  # buckets: SEARCH, VOTE, WRITE, REFUSED
     keys: KeyChecker
     # /readyz: "loading" until the model is loaded and warmed up, then "loaded" (or "failed",
     # or "stopping" once the server shuts down).
@@ -70,16 +76,21 @@ class WebContext:
     def user_ref(self, request: Request) -> str:
         address = client_address(request, self.config.trusted_proxies)
         assert self.config.user_ref_key is not None, "create_app sets the key"
-        return user_ref_of(address, self.config.user_ref_key)
+        return reference_of(self.config.user_ref_key, address, source=SOURCE)
+
+    async def _wait(self, bucket: str, who: str) -> int | None:
+        """None: go ahead (counted); else whole seconds to wait (for Retry-After)."""
+        wait = await self.engine.run(self.limits.try_acquire, bucket, who)
+        return None if wait is None else max(1, math.ceil(wait))
 
     async def limit_search(self, user_ref: str) -> None:
-        wait = await self.limits.search_wait(user_ref)
+        wait = await self._wait(SEARCH, user_ref)
         if wait is not None:
             raise rate_limited(ProblemError, TOO_MANY_SEARCHES, wait)
 
     async def limit_votes(self, user_ref: str) -> None:
         """Votes from one address: as many a minute as searches (a vote follows a search)."""
-        wait = await self.limits.vote_wait(user_ref)
+        wait = await self._wait(VOTE, user_ref)
         if wait is not None:
             raise rate_limited(ProblemError, TOO_MANY_VOTES, wait)
 
@@ -89,11 +100,11 @@ class WebContext:
         try:
             key = await self.keys.require(authorization)
         except ProblemError:
-            wait = await self.limits.refused_wait(user_ref)
+            wait = await self._wait(REFUSED, user_ref)
             if wait is not None:
                 raise rate_limited(TooManyRefusalsError, TOO_MANY_REFUSALS, wait) from None
             raise
-        wait = await self.limits.write_wait(key.id)
+        wait = await self._wait(WRITE, str(key.id))
         if wait is not None:
             raise rate_limited(ProblemError, TOO_MANY_WRITES, wait)
         return key

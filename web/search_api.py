@@ -8,7 +8,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Request
+from fastapi import APIRouter, Body, Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
@@ -195,24 +195,28 @@ def router(engine: SearchEngine, context: WebContext) -> APIRouter:
         return search_out(result, Urls.for_request(request, context.config.public_url))
 
     @routes.post(
-        "/searches/{search_id}/feedback",
+        "/searches/{share_token}/feedback",
         response_model=FeedbackOut,
         summary="Thumbs up (1) or down (-1) on a result set; a second vote replaces the first",
+        description="Addressed by the result set's share_token (as the search answered it), "
+        "not its sequential search_id, so that only who saw the results can vote on them.",
     )
     async def feedback(
-        request: Request,
-        search_id: Annotated[int, Path(ge=1)],
-        body: Annotated[FeedbackIn, Body()],
+        request: Request, share_token: str, body: Annotated[FeedbackIn, Body()]
     ) -> FeedbackOut:
         user_ref = context.user_ref(request)
         await context.limit_votes(user_ref)
-        record = functools.partial(
-            engine.history.record_feedback, search_id, user_ref=user_ref, vote=body.vote
-        )
-        if not await engine.run(record):
-            raise ProblemError(
-                404, N_("there is no search {id}"), kind="not-found", values={"id": search_id}
+        search_id = None
+        if SHARE_TOKEN.match(share_token):
+            record = functools.partial(
+                engine.history.record_shared_feedback,
+                share_token,
+                user_ref=user_ref,
+                vote=body.vote,
             )
+            search_id = await engine.run(record)
+        if search_id is None:
+            raise ProblemError(404, N_("there are no such results to vote on"), kind="not-found")
         return FeedbackOut(search_id=search_id, vote=body.vote, recorded=True)
 
     return routes

@@ -3,19 +3,19 @@ from Settings; the app's lifespan starts the engine's inference worker and loads
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from lookalike.composition import open_engine
 from lookalike.logs import configure_logging, redact_secret_in_logs
 from lookalike.settings import Settings
+from lookalike.upkeep import FeedSyncOutcome, Job, upkeep_jobs
 from web.application import create_app
 from web.config import web_config_from_settings
 
@@ -82,41 +82,24 @@ def _telegram(settings: Settings, engine: SearchEngine) -> TelegramWebhook | Non
     return TelegramWebhook(application, webhook_url=settings.webhook_url, secret=secret)
 
 
-def _feed_sync(
-    settings: Settings, engine: SearchEngine
-) -> list[Callable[[], Coroutine[Any, Any, None]]]:
-    """With FEED_URL set, the catalogue follows the shop's feed every FEED_SYNC_MINUTES (one
-    instance at a time: the sync takes a database lease)."""
+def _upkeep(settings: Settings, engine: SearchEngine) -> list[Job]:
+    """The process's repeating jobs (lookalike.upkeep), the feed's with FEED_URL set: the
+    catalogue follows the shop's feed every FEED_SYNC_MINUTES (one process at a time: the
+    sync takes a database lease)."""
     feed_url = settings.feed_url
-    if not feed_url:
-        return []
-    from feed import sync_every, sync_options
+    feed_sync: Callable[[], Awaitable[FeedSyncOutcome]] | None = None
+    if feed_url:
+        from feed import sync_feed, sync_options
 
-    async def job() -> None:
-        await sync_every(
-            engine,
-            lambda: sync_options(settings, feed_url),
-            minutes=settings.feed_sync_minutes,
-        )
+        async def feed_sync() -> FeedSyncOutcome:
+            return await sync_feed(engine, sync_options(settings, feed_url))
 
-    return [job]
-
-
-# The search log's retention job, as the bot runs it (one process at a time: a lease).
-RETENTION_FIRST_SECONDS = 300.0
-RETENTION_INTERVAL_SECONDS = 24 * 3600.0
-
-
-async def _purge_expired_daily(engine: SearchEngine) -> None:
-    """Fold searches older than SEARCH_LOG_RETENTION_DAYS into daily counts and delete them,
-    every day, for a server that runs without the bot."""
-    await asyncio.sleep(RETENTION_FIRST_SECONDS)
-    while True:
-        try:
-            await engine.run(engine.history.purge_expired)
-        except Exception as exc:  # a database hiccup: tomorrow's run catches up
-            log.warning("search log retention failed (retrying tomorrow): %s", exc)
-        await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
+    return upkeep_jobs(
+        engine,
+        index_sync_seconds=settings.index_sync_seconds,
+        feed_sync=feed_sync,
+        feed_sync_minutes=settings.feed_sync_minutes,
+    )
 
 
 def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
@@ -127,7 +110,7 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
             engine,
             web_config_from_settings(settings),
             telegram=telegram,
-            background=[*_feed_sync(settings, engine), lambda: _purge_expired_daily(engine)],
+            upkeep=_upkeep(settings, engine),
         )
         server = uvicorn.Server(
             uvicorn.Config(

@@ -212,6 +212,8 @@ def stats_text(
         "up": t.number(figures.thumbs_up),
         "down": t.number(figures.thumbs_down),
     }
+    if figures.weak_share_all_time is not None:
+        weak += t("; all time {share}", share=t.percent(figures.weak_share_all_time * 100))
     return "\n".join(
         [
             _bold(t("Catalogue")),

@@ -1,27 +1,22 @@
 """The shop's product feed in the running bot: `/sync` (admins: run a sync now and see its
-summary; `/sync force` applies a feed the guard refused), the scheduled sync every
-FEED_SYNC_MINUTES, and the last sync's line for /stats. The sync itself is feed.sync's:
-each of these makes one call and renders what it returns. Several bot (and web) instances
-may schedule it; the sync's database lease lets one of them run it at a time.
+summary; `/sync force` applies a feed the guard refused) and the last sync's line for /stats.
+The sync itself is feed.sync's: each of these makes one call and renders what it returns.
+The sync every FEED_SYNC_MINUTES is the per-process upkeep's (lookalike.upkeep, scheduled by
+bot/jobs.py); the sync's database lease lets one process run it at a time.
 """
 
 from __future__ import annotations
 
-import logging
 from html import escape
 
 from telegram import Update
-from telegram.ext import Application, BaseHandler, CommandHandler, filters
+from telegram.ext import BaseHandler, CommandHandler, filters
 
 from bot.context import Context
 from bot.handlers.admin_common import AS_GIVEN, authorise
 from feed import CategoryMapError, last_sync_text, render_summary, sync_feed, sync_options
 from lookalike.i18n import N_
 
-log = logging.getLogger(__name__)
-
-FEED_JOB = "feed-sync"
-FIRST_RUN_SECONDS = 60  # after start: let the bot settle before the first scheduled sync
 NO_FEED = N_("No feed is configured: set FEED_URL to the shop's product feed.")
 SYNCING = N_("Syncing the catalogue with the shop's feed…")
 FORCE_HINT = N_("Send /sync force to apply it anyway.")
@@ -53,45 +48,10 @@ async def sync_command(update: Update, context: Context) -> None:
     await req.reply(f"<pre>{escape(text, quote=False)}</pre>{hint}")
 
 
-async def scheduled_sync(context: Context) -> None:
-    """The job queue's repeating job; quiet when another instance holds the lease."""
-    services = context.bot_data.services
-    settings = services.settings
-    if not settings.feed_url:
-        return
-    try:
-        options = sync_options(settings, settings.feed_url)
-    except CategoryMapError as exc:
-        log.error("scheduled feed sync skipped: %s", exc)
-        return
-    summary = await sync_feed(services.engine, options)
-    if summary.status == "busy":
-        log.debug("scheduled feed sync: %s", summary.message)
-    elif summary.status == "ok":
-        log.info("scheduled feed sync: %s %s", summary.message, summary.counts)
-    else:
-        log.warning("scheduled feed sync %s: %s", summary.status, summary.message)
-
-
 async def stats_line(context: Context) -> str:
     """The last sync, escaped for an HTML reply, for /stats to append."""
     engine = context.bot_data.services.engine
     return escape(await engine.run(last_sync_text, engine), quote=False)
-
-
-def schedule(application: Application) -> None:  # type: ignore[type-arg]
-    """Start the repeating sync when FEED_URL is set (with bot.jobs.schedule)."""
-    settings = application.bot_data.services.settings
-    job_queue = application.job_queue
-    if not settings.feed_url or job_queue is None:
-        return
-    job_queue.run_repeating(
-        scheduled_sync,
-        interval=settings.feed_sync_minutes * 60,
-        first=FIRST_RUN_SECONDS,
-        name=FEED_JOB,
-        job_kwargs={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
-    )
 
 
 def handlers() -> list[BaseHandler[Update, Context, None]]:

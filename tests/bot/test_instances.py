@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from bot.handlers import admin_add
-from bot.jobs import DRAFT_JOB, SYNC_JOB
+from bot.jobs import DRAFT_JOB
 from db.tables import AdminDraft, AuditEntry, RateLimitEvent
 from lookalike.settings import Settings
+from lookalike.upkeep import INDEX_SYNC_JOB
 from search.featurize.featurizer import Featurizer
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, OTHER_CUSTOMER_ID, bot_settings_for
 from tests.bot.instances import BotInstance, eventually, instance
@@ -145,7 +146,7 @@ async def test_guided_add_steps_may_reach_different_instances(
 
         _, elapsed = await eventually(found_on_a, timeout=15, what="MULTI-1 searchable on A")
         print(f"added on B, found on A after {elapsed:.1f} s")
-        assert a.app.job_queue is not None and a.app.job_queue.get_jobs_by_name(SYNC_JOB)
+        assert a.app.job_queue is not None and a.app.job_queue.get_jobs_by_name(INDEX_SYNC_JOB)
 
         # The details first (on B), the photo on A.
         reply = await say(b, "/add MULTI-2 | Second | 81.50")

@@ -16,11 +16,11 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot import jobs
 from bot.handlers import privacy
 from db.database import create_db_engine
 from db.tables import Base, SearchLog
 from lookalike.settings import Settings
+from lookalike.upkeep import RETENTION_JOB
 from search import SearchHistory
 from tests.bot.conftest import CUSTOMER_ID, OTHER_CUSTOMER_ID, BotHarness, bot_settings_for
 from tests.bot.process import start_bot, wait_for_log
@@ -71,7 +71,7 @@ async def test_privacy_says_what_is_kept_for_how_long(bot: BotHarness) -> None:
     assert {"privacy", "forget"} <= {c["command"] for c in bot.api.commands}
     # The daily retention job runs in every instance (the lease lets one at a time work).
     assert bot.app.job_queue is not None
-    assert len(bot.app.job_queue.get_jobs_by_name(jobs.RETENTION_JOB)) == 1
+    assert len(bot.app.job_queue.get_jobs_by_name(RETENTION_JOB)) == 1
 
 
 async def test_forget_deletes_every_row_of_the_customer_after_confirming(

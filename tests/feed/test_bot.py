@@ -10,9 +10,9 @@ import pytest_asyncio
 
 from bench.fake_shop import ShopItem, ShopServer, feed_bytes
 from bot.application import build_application, running
-from bot.handlers import feed as feed_handlers
 from feed import last_sync_text
 from lookalike.settings import Settings
+from lookalike.upkeep import FEED_JOB
 from search.featurize.featurizer import Featurizer
 from tests.bot.conftest import ADMIN_ID, CUSTOMER_ID, BotHarness, bot_settings_for
 from tests.conftest import open_test_engine
@@ -75,7 +75,7 @@ async def test_the_scheduled_job_syncs_and_stats_shows_it(
 ) -> None:
     job_queue = feed_bot.app.job_queue
     assert job_queue is not None
-    (job,) = job_queue.get_jobs_by_name(feed_handlers.FEED_JOB)
+    (job,) = job_queue.get_jobs_by_name(FEED_JOB)
     await job.run(feed_bot.app)
     assert {p.sku for p in feed_bot.engine.catalog.products()} == {i.id for i in demo[:6]}
     line = await feed_bot.engine.run(last_sync_text, feed_bot.engine)

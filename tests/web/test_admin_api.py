@@ -168,6 +168,10 @@ def test_create_a_product_then_change_it_every_way(shop: Shop) -> None:
         assert_problem(create(client, photo, sku="NEW-2", name="X", price="abc"), 422, "price")
         assert_problem(create(client, images.minimal_pdf(), sku="NEW-3", name="Pdf"), 422)
         assert client.get("/api/v1/products/NEW-3").status_code == 404  # nothing stored
+        tiny = images.encode(images.solid("RGB", (1, 1), (200, 30, 30)), "PNG")
+        refused = create(client, tiny, sku="NEW-4", name="Dot")
+        assert_problem(refused, 422, "The photo is 1x1 pixels: a product photo needs at least 64")
+        assert client.get("/api/v1/products/NEW-4").status_code == 404
 
         second = client.post(
             "/api/v1/products/NEW-1/photos",

@@ -34,8 +34,8 @@ def test_lookalikes_of_a_product_count_as_searches(fresh_server: LiveServer) -> 
 
 def test_votes_are_limited_per_address(fresh_server: LiveServer, query_photo: bytes) -> None:
     with fresh_server.client() as client:
-        search_id = search(client, query_photo).json()["search_id"]
-        url = f"/api/v1/searches/{search_id}/feedback"
+        share_token = search(client, query_photo).json()["share_token"]
+        url = f"/api/v1/searches/{share_token}/feedback"
         for vote in (1, -1, 1):
             assert client.post(url, json={"vote": vote}).status_code == 200
         assert_problem(client.post(url, json={"vote": -1}), 429, "too many votes")

@@ -246,7 +246,8 @@ def test_an_internal_error_is_a_problem_without_a_traceback(fresh_server: LiveSe
 def test_client_address_behind_a_trusted_proxy() -> None:
     from starlette.requests import Request
 
-    from web.limits import client_address, user_ref_of
+    from lookalike.limits import user_ref
+    from web.limits import client_address
 
     def request(peer: str, forwarded: str | None) -> Request:
         headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
@@ -258,6 +259,6 @@ def test_client_address_behind_a_trusted_proxy() -> None:
     spoofed = request("10.0.0.2", "1.2.3.4, 198.51.100.7")  # the client wrote the first one
     assert client_address(spoofed, proxies) == "198.51.100.7"
     assert client_address(request("10.0.0.2", None), proxies) == "10.0.0.2"
-    ref = user_ref_of("198.51.100.7", b"key")
+    ref = user_ref(b"key", "198.51.100.7", source="web")
     assert ref.startswith("web:") and "198.51.100.7" not in ref and len(ref) <= 64
-    assert ref != user_ref_of("198.51.100.7", b"other key")
+    assert ref != user_ref(b"other key", "198.51.100.7", source="web")

@@ -148,13 +148,17 @@ def test_shared_result_set_and_feedback(server: LiveServer, query_photo: bytes) 
         assert_problem(client.get("/api/v1/searches/nosuchtoken123"), 404, "no such", "days")
         assert_problem(client.get("/api/v1/searches/bad%20token!"), 404)
 
-        vote = client.post(f"/api/v1/searches/{made['search_id']}/feedback", json={"vote": 1})
+        # A vote names the result set by its unguessable token, not its sequential id.
+        vote = client.post(f"/api/v1/searches/{made['share_token']}/feedback", json={"vote": 1})
         assert vote.status_code == 200 and vote.json()["recorded"] is True
-        again = client.post(f"/api/v1/searches/{made['search_id']}/feedback", json={"vote": -1})
+        assert vote.json()["search_id"] == made["search_id"]
+        again = client.post(f"/api/v1/searches/{made['share_token']}/feedback", json={"vote": -1})
         assert again.json()["vote"] == -1
-        assert_problem(client.post("/api/v1/searches/999999/feedback", json={"vote": 1}), 404)
+        by_id = client.post(f"/api/v1/searches/{made['search_id']}/feedback", json={"vote": 1})
+        assert_problem(by_id, 404, "no such results")
+        assert_problem(client.post("/api/v1/searches/bad%20token!/feedback", json={"vote": 1}), 404)
         assert_problem(
-            client.post(f"/api/v1/searches/{made['search_id']}/feedback", json={"vote": 5}),
+            client.post(f"/api/v1/searches/{made['share_token']}/feedback", json={"vote": 5}),
             422,
             "vote",
         )

@@ -8,13 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 
 from bot.application import build_application
-from bot.handlers.feed import FEED_JOB
-from bot.jobs import DRAFT_JOB, RETENTION_JOB, SYNC_JOB
+from bot.jobs import DRAFT_JOB
+from lookalike.upkeep import FEED_JOB, INDEX_SYNC_JOB, RETENTION_JOB
 from search import SearchEngine
 from search.featurize.featurizer import Featurizer
 from tests.conftest import make_settings
@@ -45,6 +46,8 @@ def test_the_bot_webhook_shares_the_web_server(
         TELEGRAM_FILE_BASE_URL=fake_bot_api.base_file_url,
         WEBHOOK_URL="https://shop.example/telegram",
         WEBHOOK_SECRET_TOKEN=SECRET,
+        INDEX_SYNC_SECONDS=str(SYNC_SECONDS),
+        FEED_URL="http://127.0.0.1:9/feed.tsv",  # first scheduled run after the test is over
     )
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log_file:
@@ -98,7 +101,28 @@ def test_the_bot_webhook_shares_the_web_server(
             process.wait()
     log = log_path.read_text(errors="replace")
     assert SECRET not in log and fake_bot_api.token not in log
+    assert_each_job_runs_once(log)
     assert "Traceback" not in log
+
+
+SYNC_SECONDS = 0.25
+
+
+def assert_each_job_runs_once(log: str) -> None:
+    """In the one process that serves the website and the bot, every upkeep job is scheduled
+    once (lookalike.upkeep logs each job it makes for a scheduler) and the index sync runs at
+    its interval, not twice as often: sleeps between runs only make runs rarer, so more than
+    the span allows means a second scheduler."""
+    for name in (INDEX_SYNC_JOB, RETENTION_JOB, FEED_JOB):
+        assert log.count(f"upkeep: {name} every") == 1, name
+    stamps = [
+        datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+        for line in log.splitlines()
+        if "lookalike.upkeep: index sync:" in line
+    ]
+    assert len(stamps) >= 4, "the index sync should have run during the test"
+    span = (stamps[-1] - stamps[0]).total_seconds()
+    assert len(stamps) <= span / SYNC_SECONDS + 2, (len(stamps), span)
 
 
 def test_webhook_without_a_token_is_refused_clearly(
@@ -142,4 +166,4 @@ def test_a_bot_the_server_hosts_leaves_the_upkeep_to_it(
         return sorted(job.name for job in application.job_queue.scheduler.get_jobs())
 
     assert scheduled(hosted=True) == [DRAFT_JOB]
-    assert scheduled(hosted=False) == sorted([DRAFT_JOB, FEED_JOB, RETENTION_JOB, SYNC_JOB])
+    assert scheduled(hosted=False) == sorted([DRAFT_JOB, FEED_JOB, RETENTION_JOB, INDEX_SYNC_JOB])
