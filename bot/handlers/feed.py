@@ -16,7 +16,7 @@ from telegram.ext import Application, BaseHandler, CommandHandler, filters
 from bot.context import Context
 from bot.handlers.admin_common import AS_GIVEN, authorise
 from feed import CategoryMapError, last_sync_text, render_summary, sync_feed, sync_options
-from lookalike.i18n import N_
+from lookalike.i18n import ENGLISH, N_, Translator
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ async def sync_command(update: Update, context: Context) -> None:
     await req.reply(escape(req.t(SYNCING)))
     summary = await sync_feed(req.services.engine, options)
     await req.audit("sync", "ok" if summary.status == "ok" else "failed", force=force)
-    text = render_summary(summary)
+    text = render_summary(summary, t=req.t)
     if len(text) > TELEGRAM_LIMIT:
         text = text[:TELEGRAM_LIMIT] + "\n…"
     hint = "\n" + escape(req.t(FORCE_HINT)) if summary.status == "refused" else ""
@@ -73,10 +73,10 @@ async def scheduled_sync(context: Context) -> None:
         log.warning("scheduled feed sync %s: %s", summary.status, summary.message)
 
 
-async def stats_line(context: Context) -> str:
-    """The last sync, escaped for an HTML reply, for /stats to append."""
+async def stats_line(context: Context, t: Translator = ENGLISH) -> str:
+    """The last sync in the admin's language, escaped for an HTML reply, for /stats to append."""
     engine = context.bot_data.services.engine
-    return escape(await engine.run(last_sync_text, engine), quote=False)
+    return escape(await engine.run(last_sync_text, engine, t=t), quote=False)
 
 
 def schedule(application: Application) -> None:  # type: ignore[type-arg]
