@@ -177,7 +177,7 @@ async def stats(update: Update, context: Context) -> None:
     text = stats_text(figures, quality, weak_distance=weak, t=req.t)
     if req.services.settings.feed_url:  # the shop's feed keeps the catalogue current
         heading = escape(req.t("Product feed"))
-        text += f"\n<b>{heading}</b>\n" + await feed.stats_line(context)
+        text += f"\n<b>{heading}</b>\n" + await feed.stats_line(context, req.t)
     await req.audit("stats", "ok")
     await req.reply(text)
 

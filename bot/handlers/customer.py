@@ -1,5 +1,5 @@
-"""Customers: /start (with deep links), /help, searching by photo, result buttons, and a
-helpful answer to anything else."""
+"""Customers: /help, searching by photo, result buttons, and a helpful answer to anything else
+(/start and the deep links it opens are bot/handlers/deep_links.py's; registered here)."""
 
 from __future__ import annotations
 
@@ -12,26 +12,15 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, Mess
 
 from bot.context import BotServices, Context
 from bot.files import MAX_DOWNLOAD_BYTES, DownloadFailure, download
-from bot.query import (
-    CallbackAction,
-    CaptionFilters,
-    DeepLink,
-    parse_callback,
-    parse_caption,
-    parse_deep_link,
-)
-from bot.render import category_text, product_card, product_keyboard
-from bot.replies import chat_action, no_results_text, send_card_photo, send_results
+from bot.handlers import deep_links
+from bot.query import CallbackAction, CaptionFilters, parse_callback, parse_caption
+from bot.render import category_text
+from bot.replies import chat_action, no_results_text, send_results
 from lookalike.i18n import N_, Translator
 from search import CatalogError, InvalidImageError, Requester, SearchQuery, SearchResult
 
 log = logging.getLogger(__name__)
 
-WELCOME = N_(
-    "👋 Send me a photo of a shoe or a piece of clothing and I'll show you the "
-    "8 most similar products in our shop, with prices and links.\n\n"
-    "Tip: add a caption to narrow it down, e.g. <i>sneakers under 60</i>."
-)
 HELP = N_(
     "<b>How to search</b>\n"
     "• Send a photo (or an image file: JPEG, PNG, WebP).\n"
@@ -52,14 +41,6 @@ TOO_LARGE = N_("That file is too large (over 20 MB). Please send a smaller photo
 DOWNLOAD_FAILED = N_("Sorry, I couldn't fetch your photo from Telegram just now. Please try again.")
 TOO_FAST = N_("You're searching very fast 🙂 Please wait {seconds} s and try again.")
 SEARCH_FAILED = N_("Sorry, something went wrong while searching. Please try again in a moment.")
-LINK_INVALID = N_("That link is not valid (it may be cut short).")
-PRODUCT_GONE = N_("Sorry, that product is no longer available.")
-# A valid-looking token that is not in the search log: its search passed the retention period
-# (or its owner had it deleted with /forget).
-SHARED_EXPIRED = N_(
-    "⌛ Sorry, these shared results are no longer available: they expired. Searches are kept "
-    "for {days} days, or less when the person who searched asks us to delete them."
-)
 UNKNOWN_COMMAND = N_("I don't know that command. /help shows what I can do.")
 COULD_NOT_READ = N_("I couldn't read that image: {reason} Please send a photo (JPEG, PNG or WebP).")
 THANKS_UP = N_("Thanks! Glad these helped 👍")
@@ -76,121 +57,7 @@ def _wait_text(seconds: float, t: Translator) -> str:
     return t(TOO_FAST, seconds=t.number(max(1, round(seconds))))
 
 
-def _with_welcome(first: str, t: Translator) -> str:
-    """A sentence, then the welcome (a deep link that led nowhere still says what to do)."""
-    return t(first) + " " + t(WELCOME)
-
-
-# ---- commands --------------------------------------------------------------------------
-
-
-async def start(update: Update, context: Context) -> None:
-    """/start, or /start <payload> from a deep link (a product's lookalikes, shared results)."""
-    message = update.effective_message
-    if message is None:
-        return
-    services = services_of(context)
-    t = await services.translator_for(update.effective_user)
-    payload = context.args[0] if context.args else None
-    if payload is None:
-        await message.reply_text(t(WELCOME), parse_mode=ParseMode.HTML)
-        return
-    link = parse_deep_link(payload)
-    if link is None:
-        await message.reply_text(_with_welcome(LINK_INVALID, t), parse_mode=ParseMode.HTML)
-        return
-    who = services.who(update.effective_user.id if update.effective_user else 0, "link")
-    if link.kind == "p":
-        await _open_product_lookalikes(message, context, services, link.id, who, t)
-    elif link.kind == "o":
-        await _open_result(message, context, services, link, who.user_ref, t)
-    else:
-        await _open_shared_results(message, context, services, link, who.user_ref, t)
-
-
-async def _open_product_lookalikes(
-    message: Message,
-    context: Context,
-    services: BotServices,
-    product_id: int,
-    who: Requester,
-    t: Translator,
-) -> None:
-    """`p_<id>`: the product's card, then its lookalikes."""
-    engine = services.engine
-    product = await engine.run(engine.catalog.get_by_id, product_id)
-    if product is None or not product.active:
-        await message.reply_text(_with_welcome(PRODUCT_GONE, t), parse_mode=ParseMode.HTML)
-        return
-    try:
-        found, result = await engine.run(engine.searcher.similar_to_product, product_id, who)
-    except CatalogError:  # no searchable image
-        await message.reply_text(_with_welcome(PRODUCT_GONE, t), parse_mode=ParseMode.HTML)
-        return
-    await message.reply_text(product_card(found, t=t), parse_mode=ParseMode.HTML)
-    await send_results(
-        context.bot, message.chat_id, result, services, heading=t("Similar products"), t=t
-    )
-
-
-async def _open_result(
-    message: Message,
-    context: Context,
-    services: BotServices,
-    link: DeepLink,
-    user_ref: str,
-    t: Translator,
-) -> None:
-    """`o_<share token>_<rank>`: a product opened from a result list; counted, then its card
-    on its photo, with its shop page and "more like this"."""
-    assert link.token is not None and link.rank is not None  # parse_deep_link says so
-    engine = services.engine
-    opened = await engine.run(engine.history.record_open, link.token, link.rank, user_ref)
-    if opened is None or opened.product_id is None:
-        await message.reply_text(_with_welcome(LINK_INVALID, t), parse_mode=ParseMode.HTML)
-        return
-    product = await engine.run(engine.catalog.get_by_id, opened.product_id)
-    if product is None or not product.active:
-        await message.reply_text(_with_welcome(PRODUCT_GONE, t), parse_mode=ParseMode.HTML)
-        return
-    card = product_card(product, t=t)
-    keyboard = product_keyboard(product, bot_username=context.bot.username, t=t)
-    if not await send_card_photo(
-        context.bot, message.chat_id, product, services, caption=card, reply_markup=keyboard
-    ):
-        await message.reply_text(
-            card, parse_mode=ParseMode.HTML, reply_markup=keyboard, disable_web_page_preview=True
-        )
-
-
-async def _open_shared_results(
-    message: Message,
-    context: Context,
-    services: BotServices,
-    link: DeepLink,
-    user_ref: str,
-    t: Translator,
-) -> None:
-    """`r_<share token>`: somebody's shared result set (counted as an open of it)."""
-    assert link.token is not None
-    engine = services.engine
-    shared = await engine.run(engine.searcher.get_search, share_token=link.token)
-    if shared is None or shared.search_id is None:
-        expired = t(SHARED_EXPIRED, days=t.number(engine.history.retention_days))
-        await message.reply_text(expired + " " + t(WELCOME), parse_mode=ParseMode.HTML)
-        return
-    await engine.run(engine.history.record_open, link.token, None, user_ref)
-    # Products no longer shown are left out, so the links carry the ranks as logged.
-    ranks = await engine.run(engine.history.logged_ranks, shared.search_id)
-    await send_results(
-        context.bot,
-        message.chat_id,
-        shared,
-        services,
-        heading=t("Shared results"),
-        link_ranks=ranks,
-        t=t,
-    )
+# ---- commands (/start and its deep links: bot/handlers/deep_links.py) -------------------
 
 
 async def help_command(update: Update, context: Context) -> None:
@@ -422,7 +289,7 @@ def handlers() -> list[BaseHandler[Update, Context, None]]:
     for extension in ("jpg", "jpeg", "png", "webp"):  # image files sent as octet-stream
         image_document |= filters.Document.FileExtension(extension)
     return [
-        CommandHandler("start", start, filters=new),
+        CommandHandler("start", deep_links.start, filters=new),
         CommandHandler("help", help_command, filters=new),
         MessageHandler(new & (filters.PHOTO | image_document), photo),
         CallbackQueryHandler(button),

@@ -15,7 +15,7 @@ from telegram.ext import BaseHandler, CommandHandler, filters
 from bot.context import Context
 from bot.handlers.admin_common import AS_GIVEN, authorise
 from feed import CategoryMapError, last_sync_text, render_summary, sync_feed, sync_options
-from lookalike.i18n import N_
+from lookalike.i18n import ENGLISH, N_, Translator
 
 NO_FEED = N_("No feed is configured: set FEED_URL to the shop's product feed.")
 SYNCING = N_("Syncing the catalogue with the shop's feed…")
@@ -41,17 +41,17 @@ async def sync_command(update: Update, context: Context) -> None:
     await req.reply(escape(req.t(SYNCING)))
     summary = await sync_feed(req.services.engine, options)
     await req.audit("sync", "ok" if summary.status == "ok" else "failed", force=force)
-    text = render_summary(summary)
+    text = render_summary(summary, t=req.t)
     if len(text) > TELEGRAM_LIMIT:
         text = text[:TELEGRAM_LIMIT] + "\n…"
     hint = "\n" + escape(req.t(FORCE_HINT)) if summary.status == "refused" else ""
     await req.reply(f"<pre>{escape(text, quote=False)}</pre>{hint}")
 
 
-async def stats_line(context: Context) -> str:
-    """The last sync, escaped for an HTML reply, for /stats to append."""
+async def stats_line(context: Context, t: Translator = ENGLISH) -> str:
+    """The last sync in the admin's language, escaped for an HTML reply, for /stats to append."""
     engine = context.bot_data.services.engine
-    return escape(await engine.run(last_sync_text, engine), quote=False)
+    return escape(await engine.run(last_sync_text, engine, t=t), quote=False)
 
 
 def handlers() -> list[BaseHandler[Update, Context, None]]:

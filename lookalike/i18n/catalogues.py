@@ -26,9 +26,10 @@ from babel.messages.pofile import read_po, write_po
 from lookalike.i18n import DOMAIN, LANGUAGES, LOCALE_DIR, SOURCE_LANGUAGE
 
 ROOT = Path(__file__).resolve().parents[2]
-# Where customer-facing text is written: the bot, the web server, its page and widget, and
-# the words they share (lookalike/i18n: the colour names).
-SOURCES = ("bot", "web", "lookalike/i18n")
+# Where customer-facing text is written: the bot, the web server, its page and widget, the
+# feed sync's report (shown to admins in the bot), and the words they share (lookalike/i18n:
+# the colour names).
+SOURCES = ("bot", "web", "feed", "lookalike/i18n")
 METHODS = [
     ("**.py", "python"),
     ("static/**.js", "javascript"),

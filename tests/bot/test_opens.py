@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.handlers.customer import LINK_INVALID
+from bot.handlers.deep_links import LINK_INVALID
 from bot.query import DeepLink, parse_deep_link
 from db.tables import ResultOpen
 from search import SearchQuery

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -83,3 +84,24 @@ async def test_the_scheduled_job_syncs_and_stats_shows_it(
     assert "added 6" in line
     (stats,) = await say(feed_bot, "/stats")
     assert stats.endswith("<b>Product feed</b>\n" + line)
+
+
+async def test_a_russian_speaking_admin_reads_the_sync_summary_and_stats_line_in_russian(
+    feed_bot: BotHarness,
+) -> None:
+    """The report's frame (status, counts, time) follows the admin's language; the sync's own
+    message stays English, as the engine's reasons do."""
+    feed_bot.api.add_user(ADMIN_ID, language_code="ru")
+    started, summary = await say(feed_bot, "/sync", replies=2)
+    assert started == "Синхронизирую каталог с фидом магазина…"
+    assert summary.startswith("<pre>успешно: synced\nстрок: 6, товаров: 6, пропущено строк: 0, ")
+    assert "добавлено: 6" in summary and "\nдобавить: " in summary
+    assert re.search(r"\nза \d+,\d с\n</pre>$", summary), summary
+    (stats,) = await say(feed_bot, "/stats")
+    feed_line = stats.split("<b>Фид товаров</b>\n")[1]
+    assert re.fullmatch(
+        r"Синхронизация с фидом: успешно, 0 мин назад \(\d{4}-\d\d-\d\d \d\d:\d\d UTC\): "
+        r"добавлено: 6, обновить: 0, изменить наличие: 0, скрыть: 0, вернуть: 0, "
+        r"проанализировано фото: 6, фото с ошибкой: 0",
+        feed_line,
+    ), feed_line

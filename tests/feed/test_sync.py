@@ -272,7 +272,7 @@ def test_the_command_line_dry_run(
     text = out.getvalue()
     assert text.startswith("dry-run: dry run: nothing changed\n")
     assert "add 3" in text
-    assert "8 problem(s) of 2 kind(s):\n" in text
+    assert "8 problems of 2 kinds:\n" in text
     assert "  7 × availability … is not one of" in text and "(+2 more)" in text
     assert "  1 × lacks the required attribute(s) title: line 12 (id 'NO TITLE')\n" in text
     lines = report.read_text().splitlines()
@@ -334,3 +334,23 @@ async def test_the_web_servers_schedule_syncs_until_cancelled(
         await asyncio.gather(task, return_exceptions=True)
     assert done == ["ok"]
     assert len(engine.catalog.products()) == 3
+
+
+def test_the_problems_line_takes_each_languages_plural_forms() -> None:
+    from feed import render_summary
+    from feed.sync import SyncSummary
+    from lookalike.i18n import translator
+
+    def problems_lines(count: int, kinds: int, language: str) -> list[str]:
+        problems = [(f"row {i}", f"reason {i % kinds}") for i in range(count)]
+        text = render_summary(SyncSummary("failed", "x", problems=problems), t=translator(language))
+        return [line for line in text.splitlines() if "×" not in line][1:-1]
+
+    assert problems_lines(1, 1, "en") == ["1 problem of 1 kind:"]
+    assert problems_lines(3, 2, "en") == ["3 problems of 2 kinds:"]
+    assert problems_lines(1, 1, "ru") == ["1 проблема 1 вида:"]
+    assert problems_lines(3, 2, "ru") == ["3 проблемы 2 видов:"]
+    assert problems_lines(21, 21, "ru") == ["21 проблема 21 вида:", "  ... и ещё 11 видов"]
+    assert problems_lines(22, 12, "ru") == ["22 проблемы 12 видов:", "  ... и ещё 2 вида"]
+    assert problems_lines(1, 1, "es") == ["1 problema de 1 tipo:"]
+    assert problems_lines(5, 5, "fa") == ["۵ مشکل از ۵ نوع:"]
