@@ -54,3 +54,16 @@ def check_smoke_results(results: dict[str, Any]) -> None:
     assert colour["search"]["searches"] == 3 and colour["search"]["colour_weight"] > 0
     assert colour["import"]["photos"] == 6 and len(colour["import"]["without_s"]) == 1
     assert sum(row["section"] == "colour" for row in results["table"]) == 5
+    check_shared_photos(results)
+
+
+def check_shared_photos(results: dict[str, Any]) -> None:
+    """bench.sync's shared-photos scenario at smoke size: 40 rows over 6 photos, byte for byte."""
+    shared = results["sync"]["shared"]
+    assert (shared["rows"], shared["photos"]) == (40, 6)
+    first, unchanged = shared["first"], shared["unchanged"]
+    assert first["products"] == first["added"] == 40 and first["featurised"] == 6
+    assert unchanged["products"] == 40 and unchanged["not_modified"] == 40
+    assert unchanged["downloaded"] == unchanged["featurised"] == 0
+    goal = [row for row in results["table"] if row["measure"].startswith("40 rows sharing 6")]
+    assert [row["verdict"] for row in goal] == ["", "", "ok"]

@@ -18,6 +18,7 @@ from bench.data import SyntheticCatalog, calibrate, describe, load_reference
 from bench.pipeline import customers_at_once
 from bench.run import PLUGGED_SECTIONS, PluggedSection, build_table, format_table
 from bench.runtimes import conv_macs
+from bench.sync import SHARED_GOAL, measure_sync, shared_rows
 from cli.main import main
 from lookalike.settings import Settings
 from search import InvalidImageError
@@ -310,3 +311,24 @@ def test_colour_rows_say_which_goals_are_met() -> None:
         "MISSED",
     )
     assert colour_rows({"error": "colour exited 1"})[0]["value"] == "error: colour exited 1"
+
+
+def test_products_sharing_photos_are_all_created_and_a_resync_fetches_nothing(
+    footwear: Path, tmp_path: Path
+) -> None:
+    # bench.sync's shared-photos scenario, small: 12 rows over 3 photos, with the stub model.
+    args = {"data": str(footwear), "models_dir": str(tmp_path / "models"), "weights": "none"}
+    measured = measure_sync(
+        {**args, "seed": 1, "workdir": str(tmp_path), "featurizer": "stub", "rows": 12, "photos": 3}
+    )
+    first, unchanged = measured["first"], measured["unchanged"]
+    assert (first["products"], first["featurised"], first["downloaded"]) == (12, 3, 12)
+    again = (unchanged["downloaded"], unchanged["featurised"], unchanged["not_modified"])
+    assert again == (0, 0, 12)
+    goal = shared_rows(measured)[-1]
+    assert (goal["target"], goal["verdict"]) == (SHARED_GOAL, "ok")
+    assert "12 of 12 products" in goal["value"]
+    # The goal is missed when a product is missing or the re-sync fetches a photo again.
+    fewer = {**measured, "first": {**first, "products": 11}}
+    refetched = {**measured, "unchanged": {**unchanged, "downloaded": 1}}
+    assert [shared_rows(m)[-1]["verdict"] for m in (fewer, refetched)] == ["MISSED"] * 2
