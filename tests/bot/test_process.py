@@ -202,4 +202,4 @@ def test_two_webhook_instances_over_one_database_act_as_one_bot(
         # The second instance applied the first one's change to its in-memory index (logged
         # at DEBUG only). On PostgreSQL the search itself runs in the shared database
         # (pgvector), so the product is found before any sync.
-        assert re.search(r"DEBUG bot\.jobs: index sync: \d+ catalogue change", second_log)
+        assert re.search(r"DEBUG lookalike\.upkeep: index sync: \d+ catalogue change", second_log)

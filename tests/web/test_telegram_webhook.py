@@ -93,6 +93,12 @@ def test_the_bot_webhook_shares_the_web_server(
                 "/api/v1/search", files={"photo": ("q.jpg", query_photo, "image/jpeg")}
             )
             assert found.status_code == 200 and len(found.json()["results"]) == 8
+        # The count below needs 4 index syncs at least to tell one scheduler from two: on a
+        # quiet machine the steps above can take less than 4 intervals.
+        deadline = time.monotonic() + 30
+        while log_path.read_text(errors="replace").count("lookalike.upkeep: index sync:") < 4:
+            assert time.monotonic() < deadline, "the index sync did not run 4 times in 30 s"
+            time.sleep(0.1)  # polling interval; the condition is the log
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
