@@ -9,7 +9,6 @@ P@k when both its category and its colour are; means over every query (k results
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from search.colour import DIM, NAMES, describe_image
 from search.errors import EvaluationError
+from search.evaluation.inputs import csv_rows
 from search.evaluation.methods import (
     EvaluationOptions,
     FloatArray,
@@ -64,26 +64,13 @@ def read_colour_labels(path: Path) -> dict[str, str]:
     """A CSV with a header and the columns file,colour (others ignored) -> {file: colour}, each
     colour one of the 17 names of search.colour.NAMES."""
     labels: dict[str, str] = {}
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            fields = [f.strip().lower() for f in reader.fieldnames or []]
-            if "file" not in fields or "colour" not in fields:
-                raise EvaluationError(f"{path}: expected the columns file,colour")
-            for line, row in enumerate(reader, start=2):
-                cleaned = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-                name, colour = cleaned.get("file", ""), cleaned.get("colour", "").lower()
-                if not name and not colour:
-                    continue
-                if colour not in NAMES:
-                    raise EvaluationError(
-                        f"{path}, line {line}: colour {colour!r} is not one of {', '.join(NAMES)}"
-                    )
-                labels[name] = colour
-    except OSError as exc:
-        raise EvaluationError(f"cannot read {path}: {exc.strerror}") from exc
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise EvaluationError(f"{path} is not a readable CSV file: {exc}") from exc
+    for line, row in csv_rows(path, ("file", "colour")):
+        name, colour = row["file"], row["colour"].lower()
+        if colour not in NAMES:
+            raise EvaluationError(
+                f"{path}, line {line}: colour {colour!r} is not one of {', '.join(NAMES)}"
+            )
+        labels[name] = colour
     if not labels:
         raise EvaluationError(f"{path}: no colour labels")
     return labels

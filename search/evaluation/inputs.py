@@ -8,7 +8,7 @@ stays in search/featurize/runtimes/keras.py.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,29 +29,37 @@ from search.featurize import (
 __all__ = ["FolderData", "featurise_folder", "labels_for", "read_labels", "read_vectors"]
 
 
-def read_labels(path: Path) -> dict[str, str]:
-    """A CSV with a header and the columns file,category -> {file: category}."""
+def csv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, {column: stripped value}) of each row of a CSV whose header names
+    `columns` (any case; other columns ignored), rows with every column empty skipped.
+    EvaluationError for a file that cannot be read, is not CSV, or lacks a column."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             fields = [f.strip().lower() for f in reader.fieldnames or []]
-            if "file" not in fields or "category" not in fields:
-                raise EvaluationError(f"{path}: expected the columns file,category")
-            labels: dict[str, str] = {}
+            if any(column not in fields for column in columns):
+                raise EvaluationError(f"{path}: expected the columns {','.join(columns)}")
             for line, row in enumerate(reader, start=2):
                 cleaned = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-                name, category = cleaned.get("file", ""), cleaned.get("category", "")
-                if not name and not category:
-                    continue
-                if not name or not category:
-                    raise EvaluationError(f"{path}, line {line}: empty file or category")
-                if labels.get(name, category) != category:
-                    raise EvaluationError(f"{path}, line {line}: {name} has two categories")
-                labels[name] = category
+                values = {column: cleaned.get(column, "") for column in columns}
+                if any(values.values()):
+                    yield line, values
     except OSError as exc:
         raise EvaluationError(f"cannot read {path}: {exc.strerror}") from exc
     except (UnicodeDecodeError, csv.Error) as exc:
         raise EvaluationError(f"{path} is not a readable CSV file: {exc}") from exc
+
+
+def read_labels(path: Path) -> dict[str, str]:
+    """A CSV with a header and the columns file,category -> {file: category}."""
+    labels: dict[str, str] = {}
+    for line, row in csv_rows(path, ("file", "category")):
+        name, category = row["file"], row["category"]
+        if not name or not category:
+            raise EvaluationError(f"{path}, line {line}: empty file or category")
+        if labels.get(name, category) != category:
+            raise EvaluationError(f"{path}, line {line}: {name} has two categories")
+        labels[name] = category
     if not labels:
         raise EvaluationError(f"{path}: no labels")
     return labels
