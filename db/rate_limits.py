@@ -9,8 +9,9 @@ move the clock.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Table, delete, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.database import as_utc
@@ -20,6 +21,7 @@ __all__ = ["RateLimits"]
 
 # Keyed on the caller's reference (hashed to the lock's bigint), kept apart from other locks.
 RATE_LIMIT_LOCK_PREFIX = "rate-limit:"
+RATE_LIMIT_EVENTS = cast(Table, RateLimitEvent.__table__)
 
 
 class RateLimits:
@@ -43,19 +45,21 @@ class RateLimits:
         other (under READ COMMITTED both would otherwise count the same rows and both let
         the request through)."""
         cutoff = now - window
+        events = RATE_LIMIT_EVENTS  # plain statements, no ORM: this runs on every request
         with self._sessions.begin() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                session.execute(
+            connection = session.connection()
+            if connection.dialect.name == "postgresql":
+                connection.execute(
                     text("SELECT pg_advisory_xact_lock(hashtextextended(:ref, 0))"),
                     {"ref": RATE_LIMIT_LOCK_PREFIX + user_ref},
                 )
-            session.execute(delete(RateLimitEvent).where(RateLimitEvent.created_at < cutoff))
-            count, oldest = session.execute(
-                select(func.count(RateLimitEvent.id), func.min(RateLimitEvent.created_at)).where(
-                    RateLimitEvent.user_ref == user_ref, RateLimitEvent.created_at >= cutoff
+            connection.execute(delete(events).where(events.c.created_at < cutoff))
+            count, oldest = connection.execute(
+                select(func.count(events.c.id), func.min(events.c.created_at)).where(
+                    events.c.user_ref == user_ref, events.c.created_at >= cutoff
                 )
             ).one()
             if int(count) >= limit and oldest is not None:
                 return max(0.0, (as_utc(oldest) + window - now).total_seconds())
-            session.add(RateLimitEvent(user_ref=user_ref, created_at=now))
+            connection.execute(insert(events).values(user_ref=user_ref, created_at=now))
             return None

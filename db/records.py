@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
+from sqlalchemy import Row
 
 from db.tables import Product, ProductImage
+
+# What a record is made from: the ORM object, or a plain row of its table's columns (the
+# search path reads those: no ORM objects to build on every search).
+ImageRow = ProductImage | Row[Any]
+ProductRow = Product | Row[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +32,7 @@ class ImageRecord:
     variant: PhotoVariant | None = None  # the variant it shows; None: the product's own
 
     @classmethod
-    def from_row(cls, row: ProductImage) -> ImageRecord:
+    def from_row(cls, row: ImageRow) -> ImageRecord:
         return cls(
             id=row.id,
             product_id=row.product_id,
@@ -48,7 +56,7 @@ class PhotoVariant:
     currency: str | None
 
     @classmethod
-    def of_row(cls, row: ProductImage) -> PhotoVariant | None:
+    def of_row(cls, row: ImageRow) -> PhotoVariant | None:
         if row.variant_link is None and row.variant_price is None:
             return None
         return cls(link=row.variant_link, price=row.variant_price, currency=row.variant_currency)
@@ -131,7 +139,12 @@ class ProductRecord(ProductFields):
         return "in stock" if self.in_stock else "out of stock"
 
     @classmethod
-    def from_row(cls, row: Product) -> ProductRecord:
+    def from_row(cls, row: ProductRow, images: Sequence[ImageRow] | None = None) -> ProductRecord:
+        """`images`: the product's image rows by id, when `row` is a plain row (an ORM
+        object brings its own)."""
+        if images is None:
+            assert isinstance(row, Product), "a plain row comes with its images"
+            images = row.images
         return cls(
             **{name: getattr(row, name) for name in PRODUCT_FIELD_NAMES},
             id=row.id,
@@ -139,7 +152,7 @@ class ProductRecord(ProductFields):
             removed=row.removed,
             created_at=row.created_at,
             updated_at=row.updated_at,
-            images=tuple(ImageRecord.from_row(image) for image in row.images),
+            images=tuple(ImageRecord.from_row(image) for image in images),
             corrected_colour=row.colour,
         )
 

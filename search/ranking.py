@@ -90,4 +90,5 @@ def blend_colour(
         matrix = np.stack([stored[hits[i].image_id] for i in known])  # (m, colour DIM)
         score[known] = blend(vgg[known], similarities(query_colour, matrix), weight)
     order = np.argsort(-score, kind="stable")
-    return [replace(hits[i], similarity=100.0 * float(np.clip(score[i], 0.0, 1.0))) for i in order]
+    shown = (100.0 * np.clip(score, 0.0, 1.0)).tolist()  # (n,) percent, as Python floats
+    return [replace(hits[i], similarity=shown[i]) for i in order.tolist()]
