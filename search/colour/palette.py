@@ -96,7 +96,8 @@ class Knobs:
     bg_tolerance: float = 8.0  # ΔE: frame pixels this close are one background colour
     fg_low: float = 6.0  # ΔE to the nearest background colour: weight 0 below, 1 above fg_high
     fg_high: float = 16.0
-    centre_sigma: float = 0.5  # centre prior exp(-r²/2σ²); r = 1 at the middle of an edge
+    centre_sigma: float = 0.5  # centre prior exp(-r²/2σ²); r = 1 at the middle of an edge (of the
+    # frame for the background model, of the product box for the product's colours)
     min_foreground: float = 0.03  # less product than this: the centre prior alone
     open_mask: bool = True  # 3x3 opening of the product weights: drops thin streaks (leg edges)
     max_gain: float = 1.3  # white-patch exposure correction gain cap (1 = off)
