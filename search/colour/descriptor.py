@@ -113,14 +113,21 @@ def product_weights(lab: F32, background: F32, ys: F32, xs: F32, k: Knobs = KNOB
     prior = _prior(ys, xs, k.centre_sigma)
     if len(background) == 0:
         return prior
-    if len(background) <= 8:  # the usual backdrop: a few colours, direct differences are cheaper
-        lw2 = np.float32(k.bg_light_weight**2)
-        d2 = np.full((h, w), np.inf, np.float32)
-        for bl, ba, bb in background:
-            dl, da, db = lab[..., 0] - bl, lab[..., 1] - ba, lab[..., 2] - bb
-            np.minimum(d2, lw2 * dl * dl + da * da + db * db, out=d2)
-    else:
-        d2 = sq_dist(lab.reshape(-1, 3), background, k.bg_light_weight).min(1).reshape(h, w)
+    # A running minimum over the background colours, one (h, w) pass each: cheaper than the
+    # (h * w, b) distance matrix for a plain backdrop's few colours and for the up to
+    # border_samples of a busy frame alike (measured: docs/evaluation.md, "Speed").
+    lw2 = np.float32(k.bg_light_weight**2)
+    d2 = np.full((h, w), np.inf, np.float32)
+    ll, aa, bb = lab[..., 0], lab[..., 1], lab[..., 2]
+    for bg_l, bg_a, bg_b in background:
+        dl, da, db = ll - bg_l, aa - bg_a, bb - bg_b
+        dl *= dl
+        dl *= lw2
+        da *= da
+        db *= db
+        dl += da
+        dl += db
+        np.minimum(d2, dl, out=d2)
     d = np.sqrt(d2)
     fg = np.clip((d - k.fg_low) / (k.fg_high - k.fg_low), 0.0, 1.0).astype(np.float32)
     if fg.mean() < k.min_foreground:

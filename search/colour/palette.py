@@ -132,9 +132,14 @@ _RGB_TO_XYZN = (  # sRGB (D65) -> XYZ / white point, so that white is (1, 1, 1)
 ).T.astype(np.float32)
 
 
+# No BLAS call on a photo's path (here and in sq_dist): these products are tiny ((n, 3) x (3, 3)
+# or x (3, m)), and OpenBLAS hands them to its thread pool, whose waking and spinning cost more
+# than the arithmetic, and CPU the web server's other threads want (docs/evaluation.md, "Speed").
 def srgb_to_lab(rgb: U8) -> F32:
     """(..., 3) uint8 sRGB -> (..., 3) float32 CIELAB (D65; L in [0, 100])."""
-    xyz = _LINEAR[rgb] @ _RGB_TO_XYZN
+    linear = _LINEAR[rgb]  # (..., 3)
+    m = _RGB_TO_XYZN
+    xyz = linear[..., :1] * m[0] + linear[..., 1:2] * m[1] + linear[..., 2:] * m[2]
     f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
     return np.stack(
         [
@@ -147,11 +152,15 @@ def srgb_to_lab(rgb: U8) -> F32:
 
 
 def sq_dist(p: F32, q: F32, light_weight: float = 1.0) -> F32:
-    """(n, 3) x (m, 3) Lab -> (n, m) squared distances, lightness scaled by light_weight."""
-    w = np.array([light_weight, 1.0, 1.0], np.float32)
-    p, q = p * w, q * w
-    d = (p * p).sum(1)[:, None] + (q * q).sum(1)[None, :] - 2.0 * (p @ q.T)
-    return np.asarray(np.maximum(d, 0.0), np.float32)
+    """(n, 3) x (m, 3) Lab -> (n, m) squared distances, lightness scaled by light_weight: the
+    differences channel by channel (exact, and no BLAS: see srgb_to_lab)."""
+    d = np.zeros((len(p), len(q)), np.float32)
+    for channel, weight in enumerate((light_weight, 1.0, 1.0)):
+        diff = p[:, channel, None] - q[None, :, channel]  # (n, m)
+        diff *= np.float32(weight)
+        diff *= diff
+        d += diff
+    return d
 
 
 # ---- palette assignment -----------------------------------------------------------------------
