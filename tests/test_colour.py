@@ -17,11 +17,14 @@ from lookalike.composition import open_engine
 from lookalike.settings import Settings
 from search import SearchEngine, SearchQuery
 from search.colour import (
+    NAMES,
+    SWATCHES,
     describe_image,
     name_colours,
     name_shares,
     parse_colour_synonym,
     similarities,
+    swatch_css,
 )
 from search.featurize.featurizer import Featurizer
 from tests.conftest import open_test_engine, settings_env
@@ -76,6 +79,14 @@ def test_a_product_framed_smaller_and_off_centre_keeps_its_colours(
     before, after = (describe_image(Image.fromarray(a)) for a in (rgb, canvas))
     assert name_colours(after)[0] == name_colours(before)[0]
     assert float(np.abs(name_shares(after) - name_shares(before)).sum()) < 0.2
+
+
+def test_the_pages_swatches_are_the_one_table_the_plot_draws_too() -> None:
+    # web/static/style.css holds search.colour.SWATCHES rendered by swatch_css(), verbatim: a
+    # colour changed in one place only fails here.
+    assert tuple(SWATCHES) == NAMES
+    css = (Path(__file__).parent.parent / "web" / "static" / "style.css").read_text("utf-8")
+    assert swatch_css() in css
 
 
 @pytest.mark.parametrize(
