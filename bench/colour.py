@@ -11,7 +11,10 @@
   search with colour and without, interleaved: VGG16 dominates it, so on a loaded machine its
   difference is mostly noise.
 - import: `catalog import` of the same photos into fresh databases with and without the
-  colour computed, alternately, several rounds: median seconds of each. Goal: <= 10% more.
+  colour computed, alternately, several rounds: median seconds of each, wall and the process's
+  CPU time (every thread's: decoding, describing, the model). Goal: <= 10% more. On a loaded
+  machine the wall times wait for a core and the rounds disagree by more than 10%; the CPU
+  times are what the import costs the cores, so the verdict reads them when they are there.
 
 The machine's other work moves the timings: the rounds' ranges are in the JSON and the table.
 """
@@ -183,20 +186,27 @@ def _searches(engines: dict[bool, SearchEngine], payloads: list[bytes], rounds: 
 def _imports(root: Path, args: dict[str, Any], folder: Path, rounds: int, model: Any) -> Any:
     """`catalog import` of `folder` into fresh databases, with colour and without, alternately."""
     seconds: dict[bool, list[float]] = {True: [], False: []}
+    cpu: dict[bool, list[float]] = {True: [], False: []}
     for r in range(rounds):
         for colour in (True, False) if r % 2 == 0 else (False, True):
             engine = _open(root / f"import-{r}-{colour}", args, model, colour)
             try:
+                started_cpu = time.process_time()
                 seconds[colour].append(import_directory(engine, folder).seconds)
+                cpu[colour].append(time.process_time() - started_cpu)
             finally:
                 engine.close()
     with_s, without_s = statistics.median(seconds[True]), statistics.median(seconds[False])
+    with_cpu, without_cpu = statistics.median(cpu[True]), statistics.median(cpu[False])
     return {
         "rounds": rounds,
         "photos": sum(1 for _ in folder.glob("*.jpg")),
         "with_s": [round(s, 3) for s in seconds[True]],
         "without_s": [round(s, 3) for s in seconds[False]],
         "added": with_s / without_s - 1.0 if without_s else 0.0,
+        "with_cpu_s": [round(s, 3) for s in cpu[True]],
+        "without_cpu_s": [round(s, 3) for s in cpu[False]],
+        "added_cpu": with_cpu / without_cpu - 1.0 if without_cpu else 0.0,
     }
 
 
@@ -314,13 +324,20 @@ def table_rows(result: dict[str, Any]) -> list[Row]:
                 f"{', '.join(f'{s:.2f}' for s in imported['without_s'])}): "
                 f"{100 * imported['added']:+.1f}%"
                 + (
+                    f"; CPU {statistics.median(imported['with_cpu_s']):.2f} vs "
+                    f"{statistics.median(imported['without_cpu_s']):.2f} s: "
+                    f"{100 * imported['added_cpu']:+.1f}%"
+                    if "added_cpu" in imported
+                    else ""
+                )
+                + (
                     f"; the descriptor's own time, p50 x photos: "
                     f"{100 * own_s / statistics.median(imported['without_s']):.1f}%"
                     if own_s is not None
                     else ""
                 ),
-                f"<= {100 * IMPORT_GOAL:.0f}% more",
-                imported["added"] <= IMPORT_GOAL,
+                f"<= {100 * IMPORT_GOAL:.0f}% more" + (" (CPU)" if "added_cpu" in imported else ""),
+                imported.get("added_cpu", imported["added"]) <= IMPORT_GOAL,
             )
         )
     return rows

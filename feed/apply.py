@@ -4,8 +4,8 @@ atomic write, and each is audited (user_id 0: the feed, not a person).
 Order, chosen so a sync killed at any moment leaves nothing the next one cannot finish:
 1. the feed's SKUs are claimed (feed_products) before anything is added, so a product the
    feed added is always known as the feed's;
-2. field, stock, restore and hide changes, and the variant (link, price) of photos a product
-   already holds (no photo is featurised for them); a product is marked hidden_by_feed
+2. field, stock, restore and hide changes, and the variant (link, price, colour name) of photos
+   a product already holds (no photo is featurised for them); a product is marked hidden_by_feed
    before it is hidden, so it is restored when it comes back;
 3. photos: downloaded concurrently (conditional requests), their validators saved before the
    photo is handed to the pipelined import, which featurises and stores them. The next sync
@@ -13,8 +13,8 @@ Order, chosen so a sync killed at any moment leaves nothing the next one cannot 
 4. photos the feed replaced or dropped are retired (feed.retire).
 
 Audit actions: feed-update, feed-stock, feed-hide, feed-restore, feed-add (a new product),
-feed-photos (new photos of an existing product), feed-variants (a held photo's variant link or
-price changed); the run itself is audited as feed-sync.
+feed-photos (new photos of an existing product), feed-variants (a held photo's variant link,
+price or colour changed); the run itself is audited as feed-sync.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from search import (
     ImportSummary,
     SearchEngine,
     import_entries,
+    set_photo_colours,
     set_photo_variants,
 )
 
@@ -98,13 +99,17 @@ def apply_changes(
             failed.append((sku, str(exc)))
             continue
         audit(engine, "feed-hide", sku)
-    for sku, variants in plan.variants.items():
+    for sku in sorted(set(plan.variants) | set(plan.colours)):
+        variants, colours = plan.variants.get(sku, {}), plan.colours.get(sku, {})
         try:
-            set_photo_variants(engine, sku, variants)
+            if variants:
+                set_photo_variants(engine, sku, variants)
+            if colours:
+                set_photo_colours(engine, sku, colours)
         except CatalogError as exc:
             failed.append((sku, str(exc)))
             continue
-        audit(engine, "feed-variants", sku, photos=len(variants))
+        audit(engine, "feed-variants", sku, photos=len(set(variants) | set(colours)))
     return failed
 
 

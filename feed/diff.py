@@ -3,6 +3,9 @@
 - add: feed products the catalogue does not have (created by their first stored photo);
 - update: name, price, currency, link or category differ (no photo is featurised again);
 - variants: photos a product holds whose variant (link, price now) changed in the feed;
+- colours: photos a product holds whose variant's `color` (a palette name) is now another
+  than the photo's named colour (a feed that corrects "Black" to "Navy"); a colour the feed
+  drops or does not know leaves the photo's name as it is;
 - stock: in-stock flag differs;
 - restore: products the feed hid earlier that are back in the feed;
 - hide: products the feed owns (it listed them before) that are active but gone from the feed.
@@ -36,6 +39,8 @@ class CatalogueProduct:
     image_hashes: frozenset[str]
     # content hash -> the variant (link, price) that photo shows; None: the product's own
     photo_variants: Mapping[str, PhotoVariant | None] = field(default_factory=dict)
+    # content hash -> that photo's named colour (the feed's word or the computed one)
+    photo_colours: Mapping[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,8 @@ class SyncPlan:
     images: list[ImageJob] = field(default_factory=list)
     # sku -> {content hash: variant} for photos the product holds whose variant changed
     variants: dict[str, dict[str, PhotoVariant | None]] = field(default_factory=dict)
+    # sku -> {content hash: colour name} for photos the product holds whose feed colour changed
+    colours: dict[str, dict[str, str]] = field(default_factory=dict)
     active_before: int = 0
 
     @property
@@ -92,7 +99,11 @@ class SyncPlan:
             "kept_removed": len(self.kept_removed),
             "unchanged": len(self.unchanged),
             "images_to_check": len(self.images),
-            "variant_photos": sum(len(photos) for photos in self.variants.values()),
+            # photos whose variant changed: its link or price, its colour, or both
+            "variant_photos": sum(
+                len(set(self.variants.get(sku, {})) | set(self.colours.get(sku, {})))
+                for sku in set(self.variants) | set(self.colours)
+            ),
         }
 
 
@@ -124,6 +135,10 @@ def plan_sync(
         variants = _variant_changes(product, current, images)
         if variants:
             plan.variants[sku] = variants
+            touched = True
+        colours = _colour_changes(product, current, images)
+        if colours:
+            plan.colours[sku] = colours
             touched = True
         if current.removed:
             state = owned.get(sku)
@@ -157,6 +172,26 @@ def _variant_changes(
             continue
         wanted = product.photo_variant(url)
         if current.photo_variants.get(digest) != wanted:
+            changes[digest] = wanted
+    return changes
+
+
+def _colour_changes(
+    product: FeedProduct,
+    current: CatalogueProduct,
+    images: Mapping[tuple[str, str], StoredImage],
+) -> dict[str, str]:
+    """Held photos (known by their URL's last download) whose variant's colour, as a palette
+    name, is not the photo's named colour: content hash -> that name."""
+    changes: dict[str, str] = {}
+    for url in product.image_urls:
+        stored = images.get((product.sku, url))
+        digest = stored.content_hash if stored is not None else None
+        if digest is None or digest not in current.image_hashes or digest in changes:
+            continue
+        variant = product.variant_of(url)
+        wanted = variant.colour_name if variant is not None else None
+        if wanted is not None and current.photo_colours.get(digest) != wanted:
             changes[digest] = wanted
     return changes
 

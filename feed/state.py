@@ -60,6 +60,7 @@ def catalogue_snapshot(engine: SearchEngine) -> dict[str, CatalogueProduct]:
             removed=product.removed,
             image_hashes=frozenset(image.content_hash for image in product.images),
             photo_variants={image.content_hash: image.variant for image in product.images},
+            photo_colours={image.content_hash: image.colour_name for image in product.images},
         )
         for product in engine.catalog.products(include_removed=True)
     }

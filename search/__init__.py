@@ -25,7 +25,12 @@ from db.records import ImageRecord, PhotoVariant, ProductFields, ProductRecord
 from search.active_model import ActiveModel, ModelManager
 from search.catalog import AddOutcome, Catalog
 from search.colour import describe_image, name_colours, parse_colour_synonym
-from search.colour_writes import ColourFillSummary, correct_colour, fill_colours
+from search.colour_writes import (
+    ColourFillSummary,
+    correct_colour,
+    fill_colours,
+    set_photo_colours,
+)
 from search.config import EngineConfig
 from search.engine import EngineStatus, SearchEngine, StoredModel
 from search.errors import (
@@ -125,5 +130,6 @@ __all__ = [
     "refeaturize_reason",
     "reindex",
     "retire_photos",
+    "set_photo_colours",
     "set_photo_variants",
 ]

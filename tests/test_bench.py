@@ -310,6 +310,26 @@ def test_colour_rows_say_which_goals_are_met() -> None:
         "time, p50 x photos: 5.0%",
         "MISSED",
     )
+    # With the imports' CPU times the verdict reads them (the wall times wait for a core).
+    by_cpu = colour_rows(
+        {
+            "import": {
+                "rounds": 2,
+                "photos": 40,
+                "with_s": [2.2, 2.4],
+                "without_s": [2.0, 2.0],
+                "added": 0.15,
+                "with_cpu_s": [3.1, 3.2],
+                "without_cpu_s": [3.0, 3.0],
+                "added_cpu": 0.05,
+            }
+        }
+    )[0]
+    assert (by_cpu["value"], by_cpu["target"], by_cpu["verdict"]) == (
+        "2.30 vs 2.00 s (with 2.20, 2.40; without 2.00, 2.00): +15.0%; CPU 3.15 vs 3.00 s: +5.0%",
+        "<= 10% more (CPU)",
+        "ok",
+    )
     assert colour_rows({"error": "colour exited 1"})[0]["value"] == "error: colour exited 1"
 
 

@@ -7,6 +7,8 @@
 - `similarities(query, matrix)`: (n,) colour similarity in [0, 1] (sharpened name shares and
   how surely each is a print); `blend` mixes it into the VGG similarity after the category step.
 - `parse_colour_synonym(text)`: a feed's or a caption's colour word -> one of `NAMES`.
+- `SWATCHES`, `chip_colour`, `swatch_css`: how each name is drawn (the page's swatches, the
+  evaluation's plot).
 
 How it was chosen and what it measures: docs/evaluation.md ("Colour").
 """
@@ -19,12 +21,15 @@ from PIL import Image
 from search.colour.descriptor import describe
 from search.colour.names import blend, name_colours, name_shares, similarities
 from search.colour.palette import DIM, F32, NAMES
+from search.colour.swatches import SWATCHES, chip_colour, swatch_css
 from search.colour.synonyms import parse_colour_synonym
 
 __all__ = [
     "DIM",
     "NAMES",
+    "SWATCHES",
     "blend",
+    "chip_colour",
     "describe",
     "describe_image",
     "descriptor_bytes",
@@ -34,6 +39,7 @@ __all__ = [
     "parse_colour_synonym",
     "similarities",
     "stored_colour",
+    "swatch_css",
 ]
 
 # The descriptor is computed on a copy this size at most (longer side, px): catalogue shots are

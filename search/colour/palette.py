@@ -96,7 +96,8 @@ class Knobs:
     bg_tolerance: float = 8.0  # ΔE: frame pixels this close are one background colour
     fg_low: float = 6.0  # ΔE to the nearest background colour: weight 0 below, 1 above fg_high
     fg_high: float = 16.0
-    centre_sigma: float = 0.5  # centre prior exp(-r²/2σ²); r = 1 at the middle of an edge
+    centre_sigma: float = 0.5  # centre prior exp(-r²/2σ²); r = 1 at the middle of an edge (of the
+    # frame for the background model, of the product box for the product's colours)
     min_foreground: float = 0.03  # less product than this: the centre prior alone
     open_mask: bool = True  # 3x3 opening of the product weights: drops thin streaks (leg edges)
     max_gain: float = 1.3  # white-patch exposure correction gain cap (1 = off)
@@ -131,9 +132,14 @@ _RGB_TO_XYZN = (  # sRGB (D65) -> XYZ / white point, so that white is (1, 1, 1)
 ).T.astype(np.float32)
 
 
+# No BLAS call on a photo's path (here and in sq_dist): these products are tiny ((n, 3) x (3, 3)
+# or x (3, m)), and OpenBLAS hands them to its thread pool, whose waking and spinning cost more
+# than the arithmetic, and CPU the web server's other threads want (docs/evaluation.md, "Speed").
 def srgb_to_lab(rgb: U8) -> F32:
     """(..., 3) uint8 sRGB -> (..., 3) float32 CIELAB (D65; L in [0, 100])."""
-    xyz = _LINEAR[rgb] @ _RGB_TO_XYZN
+    linear = _LINEAR[rgb]  # (..., 3)
+    m = _RGB_TO_XYZN
+    xyz = linear[..., :1] * m[0] + linear[..., 1:2] * m[1] + linear[..., 2:] * m[2]
     f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
     return np.stack(
         [
@@ -146,11 +152,15 @@ def srgb_to_lab(rgb: U8) -> F32:
 
 
 def sq_dist(p: F32, q: F32, light_weight: float = 1.0) -> F32:
-    """(n, 3) x (m, 3) Lab -> (n, m) squared distances, lightness scaled by light_weight."""
-    w = np.array([light_weight, 1.0, 1.0], np.float32)
-    p, q = p * w, q * w
-    d = (p * p).sum(1)[:, None] + (q * q).sum(1)[None, :] - 2.0 * (p @ q.T)
-    return np.asarray(np.maximum(d, 0.0), np.float32)
+    """(n, 3) x (m, 3) Lab -> (n, m) squared distances, lightness scaled by light_weight: the
+    differences channel by channel (exact, and no BLAS: see srgb_to_lab)."""
+    d = np.zeros((len(p), len(q)), np.float32)
+    for channel, weight in enumerate((light_weight, 1.0, 1.0)):
+        diff = p[:, channel, None] - q[None, :, channel]  # (n, m)
+        diff *= np.float32(weight)
+        diff *= diff
+        d += diff
+    return d
 
 
 # ---- palette assignment -----------------------------------------------------------------------

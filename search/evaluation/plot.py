@@ -1,8 +1,9 @@
 """The picture of a few queries' rankings (`lookalike evaluate --colours FILE --images DIR
 --plot OUT.png`): one row a query (a seeded choice), its photo then its top-k results of the
 live chain with colour, each tile with a chip of its named colour (search.colour, as the
-search computes it), its colour label by eye and, for a result, a tick when that label is the
-query's (the result counts for colour P@k) or a cross.
+search computes it; drawn as the page's swatches, search.colour.swatches), its colour label by
+eye and, for a result, a tick when that label is the query's (the result counts for colour
+P@k) or a cross.
 
 The figure is drawn on one axes measured in inches, so its size is exact: (1 + k) tiles of
 TILE_INCHES across, one row of tiles a query, HEADER_INCHES for the title, at DPI.
@@ -25,7 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Circle, Rectangle, Wedge
 from PIL import Image, UnidentifiedImageError
 
-from search.colour import name_colours
+from search.colour import SWATCHES, chip_colour, name_colours
 from search.errors import EvaluationError
 
 __all__ = ["DPI", "HEADER_INCHES", "TILE_INCHES", "plot_rankings", "plot_size"]
@@ -34,15 +35,7 @@ TILE_INCHES = (1.6, 2.05)  # (width, height): the photo, then two lines of text 
 HEADER_INCHES = 0.55
 DPI = 100
 _PHOTO = 1.4  # the photo's box, inches (square)
-# The chips' colours, as the page's swatches draw them (web/static/style.css).
-SWATCHES: dict[str, str] = {
-    "black": "#1b1b1b", "white": "#ffffff", "grey": "#9e9e9e", "beige": "#e6d5b0",
-    "brown": "#6b4226", "tan": "#c89b63", "red": "#c62828", "pink": "#f06292",
-    "orange": "#ef6c00", "yellow": "#fdd835", "green": "#2e7d32", "blue": "#1e88e5",
-    "navy": "#1a2a6c", "purple": "#7b1fa2", "gold": "#c9a227", "silver": "#b8b8b8",
-    "multicolour": "#d4d4d4",
-}  # fmt: skip
-_RAINBOW = ("#c62828", "#fdd835", "#2e7d32", "#1e88e5", "#7b1fa2")  # multicolour's chip
+_WHEEL = SWATCHES["multicolour"]  # multicolour's chip: one slice a colour
 _TICK, _CROSS = "\u2713", "\u2717"  # DejaVu Sans, matplotlib's own font, has both
 
 
@@ -137,12 +130,12 @@ def _tile(
     line = top + 0.1 + _PHOTO + 0.2
     centre = (left + 0.2, line)
     if named == "multicolour":
-        for i, colour in enumerate(_RAINBOW):  # a chip of five slices
+        for i, colour in enumerate(_WHEEL):  # a chip of five slices
             board.add_patch(_slice(centre, i, colour))
         board.add_patch(Circle(centre, 0.07, fill=False, edgecolor="#555", linewidth=0.6))
     else:
         board.add_patch(
-            Circle(centre, 0.07, facecolor=SWATCHES[named], edgecolor="#555", linewidth=0.6)
+            Circle(centre, 0.07, facecolor=chip_colour(named), edgecolor="#555", linewidth=0.6)
         )
     board.text(left + 0.33, line, named, va="center", fontsize=8)
     who = "query, eye: " if same is None else "eye: "
@@ -161,5 +154,5 @@ def _tile(
 
 
 def _slice(centre: tuple[float, float], i: int, colour: str) -> Wedge:
-    step = 360.0 / len(_RAINBOW)
+    step = 360.0 / len(_WHEEL)
     return Wedge(centre, 0.07, i * step, (i + 1) * step, facecolor=colour, linewidth=0)

@@ -19,11 +19,12 @@ def fields(sku: str, price: str = "10.00", name: str = "Shoe") -> ProductFields:
 
 
 def listed(sku: str, *, price: str = "10.00", in_stock: bool = True) -> FeedProduct:
+    url = f"https://img.example/{sku}.jpg"
     return FeedProduct(
         fields=fields(sku, price),
         in_stock=in_stock,
-        image_urls=(f"https://img.example/{sku}.jpg",),
-        variants=(sku,),
+        image_urls=(url,),
+        variants=(FeedVariant(sku, None, None, None, Decimal(price), in_stock, (url,)),),
         label=sku,
     )
 
@@ -95,8 +96,9 @@ def test_a_held_photos_changed_variant_is_planned_without_a_download() -> None:
         "h-red": PhotoVariant("https://shop.example/red", Decimal("80"), "EUR"),
         "h-black": PhotoVariant("https://shop.example/black", Decimal("60"), "EUR"),
     }
+    named = {"h-red": "red", "h-black": "black"}  # each photo's colour, the feed's word
     catalogue = {
-        "RUN": replace(held("RUN", hashes=frozenset(was)), photo_variants=was),
+        "RUN": replace(held("RUN", hashes=frozenset(was)), photo_variants=was, photo_colours=named),
     }
     images = {
         ("RUN", red): StoredImage('"r"', None, "h-red"),
@@ -106,4 +108,14 @@ def test_a_held_photos_changed_variant_is_planned_without_a_download() -> None:
     assert plan.variants == {
         "RUN": {"h-red": PhotoVariant("https://shop.example/red", Decimal("75"), "EUR")}
     }
+    assert plan.colours == {}
     assert plan.unchanged == [] and plan.counts()["variant_photos"] == 1
+
+    # The feed now calls the black one navy (and the red one's colour word is dropped: its
+    # photo keeps its name): one more photo to change, counted once with the red one's price.
+    renamed = replace(feed["RUN"].variants[1], colour_name="navy")
+    dropped = replace(feed["RUN"].variants[0], colour_name=None)
+    feed["RUN"] = replace(feed["RUN"], variants=(dropped, renamed))
+    plan = plan_sync(feed, catalogue, {"RUN": OwnedState(hidden_by_feed=False)}, images)
+    assert plan.colours == {"RUN": {"h-black": "navy"}}
+    assert plan.counts()["variant_photos"] == 2

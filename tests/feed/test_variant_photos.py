@@ -69,6 +69,14 @@ async def test_a_variants_photo_shows_that_variants_link_price_and_colour(
     assert again.counts["variant_photos"] == 1 and again.counts["featurised"] == 0
     assert shown(engine, red) == (RED_LINK, Decimal("75.00"), "red")
     assert shown(engine, black) == (BLACK_LINK, Decimal("60.00"), "black")
+    # The feed corrects the black variant's colour: its photo shows the new one, nothing
+    # featurised again; the red one keeps its own.
+    corrected = runner(demo, red_price="75 EUR")
+    corrected[1] = replace(corrected[1], color="Navy Blue")
+    fixed = await sync([*corrected, demo[3]])
+    assert fixed.counts["variant_photos"] == 1 and fixed.counts["featurised"] == 0
+    assert shown(engine, black) == (BLACK_LINK, Decimal("60.00"), "navy")
+    assert shown(engine, red) == (RED_LINK, Decimal("75.00"), "red")
     # The black variant leaves the group: the red photo is the product's own photo again.
     alone = await sync([runner(demo)[0], demo[3]])
     assert alone.status == "ok", alone
