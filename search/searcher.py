@@ -41,7 +41,7 @@ class SearchQuery:
     infer_category: bool | None = None
     include_inactive: bool = False  # staff only: out-of-stock and removed products too
     # A colour name asked for ("red heels"): products of that colour first, the rest after
-    # (a reordering, not a filter: a named colour is right for ~84% of photos, and a filter
+    # (a reordering, not a filter: a named colour is right for ~83% of photos, and a filter
     # would hide the product itself the other times). None: no colour asked.
     colour: str | None = None
 
