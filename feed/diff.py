@@ -20,7 +20,7 @@ photos are not fetched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from feed.grouping import FeedProduct
@@ -165,13 +165,9 @@ def _variant_changes(
     """Held photos (known by their URL's last download) whose variant is no longer the one
     the feed gives them: content hash -> the variant now."""
     changes: dict[str, PhotoVariant | None] = {}
-    for url in product.image_urls:
-        stored = images.get((product.sku, url))
-        digest = stored.content_hash if stored is not None else None
-        if digest is None or digest not in current.image_hashes or digest in changes:
-            continue
+    for url, digest in _held_photos(product, current, images):
         wanted = product.photo_variant(url)
-        if current.photo_variants.get(digest) != wanted:
+        if digest not in changes and current.photo_variants.get(digest) != wanted:
             changes[digest] = wanted
     return changes
 
@@ -184,16 +180,27 @@ def _colour_changes(
     """Held photos (known by their URL's last download) whose variant's colour, as a palette
     name, is not the photo's named colour: content hash -> that name."""
     changes: dict[str, str] = {}
-    for url in product.image_urls:
-        stored = images.get((product.sku, url))
-        digest = stored.content_hash if stored is not None else None
-        if digest is None or digest not in current.image_hashes or digest in changes:
-            continue
+    for url, digest in _held_photos(product, current, images):
         variant = product.variant_of(url)
         wanted = variant.colour_name if variant is not None else None
-        if wanted is not None and current.photo_colours.get(digest) != wanted:
+        if digest in changes or wanted is None:
+            continue
+        if current.photo_colours.get(digest) != wanted:
             changes[digest] = wanted
     return changes
+
+
+def _held_photos(
+    product: FeedProduct,
+    current: CatalogueProduct,
+    images: Mapping[tuple[str, str], StoredImage],
+) -> Iterator[tuple[str, str]]:
+    """(URL, content hash) of each photo of the feed's product that the catalogue product
+    holds, known by its URL's last download (two URLs of the same bytes: both)."""
+    for url in product.image_urls:
+        stored = images.get((product.sku, url))
+        if stored is not None and stored.content_hash in current.image_hashes:
+            yield url, stored.content_hash
 
 
 def _image_jobs(
