@@ -55,6 +55,10 @@ CLIENTS = 20
 
 READY_DEADLINE_S = 300.0
 FEATURISE_BATCH = 32
+# Issue 22's goals: searches per second under load at least this share of batched
+# featurisation, and one idle search over HTTP within this factor of the same in-process.
+SHARE_GOAL = 0.85
+IDLE_RATIO_GOAL = 1.15
 
 
 def _server_env(settings: Settings, port: int) -> dict[str, str]:
@@ -278,8 +282,8 @@ def table_rows(result: dict[str, Any]) -> list[Row]:
             "web",
             "throughput / batched featurisation",
             f"{share:.0%}",
-            ">= 80%",
-            share >= 0.8,
+            f">= {SHARE_GOAL:.0%}",
+            share >= SHARE_GOAL,
         ),
         row(
             "web",
@@ -295,8 +299,8 @@ def table_rows(result: dict[str, Any]) -> list[Row]:
             "web",
             "one search, idle server p50 / in-process p50",
             f"{result['idle_p50_ms']:.1f} / {result['in_process_p50_ms']:.1f} ms",
-            "<= 1.3x",
-            idle_ratio <= 1.3,
+            f"<= {IDLE_RATIO_GOAL:g}x",
+            idle_ratio <= IDLE_RATIO_GOAL,
         ),
     ]
 
