@@ -104,6 +104,16 @@ def session_model_loader(
     )
 
 
+def session_model_cache(loader: ModelLoader, catalog_photos: list[Path]) -> ModelCache:
+    """The model cache's entry for the session model of `loader` (session_model_loader)."""
+    return ModelCache(
+        loader.files("vgg16").keras.stem,
+        parameters=f"seed={MODEL_SEED} calibration={SESSION_CALIBRATION_COUNT} "
+        f"bench_seconds={SESSION_BENCH_SECONDS}",
+        photos=calibration_spread(catalog_photos),
+    )
+
+
 @pytest.fixture(scope="session")
 def session_model(models_dir: Path, catalog_photos: list[Path]) -> ModelLoader:
     """The session's models folder holding the model and what `auto` made of it on this CPU:
@@ -112,12 +122,7 @@ def session_model(models_dir: Path, catalog_photos: list[Path]) -> ModelLoader:
     libraries, this code); a later session, such as `make test`'s PostgreSQL pass, copies
     them. Returns the application's model loader over that folder."""
     loader = session_model_loader(models_dir, catalog_photos)
-    cache = ModelCache(
-        loader.files("vgg16").keras.stem,
-        parameters=f"seed={MODEL_SEED} calibration={SESSION_CALIBRATION_COUNT} "
-        f"bench_seconds={SESSION_BENCH_SECONDS}",
-        photos=calibration_spread(catalog_photos),
-    )
+    cache = session_model_cache(loader, catalog_photos)
     with cache.lock():  # another pytest process building the same entry is waited for
         if not cache.restore(models_dir) or loader.current_decision("vgg16") is None:
             loader.decide("vgg16")
