@@ -23,6 +23,7 @@ from lookalike.settings import Settings
 from search import SearchEngine
 from search.featurize.featurizer import Featurizer
 from search.featurize.loader import ModelLoader
+from tests.model_cache import ModelCache
 
 # Helpers that assert outside test modules still get pytest's detailed failure messages.
 pytest.register_assert_rewrite("tests.index_catalogue")
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FOOTWEAR = REPO_ROOT.parent / "shared" / "footwear"
 MODEL_SEED = 1234
+# The session model's runtimes are measured on this many of the shop's photos, this long each
+# (the application: 96 photos, 2 s).
+SESSION_CALIBRATION_COUNT = 24
+SESSION_BENCH_SECONDS = 0.3
 BACKENDS = ("sqlite", "postgres")
 
 pytest_plugins = (
@@ -62,8 +67,8 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def keras_extractor(models_dir: Path) -> KerasExtractor:
-    """VGG16 avg-pool with random weights (seed fixed) on float32 Keras, built once for the
+def keras_extractor(models_dir: Path, session_model: ModelLoader) -> KerasExtractor:
+    """VGG16 avg-pool with random weights (seed fixed) on float32 Keras, loaded once for the
     whole session: the source of truth the served runtimes are checked against."""
     from search.featurize.runtimes.keras import KerasExtractor
 
@@ -74,6 +79,12 @@ def keras_extractor(models_dir: Path) -> KerasExtractor:
     return model
 
 
+def calibration_spread(catalog_photos: list[Path]) -> list[Path]:
+    """The shop's photos the session's model is calibrated and measured on: 24, spread over
+    the catalogue."""
+    return catalog_photos[:: max(1, len(catalog_photos) // SESSION_CALIBRATION_COUNT)]
+
+
 def session_model_loader(
     models_dir: Path,
     catalog_photos: list[Path],
@@ -81,28 +92,50 @@ def session_model_loader(
 ) -> ModelLoader:
     """The application's model loader over the session's models folder, calibrating on 24
     of the shop's photos with short measurements (the application takes 96, 2 s each)."""
-    spread = catalog_photos[:: max(1, len(catalog_photos) // 24)]
+    spread = calibration_spread(catalog_photos)
     return ModelLoader(
         models_dir=models_dir,
         weights="none",
         seed=MODEL_SEED,
         calibration_photos=lambda limit: [p.read_bytes() for p in spread[:limit]],
-        calibration_count=24,
-        bench_seconds=0.3,
+        calibration_count=SESSION_CALIBRATION_COUNT,
+        bench_seconds=SESSION_BENCH_SECONDS,
         progress=progress,
     )
 
 
+def session_model_cache(loader: ModelLoader, catalog_photos: list[Path]) -> ModelCache:
+    """The model cache's entry for the session model of `loader` (session_model_loader)."""
+    return ModelCache(
+        loader.files("vgg16").keras.stem,
+        parameters=f"seed={MODEL_SEED} calibration={SESSION_CALIBRATION_COUNT} "
+        f"bench_seconds={SESSION_BENCH_SECONDS}",
+        photos=calibration_spread(catalog_photos),
+    )
+
+
 @pytest.fixture(scope="session")
-def extractor(
-    models_dir: Path, keras_extractor: KerasExtractor, catalog_photos: list[Path]
-) -> Featurizer:
+def session_model(models_dir: Path, catalog_photos: list[Path]) -> ModelLoader:
+    """The session's models folder holding the model and what `auto` made of it on this CPU:
+    built (random weights, seed fixed), exported, quantised, its runtimes measured and the
+    choice recorded, once per model cache entry (tests/model_cache.py: this CPU, these
+    libraries, this code); a later session, such as `make test`'s PostgreSQL pass, copies
+    them. Returns the application's model loader over that folder."""
+    loader = session_model_loader(models_dir, catalog_photos)
+    cache = session_model_cache(loader, catalog_photos)
+    with cache.lock():  # another pytest process building the same entry is waited for
+        if not cache.restore(models_dir) or loader.current_decision("vgg16") is None:
+            loader.decide("vgg16")
+            cache.store(models_dir)
+    return loader
+
+
+@pytest.fixture(scope="session")
+def extractor(session_model: ModelLoader, keras_extractor: KerasExtractor) -> Featurizer:
     """The model as the application serves it: the runtime `auto` chose by measuring on this
     CPU (recorded beside the model, so every `lookalike` subprocess of the session reuses it),
     run from its exported file without TensorFlow."""
-    loader = session_model_loader(models_dir, catalog_photos)
-    loader.decide("vgg16")
-    return loader("vgg16")
+    return session_model("vgg16")
 
 
 # ---- the database backend ------------------------------------------------------------------
