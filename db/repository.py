@@ -4,14 +4,13 @@ of work, opened and committed by the caller."""
 from __future__ import annotations
 
 import secrets
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from db.records import (
@@ -55,24 +54,6 @@ def get_product(session: Session, *, sku: str) -> Product | None:
 
 def get_product_by_id(session: Session, *, product_id: int) -> Product | None:
     return session.get(Product, product_id, options=[selectinload(Product.images)])
-
-
-def get_product_records(
-    session: Session, *, product_ids: Sequence[int]
-) -> dict[int, ProductRecord]:
-    """Product id -> its record with its images (by id), for those of `product_ids` that
-    exist. Two plain selects, no ORM objects: every search renders its results from here."""
-    ids = list(product_ids)
-    if not ids:
-        return {}
-    products, images = Product.__table__, ProductImage.__table__
-    images_of: dict[int, list[Row[Any]]] = defaultdict(list)
-    for image in session.execute(
-        select(images).where(images.c.product_id.in_(ids)).order_by(images.c.id)
-    ):
-        images_of[image.product_id].append(image)
-    rows = session.execute(select(products).where(products.c.id.in_(ids)))
-    return {row.id: ProductRecord.from_row(row, images_of[row.id]) for row in rows}
 
 
 def list_products(

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from db import repository as repo
+from db.product_rows import get_product_records
 from db.records import ImageRecord, ProductRecord, SearchRecord
 from search.index import Hit
 
@@ -56,7 +56,7 @@ def items_of_hits(
     """Index hits -> ranked items with today's product records, as the matched photos show
     them (a variant's photo: that variant, unless dearer than `max_price`). A hit whose
     product or image was deleted by another process since the index was loaded is left out."""
-    records = repo.get_product_records(session, product_ids=[hit.product_id for hit in hits])
+    records = get_product_records(session, product_ids=[hit.product_id for hit in hits])
     items: list[ResultItem] = []
     for hit in hits:
         product = records.get(hit.product_id)
@@ -81,7 +81,7 @@ def items_of_log(session: Session, record: SearchRecord) -> list[ResultItem]:
     logged_max = record.filters.get("max_price")
     max_price = Decimal(str(logged_max)) if logged_max is not None else None
     ids = [int(str(entry["product_id"])) for entry in record.results]
-    products = repo.get_product_records(session, product_ids=ids)
+    products = get_product_records(session, product_ids=ids)
     items: list[ResultItem] = []
     for entry in record.results:
         product = products.get(int(str(entry["product_id"])))

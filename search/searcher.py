@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import colours
 from db import repository as repo
+from db.product_rows import get_product_records
 from db.records import ProductRecord, SearchRecord
 from search.active_model import ModelManager
 from search.colour import descriptor_of_bytes
@@ -202,9 +203,7 @@ class Searcher:
         """A stable partition: the products whose colour (an admin's, else their photos') is
         `colour` first, in their order, then the others."""
         with self._sessions() as session:
-            products = repo.get_product_records(
-                session, product_ids=[hit.product_id for hit in hits]
-            )
+            products = get_product_records(session, product_ids=[hit.product_id for hit in hits])
         colours_of = {pid: record.colour for pid, record in products.items()}
         first = [hit for hit in hits if colours_of.get(hit.product_id) == colour]
         return first + [hit for hit in hits if colours_of.get(hit.product_id) != colour]
