@@ -13,8 +13,8 @@ __all__ = ["openvino_forward"]
 
 def openvino_forward(xml: Path, precision: str = "f32") -> Forward:
     """An IR file compiled for the CPU twice: with the latency hint (one stream over every
-    core) for one photo, and with the throughput hint (one stream per core or two, each with
-    its own infer request) for a batch, split into as many parts, run at once.
+    core) for one photo, and with the throughput hint (the streams OpenVINO finds best, two on 2
+    cores, each with its own infer request) for a batch, split into as many parts run at once.
 
     Why two: one photo is fastest over every core (36 ms vs 67 ms on one of the 2-core EPYC's
     cores), but a batch on that one stream stalls whenever another thread of the process (a
@@ -22,7 +22,8 @@ def openvino_forward(xml: Path, precision: str = "f32") -> Forward:
     each other at every layer; independent streams do not. Measured on the 2-core EPYC
     (bf16, a busy Python thread beside the model): a batch of 10 at 9.5-10.1 images/s on
     the latency stream, 16.3-16.7 split over two streams; without that thread both give the
-    same 26-28 images/s. The second compiled model costs ~86 MB."""
+    same 26-28 images/s. The second compiled model and its batches' buffers cost memory: a
+    web server held 637 MB after a burst of 40 searches, 500 MB before (docs/benchmarks.md)."""
     import openvino as ov
 
     core = ov.Core()
