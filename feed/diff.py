@@ -20,7 +20,7 @@ photos are not fetched.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from feed.grouping import FeedProduct
@@ -132,11 +132,10 @@ def plan_sync(
         if current.in_stock != product.in_stock:
             plan.stock.append((sku, product.in_stock))
             touched = True
-        variants = _variant_changes(product, current, images)
+        variants, colours = _held_photo_changes(product, current, images)
         if variants:
             plan.variants[sku] = variants
             touched = True
-        colours = _colour_changes(product, current, images)
         if colours:
             plan.colours[sku] = colours
             touched = True
@@ -157,50 +156,31 @@ def plan_sync(
     return plan
 
 
-def _variant_changes(
+def _held_photo_changes(
     product: FeedProduct,
     current: CatalogueProduct,
     images: Mapping[tuple[str, str], StoredImage],
-) -> dict[str, PhotoVariant | None]:
-    """Held photos (known by their URL's last download) whose variant is no longer the one
-    the feed gives them: content hash -> the variant now."""
-    changes: dict[str, PhotoVariant | None] = {}
-    for url, digest in _held_photos(product, current, images):
-        wanted = product.photo_variant(url)
-        if digest not in changes and current.photo_variants.get(digest) != wanted:
-            changes[digest] = wanted
-    return changes
-
-
-def _colour_changes(
-    product: FeedProduct,
-    current: CatalogueProduct,
-    images: Mapping[tuple[str, str], StoredImage],
-) -> dict[str, str]:
-    """Held photos (known by their URL's last download) whose variant's colour, as a palette
-    name, is not the photo's named colour: content hash -> that name."""
-    changes: dict[str, str] = {}
-    for url, digest in _held_photos(product, current, images):
-        variant = product.variant_of(url)
-        wanted = variant.colour_name if variant is not None else None
-        if digest in changes or wanted is None:
-            continue
-        if current.photo_colours.get(digest) != wanted:
-            changes[digest] = wanted
-    return changes
-
-
-def _held_photos(
-    product: FeedProduct,
-    current: CatalogueProduct,
-    images: Mapping[tuple[str, str], StoredImage],
-) -> Iterator[tuple[str, str]]:
-    """(URL, content hash) of each photo of the feed's product that the catalogue product
-    holds, known by its URL's last download (two URLs of the same bytes: both)."""
+) -> tuple[dict[str, PhotoVariant | None], dict[str, str]]:
+    """Held photos (known by their URL's last download) the feed now describes otherwise, by
+    content hash: those whose variant (link, price) is no longer the one the feed gives them
+    -> the variant now; those whose variant's colour, as a palette name, is not the photo's
+    named colour -> that name (a colour the feed drops or does not know changes nothing). A
+    photo two URLs share: the first URL that changes it."""
+    variants: dict[str, PhotoVariant | None] = {}
+    colours: dict[str, str] = {}
     for url in product.image_urls:
         stored = images.get((product.sku, url))
-        if stored is not None and stored.content_hash in current.image_hashes:
-            yield url, stored.content_hash
+        if stored is None or stored.content_hash not in current.image_hashes:
+            continue
+        digest = stored.content_hash
+        wanted = product.photo_variant(url)
+        if digest not in variants and current.photo_variants.get(digest) != wanted:
+            variants[digest] = wanted
+        variant = product.variant_of(url)
+        name = variant.colour_name if variant is not None else None
+        if digest not in colours and name is not None and current.photo_colours.get(digest) != name:
+            colours[digest] = name
+    return variants, colours
 
 
 def _image_jobs(
