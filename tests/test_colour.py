@@ -4,6 +4,7 @@ category step (COLOUR_WEIGHT)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +232,26 @@ def test_live_colour_precision_on_the_labelled_photos(settings: Settings, footwe
     assert shape_only["colour"] < 0.30 and shape_only["category+colour"] < 0.26
     for key, floor in COLOUR_FLOORS_AT_0_6.items():
         assert blended[key] >= floor, (key, blended)
+
+
+def _peak_rss_mb_during(work: Callable[[], object]) -> float:
+    """MB by which the process's peak resident memory during `work` exceeds its resident memory
+    before (Linux: writing 5 to clear_refs resets the peak)."""
+
+    def status_mb(key: str) -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError(key)
+
+    Path("/proc/self/clear_refs").write_text("5")
+    before = status_mb("VmRSS")
+    work()
+    return status_mb("VmHWM") - before
+
+
+def test_describing_a_huge_photo_does_not_copy_it() -> None:
+    # 7999x7999 (the largest photo accepted is 64 MP): decoded it holds 4 bytes a pixel, 256 MB;
+    # a full copy before reducing it doubled the decoding memory the DecodeBudget bounds.
+    huge = Image.new("RGB", (7999, 7999), (200, 20, 20))
+    assert _peak_rss_mb_during(lambda: describe_image(huge)) < 64

@@ -3,9 +3,9 @@
 Thread-safe: decoding releases the GIL in Pillow, so `prepare_many` decodes the next images
 in worker threads while the caller runs the model on the current batch. The only state is the
 decoding budget: at most `max_pixels` (the largest image accepted) are decoded at once over all
-threads, since a decoded image holds 4 bytes a pixel (and its colour thumbnail a copy): four
-7999x7999 PNGs of 200 KB each, prepared at once, peaked at 2.1 GB before this bound
-(0.6 GB with it; README, "Decoding memory").
+threads, since a decoded image holds 4 bytes a pixel: four 7999x7999 PNGs of 200 KB each,
+prepared at once, peaked at 2.1 GB before this bound (0.35 GB with it; README, "Decoding
+memory").
 """
 
 from __future__ import annotations
