@@ -54,22 +54,13 @@ demo: catalog
 # time (waiting on subprocesses, servers and timeouts). The PostgreSQL pass writes to a file,
 # shown after the SQLite pass's output; make fails if either pass fails. Whichever pass needs
 # the model first builds it, the other waits and copies it (tests/model_cache.py). Stopping
-# make (Ctrl-C) stops both.
+# make (Ctrl-C, SIGTERM, or make's own death, even by kill -9) stops both and everything they
+# started (tests/passes.py). test-fast: the quick tests, one pass after the other.
 test: setup
-	@pg_log=$$(mktemp -t lookalike-pg-pass.XXXXXX.log); \
-	echo "PostgreSQL pass (--backend=postgres) running alongside; its output: $$pg_log"; \
-	$(PY) -m pytest --backend=postgres $(PG_TESTS) $(PYTEST_ARGS) >"$$pg_log" 2>&1 & pg_pid=$$!; \
-	trap 'kill $$pg_pid 2>/dev/null' INT TERM; \
-	$(PY) -m pytest --backend=sqlite $(PYTEST_ARGS); sqlite_status=$$?; \
-	wait $$pg_pid; pg_status=$$?; \
-	echo "==== the PostgreSQL pass: pytest --backend=postgres $(PG_TESTS) $(PYTEST_ARGS)"; \
-	cat "$$pg_log"; rm -f "$$pg_log"; \
-	echo "SQLite pass: exit $$sqlite_status; PostgreSQL pass: exit $$pg_status"; \
-	[ $$sqlite_status -eq 0 ] && [ $$pg_status -eq 0 ]
+	exec $(PY) -m tests.passes $(PG_TESTS) -- $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest --backend=sqlite -m "not slow" $(PYTEST_ARGS)
-	$(PY) -m pytest --backend=postgres -m "not slow" $(PG_TESTS) $(PYTEST_ARGS)
+	exec $(PY) -m tests.passes --one-by-one $(PG_TESTS) -- -m "not slow" $(PYTEST_ARGS)
 
 # Benchmarks (docs/benchmarks.md): the quick run takes about 4 minutes on 2 cores.
 bench: setup
