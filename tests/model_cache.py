@@ -12,7 +12,9 @@ export, quantise, measure, record) and the session loader's parameters and photo
 to any of them is another key: built and measured afresh, as on a fresh clone.
 
 An entry is a folder renamed into place once complete (a crash never leaves half an entry),
-built under a lock so that two pytest processes starting at once build it once; copies keep
+built under a lock so that two pytest processes starting at once build it once; a stem's
+entries beyond the KEEP most recently used are removed when a new one is stored (each is
+~180 MB; an entry in use, its lock held, is left); copies keep
 the files' modification times, since the runtime record names the model by its size and mtime
 (search.featurize.files.ModelFiles.model_stamp) and a derived file counts as fresh only if it
 is not older than the model.
@@ -43,6 +45,8 @@ CACHE_ROOT = REPO_ROOT / ".test_models_cache"
 _LIBRARIES = ("tensorflow-cpu", "tensorflow", "keras", "openvino", "nncf", "onnxruntime")
 _LIBRARIES += ("tf2onnx", "onnx", "numpy", "pillow")
 _SOURCES = REPO_ROOT / "search" / "featurize"
+# Entries of one model kept: switching to another branch and back costs no rebuild.
+KEEP = 3
 
 
 def _version(distribution: str) -> str:
@@ -56,7 +60,9 @@ class ModelCache:
     """One entry of the cache: the files of model `stem` (e.g. "vgg16_avgpool-random-seed1234")
     for the given loader parameters and calibration photos."""
 
-    def __init__(self, stem: str, parameters: str, photos: Iterable[Path]) -> None:
+    def __init__(
+        self, stem: str, parameters: str, photos: Iterable[Path], root: Path = CACHE_ROOT
+    ) -> None:
         digest = hashlib.sha256()
         for part in (
             stem,
@@ -72,14 +78,15 @@ class ModelCache:
         for photo in photos:
             digest.update(f"{photo.name}:{photo.stat().st_size}".encode() + b"\0")
         self.stem = stem
-        self.entry = CACHE_ROOT / f"{stem}-{digest.hexdigest()[:16]}"
+        self.root = root
+        self.entry = root / f"{stem}-{digest.hexdigest()[:16]}"
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Held while this process restores or builds the entry: another process building
         the same one is waited for (the kernel releases the lock if its holder dies)."""
-        CACHE_ROOT.mkdir(exist_ok=True)
-        with (CACHE_ROOT / f"{self.entry.name}.lock").open("a") as handle:
+        self.root.mkdir(exist_ok=True)
+        with (self.root / f"{self.entry.name}.lock").open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -100,13 +107,14 @@ class ModelCache:
             return False
         for path in self._model_files(self.entry):
             shutil.copy2(path, models_dir / path.name)
+        os.utime(self.entry)  # used now: the last entry pruned
         return True
 
     def store(self, models_dir: Path) -> None:
         """Keep `models_dir`'s files of the model as the entry (replacing one whose record
         did not hold). Call it holding the lock."""
-        CACHE_ROOT.mkdir(exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".{self.entry.name}.", dir=CACHE_ROOT))
+        self.root.mkdir(exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{self.entry.name}.", dir=self.root))
         try:
             for path in self._model_files(models_dir):
                 shutil.copy2(path, partial / path.name)
@@ -114,3 +122,19 @@ class ModelCache:
             os.rename(partial, self.entry)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Remove this stem's entries beyond the KEEP most recently used (this one among them),
+        each under its own lock, taken without waiting: one in use stays."""
+        others = [p for p in self.root.glob(f"{self.stem}-*") if p.is_dir() and p != self.entry]
+        others.sort(key=lambda path: path.stat().st_mtime, reverse=True)
+        for old in others[KEEP - 1 :]:
+            lock = self.root / f"{old.name}.lock"
+            with lock.open("a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                shutil.rmtree(old, ignore_errors=True)
+                lock.unlink(missing_ok=True)

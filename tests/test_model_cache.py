@@ -3,10 +3,13 @@ later session's copy of it is served as it is, without building or measuring aga
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 
 from search.featurize import ModelLoader
 from tests.conftest import MODEL_SEED, session_model_cache
+from tests.model_cache import KEEP, ModelCache
 
 
 def test_the_session_model_is_kept_and_a_copy_of_it_holds_as_recorded(
@@ -28,3 +31,25 @@ def test_the_session_model_is_kept_and_a_copy_of_it_holds_as_recorded(
     # The record names the model by size and mtime: it still holds for the copy.
     loader = ModelLoader(models_dir=copy, weights="none", seed=MODEL_SEED)
     assert loader.current_decision("vgg16") == session_model.current_decision("vgg16") is not None
+
+
+def test_a_models_older_entries_are_pruned_and_one_in_use_is_left(tmp_path: Path) -> None:
+    root, built = tmp_path / "cache", tmp_path / "built"
+    built.mkdir()
+    (built / "m.keras").write_bytes(b"model")
+    entries, busy = [], None
+    for n in range(KEEP + 2):
+        cache = ModelCache("m", parameters=f"build {n}", photos=[], root=root)
+        with cache.lock():
+            cache.store(built)
+        os.utime(cache.entry, (1_000_000 + n, 1_000_000 + n))  # stored in this order
+        entries.append(cache.entry)
+        if n == 0:  # the oldest is in use by another process from now on (restoring it, say)
+            busy = (root / f"{cache.entry.name}.lock").open("a")
+            fcntl.flock(busy, fcntl.LOCK_EX)
+    assert busy is not None
+    kept = sorted(path for path in root.iterdir() if path.is_dir())
+    # The newest KEEP, and the one in use; the others gone, with their lock files.
+    assert kept == sorted([entries[0], *entries[-KEEP:]])
+    assert not (root / f"{entries[1].name}.lock").exists()
+    busy.close()
