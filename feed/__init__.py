@@ -1,12 +1,11 @@
 """Keeping the catalogue in step with the shop's product feed (Google Merchant Center format).
 
 A service the doors call: the command line (`lookalike catalog sync`, cli/sync.py), the bot
-(`/sync` and its schedule, bot/handlers/feed.py) and the web server (its schedule,
-web/serve.py) each read `sync_options(settings, source)`, make one call, `await
-sync_feed(engine, options)`, and show `render_summary(summary)`. Inside: reading the feed
-(feed.source, feed.formats, feed.items, feed.grouping), the plan (feed.diff), applying it
-(feed.apply, feed.images), what earlier syncs remembered (feed.state) and the schedule
-(feed.schedule).
+(`/sync`, bot/handlers/feed.py) and the schedule of every serving process (lookalike/upkeep.py,
+handed the sync by bot/jobs.py or web/serve.py) each read `sync_options(settings, source)`,
+make one call, `await sync_feed(engine, options)`, and show `render_summary(summary)`. Inside:
+reading the feed (feed.source, feed.formats, feed.items, feed.grouping), the plan (feed.diff),
+applying it (feed.apply, feed.images) and what earlier syncs remembered (feed.state).
 """
 
 from feed.categories import CategoryMap, CategoryMapError, load_category_map
@@ -14,7 +13,6 @@ from feed.formats import FeedFormatError
 from feed.images import FetchOptions
 from feed.options import SyncOptions, sync_options
 from feed.report import last_sync_text, render_summary, report_lines
-from feed.schedule import sync_every
 from feed.source import FeedSourceError
 from feed.sync import ProgressHooks, SyncSummary, sync_feed
 
@@ -31,7 +29,6 @@ __all__ = [
     "load_category_map",
     "render_summary",
     "report_lines",
-    "sync_every",
     "sync_feed",
     "sync_options",
 ]

@@ -300,42 +300,6 @@ async def test_two_syncs_at_once_one_runs_the_other_is_told(
     assert len(engine.catalog.products()) == 4
 
 
-async def test_the_web_servers_schedule_syncs_until_cancelled(
-    engine: SearchEngine, settings: Settings, shop: ShopServer, demo: list[ShopItem]
-) -> None:
-    import asyncio
-
-    from bench.fake_shop import feed_bytes
-    from feed import sync_options
-    from feed.schedule import sync_every
-    from feed.sync import SyncSummary
-
-    url = shop.publish("/scheduled.xml", feed_bytes("rss", demo[:3], shop.base))
-    done: list[str] = []
-    synced = asyncio.Event()
-
-    def on_done(summary: SyncSummary) -> None:
-        done.append(summary.status)
-        synced.set()
-
-    task = asyncio.create_task(
-        sync_every(
-            engine,
-            lambda: sync_options(settings, url),
-            minutes=60,
-            first_delay_seconds=0,
-            on_done=on_done,
-        )
-    )
-    try:
-        await asyncio.wait_for(synced.wait(), 120)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    assert done == ["ok"]
-    assert len(engine.catalog.products()) == 3
-
-
 def test_the_problems_line_takes_each_languages_plural_forms() -> None:
     from feed import render_summary
     from feed.sync import SyncSummary
