@@ -13,7 +13,13 @@ from db.records import PhotoVariant
 from db.repository import blob_to_vector
 from db.tables import Embedding, Product, ProductImage
 
-__all__ = ["file_in_use", "find_product_image", "raw_vectors_by_hash", "set_image_variants"]
+__all__ = [
+    "file_in_use",
+    "find_product_image",
+    "raw_vectors_by_hash",
+    "set_image_colour_names",
+    "set_image_variants",
+]
 
 
 def find_product_image(
@@ -58,6 +64,18 @@ def set_image_variants(
         wanted = (variant.link, variant.price, variant.currency) if variant else (None, None, None)
         if (image.variant_link, image.variant_price, image.variant_currency) != wanted:
             image.variant_link, image.variant_price, image.variant_currency = wanted
+            changed = True
+    return changed
+
+
+def set_image_colour_names(session: Session, *, product: Product, names: dict[str, str]) -> bool:
+    """Give the product's photos (by content hash) these colour names; whether any changed.
+    Photos not named keep theirs; the descriptors stay."""
+    changed = False
+    for image in product.images:
+        name = names.get(image.content_hash)
+        if name is not None and image.colour_name != name:
+            image.colour_name = name
             changed = True
     return changed
 

@@ -37,7 +37,6 @@ from search import (
     ImportSummary,
     SearchEngine,
     import_entries,
-    set_photo_colours,
     set_photo_variants,
 )
 
@@ -102,10 +101,7 @@ def apply_changes(
     for sku in sorted(set(plan.variants) | set(plan.colours)):
         variants, colours = plan.variants.get(sku, {}), plan.colours.get(sku, {})
         try:
-            if variants:
-                set_photo_variants(engine, sku, variants)
-            if colours:
-                set_photo_colours(engine, sku, colours)
+            set_photo_variants(engine, sku, variants, colours)
         except CatalogError as exc:
             failed.append((sku, str(exc)))
             continue

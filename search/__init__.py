@@ -29,7 +29,6 @@ from search.colour_writes import (
     ColourFillSummary,
     correct_colour,
     fill_colours,
-    set_photo_colours,
 )
 from search.config import EngineConfig
 from search.engine import EngineStatus, SearchEngine, StoredModel
@@ -130,6 +129,5 @@ __all__ = [
     "refeaturize_reason",
     "reindex",
     "retire_photos",
-    "set_photo_colours",
     "set_photo_variants",
 ]

@@ -1,8 +1,9 @@
 """Writes of the catalogue's colours that are not a photo's arrival (where `Catalog.store`
-stores it): an admin's correction (`correct_colour`), a feed's new colour word for photos a
-product already holds (`set_photo_colours`), and `lookalike colour backfill` (`fill_colours`):
+stores it): an admin's correction (`correct_colour`) and `lookalike colour backfill`
+(`fill_colours`):
 the colour of every stored image that has none yet (a catalogue imported before colours
-existed), from its file, with the same code as a new image's.
+existed), from its file, with the same code as a new image's. (A feed's new colour word for
+photos a product already holds is written with their variants: search.photo_variants.)
 
 The backfill is resumable: each batch is committed as it is computed, and a run continues with
 the images still without a colour. Images whose file cannot be read or decoded are listed, not
@@ -12,7 +13,7 @@ at search time."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from search.featurize import InvalidImageError
 if TYPE_CHECKING:
     from search.engine import SearchEngine
 
-__all__ = ["ColourFillSummary", "correct_colour", "fill_colours", "set_photo_colours"]
+__all__ = ["ColourFillSummary", "correct_colour", "fill_colours"]
 
 _BATCH = 64  # images read, described and committed together
 
@@ -101,25 +102,4 @@ def correct_colour(engine: SearchEngine, sku: str, colour: str | None) -> Produc
         # Not `sessions.begin()`: the row is read again after the commit.
         session.commit()
         session.refresh(row, ["images"])
-        return ProductRecord.from_row(row)
-
-
-def set_photo_colours(engine: SearchEngine, sku: str, names: Mapping[str, str]) -> ProductRecord:
-    """Give the product's photos (by content hash) these colour names (each one of NAMES: a
-    feed variant's `color` that changed since the photo arrived, which wins over the computed
-    name as it did then); photos not named keep theirs, the descriptor stays (the ranking
-    reads the pixels). One transaction; CatalogError if there is no such product."""
-    with engine.models.write_lock, engine.sessions() as session:
-        row = repo.get_product(session, sku=sku)
-        if row is None:
-            raise CatalogError(f"there is no product with SKU {sku!r}")
-        changed = False
-        for image in row.images:
-            name = names.get(image.content_hash)
-            if name is not None and image.colour_name != name:
-                image.colour_name = name
-                changed = True
-        if changed:
-            session.commit()
-            session.refresh(row, ["images"])
         return ProductRecord.from_row(row)
