@@ -11,10 +11,14 @@
   search with colour and without, interleaved: VGG16 dominates it, so on a loaded machine its
   difference is mostly noise.
 - import: `catalog import` of the same photos into fresh databases with and without the
-  colour computed, alternately, several rounds: median seconds of each, wall and the process's
-  CPU time (every thread's: decoding, describing, the model). Goal: <= 10% more. On a loaded
-  machine the wall times wait for a core and the rounds disagree by more than 10%; the CPU
-  times are what the import costs the cores, so the verdict reads them when they are there.
+  colour computed, alternately, several rounds after one discarded warm-up import (a process's
+  first import pays for its start: 40 photos, 2 rounds with it among them read +20% on a quiet
+  machine where 300 photos x 6 rounds after it read +6%): median seconds of each, wall and the
+  process's CPU time (every thread's: decoding, describing, the model), and what colour adds:
+  the median over rounds of each round's with / without. Goal: <= 10% more.
+  On a loaded machine the wall times wait for a core and the rounds disagree by more than
+  10%; the CPU times are what the import costs the cores, so the verdict reads them when they
+  are there.
 
 The machine's other work moves the timings: the rounds' ranges are in the JSON and the table.
 """
@@ -60,8 +64,8 @@ BENCH = Requester(user_ref="bench", source="bench")
 # imported (0: all), rounds of the search and import comparisons).
 MODE_SIZES: dict[str, tuple[int, tuple[int, ...], int, int, int]] = {
     "smoke": (8, (0,), 3, 6, 1),
-    "quick": (0, (0, 1, 2), 20, 40, 2),
-    "full": (0, tuple(range(10)), 40, 0, 3),
+    "quick": (0, (0, 1, 2), 20, 100, 3),
+    "full": (0, tuple(range(10)), 40, 0, 4),
 }
 # Each query's colour parts are timed this many times per round (they take milliseconds).
 RANKING_REPEATS = 10
@@ -183,10 +187,23 @@ def _searches(engines: dict[bool, SearchEngine], payloads: list[bytes], rounds: 
     }
 
 
+def _paired_added(with_colour: list[float], without: list[float]) -> float:
+    """What colour adds, round by round (a round's two imports run back to back), the median:
+    the machine's drift between rounds cancels within a round (on the quiet 2-core EPYC one
+    import's time varied by up to 25% from round to round, with no steal time)."""
+    return statistics.median(w / wo - 1.0 for w, wo in zip(with_colour, without, strict=True))
+
+
 def _imports(root: Path, args: dict[str, Any], folder: Path, rounds: int, model: Any) -> Any:
-    """`catalog import` of `folder` into fresh databases, with colour and without, alternately."""
+    """`catalog import` of `folder` into fresh databases, with colour and without, alternately,
+    after one warm-up import (not counted)."""
     seconds: dict[bool, list[float]] = {True: [], False: []}
     cpu: dict[bool, list[float]] = {True: [], False: []}
+    warm_up = _open(root / "import-warm-up", args, model, True)
+    try:
+        import_directory(warm_up, folder)
+    finally:
+        warm_up.close()
     for r in range(rounds):
         for colour in (True, False) if r % 2 == 0 else (False, True):
             engine = _open(root / f"import-{r}-{colour}", args, model, colour)
@@ -196,17 +213,15 @@ def _imports(root: Path, args: dict[str, Any], folder: Path, rounds: int, model:
                 cpu[colour].append(time.process_time() - started_cpu)
             finally:
                 engine.close()
-    with_s, without_s = statistics.median(seconds[True]), statistics.median(seconds[False])
-    with_cpu, without_cpu = statistics.median(cpu[True]), statistics.median(cpu[False])
     return {
         "rounds": rounds,
         "photos": sum(1 for _ in folder.glob("*.jpg")),
         "with_s": [round(s, 3) for s in seconds[True]],
         "without_s": [round(s, 3) for s in seconds[False]],
-        "added": with_s / without_s - 1.0 if without_s else 0.0,
+        "added": _paired_added(seconds[True], seconds[False]),
         "with_cpu_s": [round(s, 3) for s in cpu[True]],
         "without_cpu_s": [round(s, 3) for s in cpu[False]],
-        "added_cpu": with_cpu / without_cpu - 1.0 if without_cpu else 0.0,
+        "added_cpu": _paired_added(cpu[True], cpu[False]),
     }
 
 
