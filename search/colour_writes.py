@@ -1,9 +1,9 @@
 """Writes of the catalogue's colours that are not a photo's arrival (where `Catalog.store`
 stores it): an admin's correction (`correct_colour`) and `lookalike colour backfill`
-(`fill_colours`):
-the colour of every stored image that has none yet (a catalogue imported before colours
-existed), from its file, with the same code as a new image's. (A feed's new colour word for
-photos a product already holds is written with their variants: search.photo_variants.)
+(`fill_colours`): the colour of every stored image that has none yet (a catalogue imported
+before colours existed), from its file, with the same code as a new image's. (A feed's new
+colour word for photos a product already holds is written with their variants:
+search.photo_variants.)
 
 The backfill is resumable: each batch is committed as it is computed, and a run continues with
 the images still without a colour. Images whose file cannot be read or decoded are listed, not
