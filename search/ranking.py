@@ -8,10 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from db.tables import Product
 from search.colour import blend, similarities
 from search.index import Hit, Metric, SearchFilter, SearchIndex
 from search.postprocess import expand_query
@@ -59,13 +56,12 @@ def nearest_expanded(
     return index.search(expanded, k=k, query_filter=query_filter, metric=metric)
 
 
-def majority_category(session: Session, hits: Sequence[Hit], k: int) -> str | None:
+def majority_category(index: SearchIndex, hits: Sequence[Hit], k: int) -> str | None:
     """The category shared by more than half of the k asked for (not of the hits found: 3
-    products of which 2 are boots say little), or None."""
-    rows = session.execute(
-        select(Product.id, Product.category).where(Product.id.in_([hit.product_id for hit in hits]))
-    ).all()
-    categories = Counter(category for _, category in rows if category)
+    products of which 2 are boots say little), or None. Read from the index's facts, the ones
+    its category filter then applies (no database read for an in-memory index)."""
+    known = index.categories_of(hit.product_id for hit in hits)
+    categories = Counter(category for category in known.values() if category)
     if not categories:
         return None
     category, count = categories.most_common(1)[0]

@@ -140,8 +140,7 @@ class Searcher:
         inferred: str | None = None
         infer = self.infer_category if query.infer_category is None else query.infer_category
         if infer and query.category is None and hits:
-            with self._sessions() as session:
-                inferred = majority_category(session, hits[:k], k)
+            inferred = majority_category(index, hits[:k], k)
             if inferred is not None:
                 hits = run(replace(query_filter, category=inferred))
         nearest: float | None = None  # cosine distance of the nearest, once colour reorders
@@ -209,11 +208,22 @@ class Searcher:
         return first + [hit for hit in hits if colours_of.get(hit.product_id) != colour]
 
     def _stored_colours(self, image_ids: list[int]) -> dict[int, np.ndarray]:
-        """image id -> (colour DIM,) descriptor, for those of the images that have one."""
+        """image id -> (colour DIM,) descriptor, for those of the images that have one: from
+        the in-memory index's memo where it has them, the rest from the database (and then
+        remembered)."""
+        memo = self._models.index.colour_memo
+        known = memo.known(image_ids) if memo is not None else {}
+        missing = [image_id for image_id in image_ids if image_id not in known]
+        if not missing:
+            return known
+        epoch = memo.epoch if memo is not None else 0
         with self._sessions() as session:
-            stored = colours.image_colours(session, image_ids=image_ids)
+            stored = colours.image_colours(session, image_ids=missing)
         decoded = {image_id: descriptor_of_bytes(data) for image_id, data in stored.items()}
-        return {image_id: d for image_id, d in decoded.items() if d is not None}
+        found = {image_id: d for image_id, d in decoded.items() if d is not None}
+        if memo is not None:
+            memo.remember(found, epoch=epoch)
+        return {**known, **found}
 
     def similar_to_product(
         self, product_id: int, who: Requester = CLI, *, k: int | None = None

@@ -16,7 +16,7 @@ from cli.main import main
 from db.tables import ProductImage, SearchLog
 from lookalike.composition import open_engine
 from lookalike.settings import Settings
-from search import SearchEngine, SearchQuery
+from search import SearchEngine, SearchQuery, retire_photos
 from search.colour import (
     NAMES,
     SWATCHES,
@@ -29,6 +29,7 @@ from search.colour import (
 )
 from search.featurize.featurizer import Featurizer
 from tests.conftest import open_test_engine, settings_env
+from tests.test_catalog import fields, reencode
 from tests.test_live_quality import fields_of, no_model, read_csv
 
 
@@ -255,3 +256,33 @@ def test_describing_a_huge_photo_does_not_copy_it() -> None:
     # a full copy before reducing it doubled the decoding memory the DecodeBudget bounds.
     huge = Image.new("RGB", (7999, 7999), (200, 20, 20))
     assert _peak_rss_mb_during(lambda: describe_image(huge)) < 64
+
+
+@pytest.mark.sqlite_only(reason="SQLite gives a deleted newest image's id to the next image")
+def test_an_image_id_given_again_is_ranked_by_its_new_photos_colour_in_every_process(
+    catalog_engine: SearchEngine, catalog_settings: Settings, extractor: Featurizer, footwear: Path
+) -> None:
+    """A search's candidates' colours are remembered beside the in-memory index. Another
+    process deletes the newest photo (a red pump) and adds a black boot, which gets its id:
+    after the sync this process ranks that id by the black boot's colour, not the red one's."""
+    red = (footwear / "queries" / "search_image_01.jpg").read_bytes()
+    black = reencode((footwear / "catalog" / "footwear_0000.jpg").read_bytes())  # label: black
+    catalog_engine.searcher.colour_weight = 0.6
+    other = open_test_engine(catalog_settings, extractor)
+    try:
+        first = reencode((footwear / "catalog" / "footwear_0001.jpg").read_bytes())
+        other.catalog.add(fields("TWO-PHOTOS"), first)
+        red_image = other.catalog.add(fields("TWO-PHOTOS"), red).image
+        catalog_engine.models.sync()
+        found = catalog_engine.searcher.search_image(red, SearchQuery(infer_category=False))
+        assert red_image.id in [item.image.id for item in found.items]  # its colour now known
+        retire_photos(other, "TWO-PHOTOS", [red_image.content_hash])
+        boot = other.catalog.add(fields("BLACK-BOOT"), black).image
+        assert boot.id == red_image.id  # the id given again
+    finally:
+        other.close()
+    catalog_engine.models.sync()
+    result = catalog_engine.searcher.search_image(black, SearchQuery(infer_category=False))
+    shown = {item.product.sku: item.similarity for item in result.items}
+    # The photo itself: shape and colour both ~100%; with the red pump's colour it read ~50%.
+    assert shown["BLACK-BOOT"] > 95.0, shown

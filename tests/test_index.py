@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from search.index import SearchFilter
+from search.index import ProductFacts, SearchFilter
 from search.index.memory import VectorIndex
 from tests.index_catalogue import (
     DIM,
@@ -334,3 +334,29 @@ def test_other_metrics_rank_like_a_brute_force_on_the_vectors_as_given(metric: s
         assert ids(index.search(q, k=8, metric=metric)) != ids(  # type: ignore[arg-type]
             index.search(q, k=8, metric="cosine")
         )
+
+
+def test_colours_are_forgotten_when_the_index_rewrites_an_image_or_a_read_raced_a_write() -> None:
+    """The search's candidates' colours kept beside the index (search.index.colour_memo): an
+    image written again or removed loses its entry, and a database read taken before such a
+    write is not kept (it may be the old photo's)."""
+    index = VectorIndex(dim=4)
+    index.upsert_product(ProductFacts(product_id=1, category="boot", price=10.0, active=True))
+    index.upsert_product(ProductFacts(product_id=2, category=None, price=5.0, active=True))
+    index.add_vectors(product_id=1, image_ids=[7, 8], vectors=np.eye(4)[:2])
+    memo = index.colour_memo
+    assert memo is not None
+    red, black = np.ones(3, np.float32), np.zeros(3, np.float32)
+    memo.remember({7: red, 8: red}, epoch=memo.epoch)
+    assert set(memo.known([7, 8, 9])) == {7, 8}
+    index.add_vectors(product_id=2, image_ids=[7], vectors=np.eye(4)[2:3])  # 7 written again
+    index.remove_image(8)
+    assert memo.known([7, 8]) == {}
+    read_at = memo.epoch  # a search reads 7's colour from the database now...
+    index.add_vectors(product_id=1, image_ids=[9], vectors=np.eye(4)[3:])  # ...a write lands...
+    memo.remember({7: black}, epoch=read_at)  # ...and the read comes back: not kept
+    assert memo.known([7]) == {}
+    memo.remember({7: black}, epoch=memo.epoch)
+    assert memo.known([7])[7] is black
+    # The category step reads the index's facts: unknown products are left out.
+    assert index.categories_of([1, 2, 3]) == {1: "boot", 2: None}

@@ -318,6 +318,9 @@ def test_counts_and_product_vectors(catalogue: Catalogue) -> None:
         assert np.array_equal(got, stored)  # exactly the stored float32, by image id
     assert index.product_vectors(7).shape == (0, DIM)  # a product without images
     assert index.image_ids_of(7) == []
+    ids = [1, 7, 9, 15, 42, 260, 99_999]  # the category step reads these (99_999: no product)
+    assert index.categories_of(ids) == ref.categories_of(ids)
+    assert 99_999 not in index.categories_of(ids) and len(index.categories_of(ids)) == 6
     with pytest.raises(KeyError):
         index.product_vectors(99_999)
 

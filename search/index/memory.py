@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from search.index.colour_memo import ColourMemo
 from search.index.distance import (
     distances,
     normalised_query,
@@ -82,6 +83,7 @@ class VectorIndex(VectorRows):
         self._ann_dirty: set[int] = set()  # rows written while a build is running
         self._ann_failed = False
         self._lock = threading.RLock()
+        self.colour_memo: ColourMemo | None = ColourMemo()
         super().__init__(dim)
 
     def _compact(self) -> None:
@@ -110,6 +112,10 @@ class VectorIndex(VectorRows):
                 for pid, rows in self._rows_of_product.items()
                 if rows and (not active_only or self._facts[pid].active)
             )
+
+    def categories_of(self, product_ids: Iterable[int]) -> dict[int, str | None]:
+        with self._lock:
+            return {p: self._facts[p].category for p in product_ids if p in self._facts}
 
     def image_ids_of(self, product_id: int) -> list[int]:
         """The image ids the index holds for a product (empty if none or unknown)."""
@@ -259,6 +265,8 @@ class VectorIndex(VectorRows):
             facts = self._facts.get(product_id)
             if facts is None:
                 raise ValueError(f"product {product_id} must be upserted before its vectors")
+            if self.colour_memo is not None:
+                self.colour_memo.forget(ids)
             new = [i for i, image in enumerate(ids) if image not in self._row_of_image]
             self._ensure_capacity(self._used + len(new))
             rows = np.empty(len(ids), dtype=np.intp)  # (n,) target row of each given vector
@@ -293,6 +301,8 @@ class VectorIndex(VectorRows):
             row = self._row_of_image.pop(image_id, None)
             if row is None:
                 raise KeyError(f"unknown image {image_id}")
+            if self.colour_memo is not None:
+                self.colour_memo.forget([image_id])
             self._rows_of_product[int(self._product_id[row])].discard(row)
             self._live[row] = False
             self._dead += 1

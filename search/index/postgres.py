@@ -36,7 +36,7 @@ rows), and nothing is loaded at start.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -47,6 +47,7 @@ from pgvector.sqlalchemy import VECTOR
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.tables import Embedding, Product, ProductImage
+from search.index.colour_memo import ColourMemo
 from search.index.distance import (
     CANDIDATE_FACTOR,
     distances,
@@ -85,6 +86,8 @@ class PgVectorIndex:
     """
 
     reads_database = True
+    # It lives in the database: a search reads its candidates' colours there.
+    colour_memo: ColourMemo | None = None
 
     def __init__(
         self,
@@ -151,6 +154,16 @@ class PgVectorIndex:
             )
         with self._sessions() as session:
             return int(session.execute(query).scalar_one())
+
+    def categories_of(self, product_ids: Iterable[int]) -> dict[int, str | None]:
+        ids = list(product_ids)
+        if not ids:
+            return {}
+        with self._sessions() as session:
+            rows = session.execute(
+                sa.select(Product.id, Product.category).where(Product.id.in_(ids))
+            ).all()
+        return {int(product_id): category for product_id, category in rows}
 
     def image_ids_of(self, product_id: int) -> list[int]:
         """The image ids of a product that have a vector of the model (empty if none or

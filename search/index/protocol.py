@@ -10,12 +10,14 @@ percent (what customers see), whatever the metric ranks by.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, get_args
 
 import numpy as np
 import numpy.typing as npt
+
+from search.index.colour_memo import ColourMemo
 
 __all__ = [
     "METRICS",
@@ -88,9 +90,17 @@ class SearchIndex(Protocol):
     # True: the index answers from the database itself, so other processes' changes need no
     # syncing into it; False: it holds the vectors in this process.
     reads_database: bool
+    # The candidates' colour descriptors remembered beside an in-memory index (None: read them
+    # from the database every time, as an index that lives there does).
+    colour_memo: ColourMemo | None
 
     @property
     def dim(self) -> int: ...
+
+    def categories_of(self, product_ids: Iterable[int]) -> dict[int, str | None]:
+        """product id -> its category, for those of `product_ids` the index knows (the facts
+        its filters read)."""
+        ...
 
     def image_ids_of(self, product_id: int) -> list[int]: ...
 
