@@ -55,7 +55,7 @@ CLIENTS = 20
 
 READY_DEADLINE_S = 300.0
 FEATURISE_BATCH = 32
-# Idle searches over HTTP sent untimed before the 20 timed ones. The in-process figure is taken
+# Idle searches over HTTP sent untimed before the timed ones. The in-process figure is taken
 # after the engine's warm-up and four batches; a server just ready answered its first ~10
 # searches at 44-45 ms server-side and then 40-41 (2-core EPYC): start-up, not HTTP.
 IDLE_SETTLE = 10
