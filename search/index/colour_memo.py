@@ -4,7 +4,7 @@ search's candidates (up to 64) need no database read for them once seen.
 An entry is forgotten whenever the index writes or removes that image id: SQLite hands the id
 of a deleted newest image to the next one, so an id alone does not name one photo for ever.
 A read that raced such a write (the database read before, the forget after) is not kept
-(`epoch`)."""
+(`epoch`). At most one entry per image the index holds: 3.6 MB for 10,000 (tracemalloc)."""
 
 from __future__ import annotations
 
