@@ -17,6 +17,7 @@ from search import SearchEngine
 from search.featurize.featurizer import Featurizer
 from web.application import create_app
 from web.config import WebConfig
+from web.serve import SERVER_STACK
 
 READY_DEADLINE_SECONDS = 60.0
 
@@ -31,7 +32,9 @@ class LiveServer:
         self.port = int(self._socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = uvicorn.Server(
-            uvicorn.Config(self.app, log_level="warning", lifespan="on", log_config=None)
+            uvicorn.Config(
+                self.app, log_level="warning", lifespan="on", log_config=None, **SERVER_STACK
+            )
         )
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
