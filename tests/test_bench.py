@@ -19,6 +19,7 @@ from bench.pipeline import customers_at_once
 from bench.run import PLUGGED_SECTIONS, PluggedSection, build_table, format_table
 from bench.runtimes import conv_macs
 from bench.sync import SHARED_GOAL, measure_sync, shared_rows
+from bench.web import table_rows as web_rows
 from cli.main import main
 from lookalike.settings import Settings
 from search import InvalidImageError
@@ -193,6 +194,35 @@ def test_table_from_partial_results() -> None:
     assert [row["value"] for row in rows if row["section"] == "web"] == [
         "error: web exited 1 without a result"
     ]
+
+
+def test_the_web_rows_split_the_servers_cpu_into_the_model_and_the_rest() -> None:
+    result = {
+        "clients": 20,
+        "seconds": 60.0,
+        "searches": 1200,
+        "searches_per_s": 20.0,
+        "elapsed_s": 60.0,
+        "cores": 2,
+        "server_cpu_s": 108.0,  # 90% of 2 cores for 60 s: 90 CPU-ms a search
+        "clients_cpu_s": 2.4,
+        "batched_images_per_s": 25.0,  # 2 cores / 25 images a second: 80 CPU-ms an image
+        "share_of_batched_throughput": 0.8,
+        "p50_ms": 900.0,
+        "p95_ms": 1100.0,
+        "idle_p50_ms": 44.0,
+        "in_process_p50_ms": 40.0,
+    }
+    rows = {row["measure"]: row for row in web_rows(result)}
+    cpu = next(row for measure, row in rows.items() if measure.startswith("CPU under load"))
+    assert cpu["value"] == (
+        "90% / 2% (server 90.0 CPU-ms per search: ~80.0 the model at its batched cost, "
+        "~10.0 the rest)"
+    )
+    share = rows["throughput / batched featurisation"]
+    assert share["value"] == "80%" and share["verdict"] == "MISSED"
+    idle = next(row for measure, row in rows.items() if measure.startswith("one search, idle"))
+    assert idle["verdict"] == "ok"  # 44 / 40 = 1.1x
 
 
 def test_plugged_sections_run_only_when_their_module_is_there(
