@@ -8,7 +8,8 @@ search.photo_variants.)
 The backfill is resumable: each batch is committed as it is computed, and a run continues with
 the images still without a colour. Images whose file cannot be read or decoded are listed, not
 retried in the same run. Neither touches the vector index: colours are read from the database
-at search time."""
+at search time. An in-memory index's colour memo (search.index.colour_memo) keeps only the
+descriptors it has read, never an image's lack of one, so a backfilled image is read afresh."""
 
 from __future__ import annotations
 
